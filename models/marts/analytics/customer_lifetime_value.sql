@@ -1,0 +1,11 @@
+select
+    c.customer_id,
+    c.full_name,
+    c.tier,
+    count(f.transaction_id) as transaction_count,
+    coalesce(sum(f.amount_usd) filter (where f.status = 'settled'), 0) as lifetime_value_usd,
+    min(f.created_at) as first_transaction_at,
+    max(f.created_at) as last_transaction_at
+from {{ ref('dim_customers') }} as c
+left join {{ ref('fact_transactions') }} as f using (customer_id)
+group by 1, 2, 3

@@ -1,0 +1,9 @@
+select
+    transaction_date,
+    currency,
+    count(*) as transaction_count,
+    sum(amount) as gross_amount,
+    sum(amount_usd) as gross_amount_usd,
+    count(*) filter (where status = 'failed') as failed_count
+from {{ ref('fact_transactions') }}
+group by 1, 2

@@ -1,0 +1,15 @@
+select
+    m.merchant_id,
+    m.merchant_name,
+    m.category,
+    count(f.transaction_id) as transaction_count,
+    count(distinct f.customer_id) as distinct_customers,
+    coalesce(sum(f.amount_usd) filter (where f.status = 'settled'), 0) as settled_volume_usd,
+    round(
+        count(*) filter (where f.status in ('refunded', 'disputed'))::numeric
+        / nullif(count(f.transaction_id), 0),
+        4
+    ) as refund_or_dispute_rate
+from {{ ref('dim_merchants') }} as m
+left join {{ ref('fact_transactions') }} as f using (merchant_id)
+group by 1, 2, 3

@@ -1,0 +1,3 @@
+//! dbt-compatible artifacts written under the target directory.
+
+pub mod manifest;

@@ -1,0 +1,133 @@
+//! Command-line interface: the flags dbt users already type.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::graph::selector::IndirectSelection;
+
+/// Strata: a fast warehouse modeling tool that runs dbt projects on PostgreSQL and Redshift.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse the project and write target/manifest.json without compiling SQL.
+    Parse(CommonArgs),
+    /// Render every selected node's SQL into target/compiled and write manifest.json.
+    Compile(CompileArgs),
+    /// List the selected resources.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Install the packages declared in packages.yml into dbt_packages/.
+    Deps(CommonArgs),
+    /// Delete the directories listed in clean-targets.
+    Clean(CommonArgs),
+    /// Create a new project from Strata's template.
+    Init(InitArgs),
+    /// Show the resolved project, profile and target configuration.
+    Debug(CommonArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Flags shared by every subcommand that reads a project.
+#[derive(Debug, Clone, Args, Default)]
+pub struct CommonArgs {
+    /// The project directory (holds dbt_project.yml).
+    #[arg(long, global = true, default_value = ".")]
+    pub project_dir: PathBuf,
+    /// Where profiles.yml lives [default: the project dir if it has one, else ~/.dbt].
+    #[arg(long, global = true, env = "DBT_PROFILES_DIR")]
+    pub profiles_dir: Option<PathBuf>,
+    /// Profile to use instead of the project's `profile:`.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Target within the profile.
+    #[arg(short = 't', long, global = true)]
+    pub target: Option<String>,
+    /// Variables as YAML or JSON, e.g. '{start_date: 2024-01-01}'.
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+    /// Nodes to include (dbt selector syntax).
+    #[arg(short = 's', long = "select", alias = "models", short_alias = 'm', global = true, num_args = 1..)]
+    pub select: Vec<String>,
+    /// Nodes to leave out (dbt selector syntax).
+    #[arg(long, global = true, num_args = 1..)]
+    pub exclude: Vec<String>,
+    /// A named selector from selectors.yml.
+    #[arg(long, global = true)]
+    pub selector: Option<String>,
+    /// Only these resource types (model, seed, snapshot, test, source, analysis, exposure).
+    #[arg(long = "resource-type", alias = "resource-types", global = true, num_args = 1..)]
+    pub resource_type: Vec<String>,
+    /// How tests of selected nodes are included.
+    #[arg(long, global = true, value_enum, default_value_t = IndirectSelection::Eager)]
+    pub indirect_selection: IndirectSelection,
+    /// Worker threads [default: the target's `threads`].
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Rebuild incremental models and seeds from scratch.
+    #[arg(long, global = true)]
+    pub full_refresh: bool,
+    /// Where artifacts go [default: the project's target-path].
+    #[arg(long, global = true)]
+    pub target_path: Option<PathBuf>,
+    /// Log lines as text or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Print only errors (and the output of `ls`).
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+    /// Disable colored output.
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Do not write compiled SQL files, only manifest.json.
+    #[arg(long)]
+    pub no_write: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LsOutput {
+    #[default]
+    Selector,
+    Name,
+    Path,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = LsOutput::Selector)]
+    pub output: LsOutput,
+    /// With `--output json`, only these keys.
+    #[arg(long, num_args = 1..)]
+    pub output_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Name of the new project (also its directory).
+    pub name: String,
+    /// Where to create the project directory.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}

@@ -1,0 +1,25 @@
+//! `strata deps`: install local packages; remote ones must already be in place.
+
+use anyhow::{Context, Result};
+
+use super::Outcome;
+use crate::cli::CommonArgs;
+use crate::project::{packages, ProjectSettings};
+use crate::report::Reporter;
+
+pub fn run(args: &CommonArgs) -> Result<Outcome> {
+    let reporter = Reporter::new(args);
+    let dir = &args.project_dir;
+    let text = std::fs::read_to_string(dir.join("dbt_project.yml"))
+        .with_context(|| format!("no dbt_project.yml in {}", dir.display()))?;
+    let settings = ProjectSettings::parse("dbt_project.yml", &text)?;
+    let install = dir.join(&settings.packages_install_path);
+    let done = packages::install(dir, &install)?;
+    if done.is_empty() {
+        reporter.info("deps", "No packages declared in packages.yml or dependencies.yml");
+    }
+    for p in done {
+        reporter.info("deps", &format!("{} {} ({})", p.action, p.name, p.spec.describe()));
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,135 @@
+//! One module per subcommand, plus the load → parse → graph session they share.
+
+pub mod clean;
+pub mod compile;
+pub mod debug;
+pub mod deps;
+pub mod init;
+pub mod ls;
+pub mod parse;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::cli::CommonArgs;
+use crate::error::{DiagKind, Diagnostic, Error};
+use crate::graph::selector::{parse_cli, IndirectSelection, Selector};
+use crate::graph::Graph;
+use crate::manifest::parser::{self, Parsed};
+use crate::manifest::ResourceType;
+use crate::project::{LoadOptions, Project};
+use crate::report::Reporter;
+
+/// How a command ended; mapped to the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Models or tests failed (exit 1).
+    Failed,
+}
+
+pub fn load_options(args: &CommonArgs, offline: bool) -> LoadOptions {
+    LoadOptions {
+        project_dir: args.project_dir.clone(),
+        profiles_dir: args.profiles_dir.clone(),
+        profile: args.profile.clone(),
+        target: args.target.clone(),
+        vars: args.vars.clone(),
+        offline,
+    }
+}
+
+/// A loaded and parsed project with its graph.
+pub struct Session {
+    pub args: CommonArgs,
+    pub project: Project,
+    pub parsed: Parsed,
+    pub graph: Graph,
+    pub target_dir: PathBuf,
+    pub reporter: Reporter,
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Session {
+    pub fn open(args: &CommonArgs) -> Result<Session, Error> {
+        let started = Instant::now();
+        let started_at = chrono::Utc::now();
+        let reporter = Reporter::new(args);
+        crate::secrets::register_from_env();
+        let project = Project::load(&load_options(args, false))?;
+        for w in &project.warnings {
+            reporter.warn(w);
+        }
+        let parsed = parser::parse(&project)?;
+        for w in &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..] {
+            reporter.warn(w);
+        }
+        let graph = Graph::build(&parsed.manifest)?;
+        let target_dir = project.target_dir(args.target_path.as_deref());
+        Ok(Session {
+            args: args.clone(),
+            project,
+            parsed,
+            graph,
+            target_dir,
+            reporter,
+            started,
+            started_at,
+        })
+    }
+
+    /// The target path as written into artifacts (relative when inside the project).
+    pub fn target_path_label(&self) -> String {
+        match &self.args.target_path {
+            Some(p) => p.display().to_string(),
+            None => self.project.root().settings.target_path.clone(),
+        }
+    }
+
+    /// Applies --select/--selector/--exclude/--resource-type.
+    pub fn select(&self) -> Result<BTreeSet<String>, Error> {
+        let m = &self.parsed.manifest;
+        let sel = Selector::new(m, &self.graph)?;
+        let explicit = if !self.args.select.is_empty() {
+            Some(parse_cli(&self.args.select)?)
+        } else if let Some(name) = &self.args.selector {
+            Some(sel.yaml_selector(name)?.clone())
+        } else {
+            sel.default_expr()
+        };
+        let mut chosen: BTreeSet<String> = match &explicit {
+            Some(e) => {
+                let mut s = sel.eval(e)?;
+                sel.add_tests(&mut s, self.args.indirect_selection);
+                s
+            }
+            None => m.all_ids().cloned().collect(),
+        };
+        chosen.retain(|id| !id.starts_with("operation."));
+        if !self.args.exclude.is_empty() {
+            let mut ex = sel.eval(&parse_cli(&self.args.exclude)?)?;
+            sel.add_tests(&mut ex, IndirectSelection::Eager);
+            chosen.retain(|id| !ex.contains(id));
+        }
+        if !self.args.resource_type.is_empty() {
+            let mut types = Vec::new();
+            for t in &self.args.resource_type {
+                for part in t.split(',') {
+                    let rt = ResourceType::parse(part.trim()).ok_or_else(|| {
+                        Diagnostic::new(DiagKind::Selector, format!("unknown resource type '{part}'"))
+                            .hint("one of: model, seed, snapshot, test, source, analysis, exposure")
+                    })?;
+                    types.push(rt);
+                }
+            }
+            chosen.retain(|id| resource_type_of(id).is_some_and(|rt| types.contains(&rt)));
+        }
+        Ok(chosen)
+    }
+}
+
+pub fn resource_type_of(unique_id: &str) -> Option<ResourceType> {
+    ResourceType::parse(unique_id.split('.').next()?)
+}

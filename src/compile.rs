@@ -1,0 +1,453 @@
+//! Manifest → compiled SQL: resolves refs and sources, reuses parse renders where
+//! possible, renders generic tests, and injects ephemeral models as CTEs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use minijinja::value::Value;
+use rayon::prelude::*;
+use regex::Regex;
+use serde_json::Value as Json;
+
+use crate::error::{DiagKind, Diagnostic, Diagnostics, Error};
+use crate::graph::Graph;
+use crate::jinja::{self, JinjaEnv, NodeInfo, Phase, RefCall, RelationName, ResolvedRef, Resolver};
+use crate::manifest::parser::Parsed;
+use crate::manifest::{Manifest, Node, ResourceType};
+
+/// A node's rendered SQL.
+#[derive(Debug, Clone)]
+pub struct CompiledNode {
+    pub unique_id: String,
+    /// The SQL as rendered, before ephemeral CTEs are injected.
+    pub pre_injected: String,
+    /// Ephemeral CTEs this node needs, in dependency order: (unique id, `name as (...)`).
+    pub extra_ctes: Vec<(String, String)>,
+    pub sql: String,
+    /// Relative to the target directory.
+    pub compiled_path: String,
+}
+
+/// Resolves `ref`/`source` against the parsed manifest.
+pub struct ManifestResolver {
+    by_name: HashMap<String, Vec<(String, String)>>,
+    relations: HashMap<String, (RelationName, bool)>,
+    sources: HashMap<(String, String), (String, RelationName)>,
+    root: String,
+}
+
+impl ManifestResolver {
+    pub fn new(m: &Manifest) -> Self {
+        let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let mut relations = HashMap::new();
+        for n in m.nodes.values() {
+            if !matches!(n.resource_type, ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot) {
+                continue;
+            }
+            by_name
+                .entry(n.name.clone())
+                .or_default()
+                .push((n.package.clone(), n.unique_id.clone()));
+            let eph = n.is_ephemeral();
+            let rel = if eph {
+                RelationName::cte(&n.name)
+            } else {
+                RelationName::new(&n.database, &n.schema, &n.alias, m.quoting)
+            };
+            relations.insert(n.unique_id.clone(), (rel, eph));
+        }
+        let sources = m
+            .sources
+            .values()
+            .map(|s| {
+                let mut r = RelationName::new(&s.database, &s.schema, &s.identifier, s.quoting);
+                r.kind = Some("table".into());
+                ((s.source_name.clone(), s.name.clone()), (s.unique_id.clone(), r))
+            })
+            .collect();
+        ManifestResolver {
+            by_name,
+            relations,
+            sources,
+            root: m.project_name.clone(),
+        }
+    }
+}
+
+impl Resolver for ManifestResolver {
+    fn resolve_ref(&self, from_package: &str, r: &RefCall) -> Result<ResolvedRef, String> {
+        let cands = self
+            .by_name
+            .get(&r.name)
+            .ok_or_else(|| format!("ref('{}') is not a model, seed or snapshot", r.name))?;
+        let pick = |p: &str| cands.iter().find(|(cp, _)| cp == p).map(|(_, u)| u.clone());
+        let uid = match &r.package {
+            Some(p) => pick(p),
+            None => pick(from_package)
+                .or_else(|| pick(&self.root))
+                .or_else(|| cands.first().map(|(_, u)| u.clone())),
+        }
+        .ok_or_else(|| format!("ref('{}') is not in package '{}'", r.name, r.package.clone().unwrap_or_default()))?;
+        let (relation, ephemeral) = self
+            .relations
+            .get(&uid)
+            .cloned()
+            .ok_or_else(|| format!("ref('{}') has no relation", r.name))?;
+        Ok(ResolvedRef {
+            unique_id: uid,
+            relation,
+            ephemeral,
+        })
+    }
+
+    fn resolve_source(&self, source: &str, table: &str) -> Result<(String, RelationName), String> {
+        self.sources
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
+            .ok_or_else(|| format!("source('{source}', '{table}') is not defined"))
+    }
+}
+
+static LOOKS_LIKE_FUNC: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(env_var|ref|var|source|doc)\s*\(.+\)\s*$").expect("static regex"));
+static MODEL_KWARG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^\{\{ get_where_subquery\((ref\('([^']+)'\)|source\('([^']+)', '([^']+)'\))\) \}\}$"#)
+        .expect("static regex")
+});
+
+/// Where a node's compiled SQL is written, relative to the target directory.
+pub fn compiled_path(n: &Node) -> String {
+    match &n.test {
+        Some(_) => format!("compiled/{}/{}/{}", n.package, n.original_file_path, n.path),
+        None => format!("compiled/{}/{}", n.package, n.original_file_path),
+    }
+}
+
+pub struct Compiler<'a> {
+    pub parsed: &'a Parsed,
+    resolver: Arc<ManifestResolver>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(parsed: &'a Parsed) -> Self {
+        let resolver = Arc::new(ManifestResolver::new(&parsed.manifest));
+        parsed.jinja.set_resolver(resolver.clone());
+        Compiler { parsed, resolver }
+    }
+
+    fn jinja(&self) -> &JinjaEnv {
+        &self.parsed.jinja
+    }
+
+    fn manifest(&self) -> &Manifest {
+        &self.parsed.manifest
+    }
+
+    /// Compiles the selected nodes (and the ephemeral models they need).
+    pub fn compile(&self, graph: &Graph, selected: &BTreeSet<String>) -> Result<HashMap<String, CompiledNode>, Error> {
+        let m = self.manifest();
+        let mut ephemerals: Vec<String> = Vec::new();
+        let mut need: BTreeSet<String> = BTreeSet::new();
+        for id in selected {
+            if let Some(n) = m.nodes.get(id) {
+                if n.has_sql() {
+                    need.insert(id.clone());
+                }
+                for a in graph.walk(id, petgraph::Direction::Incoming, None) {
+                    if m.nodes.get(&a).is_some_and(|x| x.is_ephemeral()) {
+                        need.insert(a);
+                    }
+                }
+            }
+        }
+        for id in graph.topo_order() {
+            if need.contains(&id) && m.nodes[&id].is_ephemeral() {
+                ephemerals.push(id);
+            }
+        }
+        let mut out: HashMap<String, CompiledNode> = HashMap::with_capacity(need.len());
+        let mut diags = Diagnostics::default();
+        // Ephemeral models first, in dependency order, so dependents can inline them.
+        for id in &ephemerals {
+            match self.compile_node(&m.nodes[id], &out) {
+                Ok(c) => {
+                    out.insert(id.clone(), c);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        let rest: Vec<&String> = need.iter().filter(|id| !out.contains_key(*id)).collect();
+        let results: Vec<Result<CompiledNode, Diagnostic>> = rest
+            .par_iter()
+            .map(|id| self.compile_node(&m.nodes[*id], &out))
+            .collect();
+        for r in results {
+            match r {
+                Ok(c) => {
+                    out.insert(c.unique_id.clone(), c);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        diags.into_result()?;
+        Ok(out)
+    }
+
+    fn node_info(&self, n: &Node, extra: Vec<(String, Value)>) -> NodeInfo {
+        NodeInfo {
+            package: n.package.clone(),
+            name: n.name.clone(),
+            unique_id: n.unique_id.clone(),
+            resource_type: n.resource_type.as_str().to_string(),
+            this: Some(RelationName::new(&n.database, &n.schema, &n.alias, self.manifest().quoting)),
+            config: Some(Arc::new(n.config.all.clone())),
+            is_incremental: false,
+            extra,
+        }
+    }
+
+    fn diag(&self, n: &Node, e: &minijinja::Error) -> Diagnostic {
+        let src = std::fs::read_to_string(&n.display_path).ok();
+        jinja::diagnostic_from_jinja(e, &n.display_path, src.as_deref(), n.line_offset)
+    }
+
+    pub fn compile_node(&self, n: &Node, done: &HashMap<String, CompiledNode>) -> Result<CompiledNode, Diagnostic> {
+        let (sql, ephemerals) = if n.test.is_some() {
+            self.render_generic_test(n)?
+        } else {
+            self.render_sql(n)?
+        };
+        let mut extra: Vec<(String, String)> = Vec::new();
+        for e in &ephemerals {
+            let Some(c) = done.get(e) else {
+                return Err(Diagnostic::new(
+                    DiagKind::JinjaRuntime,
+                    format!("ephemeral model {e} was not compiled before {}", n.unique_id),
+                )
+                .file(&n.display_path));
+            };
+            for (id, cte) in &c.extra_ctes {
+                if !extra.iter().any(|(x, _)| x == id) {
+                    extra.push((id.clone(), cte.clone()));
+                }
+            }
+            if !extra.iter().any(|(x, _)| x == e) {
+                let name = e.rsplit('.').next().unwrap_or(e);
+                extra.push((e.clone(), format!(" __dbt__cte__{name} as (\n{}\n)", c.pre_injected)));
+            }
+        }
+        let injected = inject_ctes(&sql, &extra);
+        Ok(CompiledNode {
+            unique_id: n.unique_id.clone(),
+            pre_injected: sql,
+            extra_ctes: extra,
+            sql: injected,
+            compiled_path: compiled_path(n),
+        })
+    }
+
+    /// A model, analysis, snapshot or singular test: substitute the parse render
+    /// when it was phase-insensitive, else render again in the compile phase.
+    fn render_sql(&self, n: &Node) -> Result<(String, Vec<String>), Diagnostic> {
+        if let (Some(out), false) = (&n.parse_output, n.phase_sensitive) {
+            let mut refs = Vec::with_capacity(n.refs.len());
+            let mut ephemerals = Vec::new();
+            for r in &n.refs {
+                let rr = self.resolver.resolve_ref(&n.package, r).map_err(|e| {
+                    Diagnostic::new(DiagKind::UnknownRef, e).file(&n.display_path)
+                })?;
+                if rr.ephemeral && !ephemerals.contains(&rr.unique_id) {
+                    ephemerals.push(rr.unique_id.clone());
+                }
+                refs.push(rr.relation.render());
+            }
+            let mut sources = Vec::with_capacity(n.sources.len());
+            for (s, t) in &n.sources {
+                let (_, rel) = self.resolver.resolve_source(s, t).map_err(|e| {
+                    Diagnostic::new(DiagKind::UnknownSource, e).file(&n.display_path)
+                })?;
+                sources.push(rel.render());
+            }
+            let this = RelationName::new(&n.database, &n.schema, &n.alias, self.manifest().quoting).render();
+            if let Some(sql) = jinja::substitute(out, &refs, &sources, Some(&this)) {
+                return Ok((sql, ephemerals));
+            }
+        }
+        let ctx = self.jinja().ctx(self.node_info(n, vec![]), Phase::Compile);
+        let src = jinja::preprocess::rewrite_mutable_literals(&n.raw_code);
+        let sql = self
+            .jinja()
+            .render(&n.display_path, &src, &ctx)
+            .map_err(|e| self.diag(n, &e))?;
+        Ok((sql, ctx.take_capture().ephemerals))
+    }
+
+    fn render_generic_test(&self, n: &Node) -> Result<(String, Vec<String>), Diagnostic> {
+        let Some(t) = &n.test else {
+            return self.render_sql(n);
+        };
+        let ctx = self.jinja().ctx(self.node_info(n, vec![]), Phase::Compile);
+        let fast_model = !self.jinja().macros().is_overridden("get_where_subquery")
+            && n.config.get("where").is_none_or(Json::is_null);
+        let mut kwargs: Vec<(String, Value)> = Vec::with_capacity(t.kwargs.len());
+        for (k, v) in &t.kwargs {
+            let value = if k == "column_name" {
+                crate::jinja::to_value(v)
+            } else if k == "model" && fast_model {
+                match v.as_str().and_then(|s| MODEL_KWARG.captures(s)) {
+                    Some(c) => {
+                        let rel = match (c.get(2), c.get(3), c.get(4)) {
+                            (Some(name), _, _) => self
+                                .resolver
+                                .resolve_ref(&n.package, &RefCall { name: name.as_str().into(), package: None, version: None })
+                                .map(|r| r.relation.render()),
+                            (_, Some(s), Some(tb)) => self.resolver.resolve_source(s.as_str(), tb.as_str()).map(|r| r.1.render()),
+                            _ => Err("bad model argument".into()),
+                        }
+                        .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&t.yaml_path))?;
+                        Value::from(rel)
+                    }
+                    None => self.render_arg(n, v, &ctx)?,
+                }
+            } else {
+                self.render_arg(n, v, &ctx)?
+            };
+            kwargs.push((k.clone(), value));
+        }
+        let kw = Value::from_pairs(kwargs);
+        let ctx = self.jinja().ctx(
+            self.node_info(n, vec![("_dbt_generic_test_kwargs".into(), kw)]),
+            Phase::Compile,
+        );
+        let macro_name = match &t.namespace {
+            Some(ns) => format!("{ns}.test_{}", t.name),
+            None => format!("test_{}", t.name),
+        };
+        let src = format!("{{{{ {macro_name}(**_dbt_generic_test_kwargs) }}}}");
+        let sql = self
+            .jinja()
+            .render(&t.yaml_path, &src, &ctx)
+            .map_err(|e| {
+                let mut d = self.diag(n, &e);
+                if d.kind == DiagKind::UnknownMacro {
+                    d.message = format!("data test '{}' has no definition: {}", t.name, d.message);
+                    d.hint = Some(format!(
+                        "define it with {{% test {}(model, column_name) %}} in a macro-path or tests/generic/",
+                        t.name
+                    ));
+                }
+                d
+            })?;
+        Ok((sql, ctx.take_capture().ephemerals))
+    }
+
+    /// dbt's rendering of test arguments: function-looking strings are evaluated,
+    /// other templated strings rendered, everything else passed through.
+    fn render_arg(&self, n: &Node, v: &Json, ctx: &Arc<jinja::RenderCtx>) -> Result<Value, Diagnostic> {
+        let file = n.test.as_ref().map(|t| t.yaml_path.clone()).unwrap_or_else(|| n.display_path.clone());
+        match v {
+            Json::String(s) if LOOKS_LIKE_FUNC.is_match(s) => self
+                .jinja()
+                .eval(s.trim(), ctx)
+                .map_err(|e| jinja::diagnostic_from_jinja(&e, &file, None, 0)),
+            Json::String(s) if s.contains("{{") || s.contains("{%") => self
+                .jinja()
+                .render(&file, s, ctx)
+                .map(Value::from)
+                .map_err(|e| jinja::diagnostic_from_jinja(&e, &file, None, 0)),
+            Json::Array(a) => Ok(Value::from(
+                a.iter()
+                    .map(|x| self.render_arg(n, x, ctx))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )),
+            Json::Object(o) => Ok(Value::from_pairs(
+                o.iter()
+                    .map(|(k, x)| Ok((k.clone(), self.render_arg(n, x, ctx)?)))
+                    .collect::<Result<Vec<_>, Diagnostic>>()?,
+            )),
+            other => Ok(crate::jinja::to_value(other)),
+        }
+    }
+}
+
+/// dbt's CTE injection: after a leading `with` (adding a comma) or as a new `with`.
+pub fn inject_ctes(sql: &str, ctes: &[(String, String)]) -> String {
+    if ctes.is_empty() {
+        return sql.to_string();
+    }
+    let joined = ctes.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ");
+    let start = first_token(sql);
+    let rest = &sql[start..];
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if word.eq_ignore_ascii_case("with") {
+        let mut after = start + word.len();
+        let tail = &sql[after..];
+        let ws = tail.len() - tail.trim_start().len();
+        let next: String = tail[ws..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        if next.eq_ignore_ascii_case("recursive") {
+            after += ws + next.len();
+        }
+        format!("{}{},{}", &sql[..after], joined, &sql[after..])
+    } else {
+        format!("{}with{}{}", &sql[..start], joined, rest)
+    }
+}
+
+/// Byte offset of the first token that is not whitespace or a comment.
+fn first_token(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if b[i..].starts_with(b"--") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            match sql[i + 2..].find("*/") {
+                Some(e) => i = i + 2 + e + 2,
+                None => return i,
+            }
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// Writes compiled SQL under `<target>/compiled/...`, in parallel.
+pub fn write_compiled(target_dir: &Path, compiled: &HashMap<String, CompiledNode>) -> Result<(), Error> {
+    let mut dirs: BTreeSet<std::path::PathBuf> = BTreeSet::new();
+    for c in compiled.values() {
+        if let Some(p) = target_dir.join(&c.compiled_path).parent() {
+            dirs.insert(p.to_path_buf());
+        }
+    }
+    for d in &dirs {
+        std::fs::create_dir_all(d).map_err(|source| Error::Write {
+            path: d.clone(),
+            source,
+        })?;
+    }
+    compiled.par_iter().try_for_each(|(_, c)| {
+        let p = target_dir.join(&c.compiled_path);
+        std::fs::write(&p, crate::secrets::scrub(&c.sql).as_bytes()).map_err(|source| Error::Write { path: p, source })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cte_injection() {
+        let c = vec![("model.p.e".to_string(), " __dbt__cte__e as (\nselect 1\n)".to_string())];
+        assert_eq!(inject_ctes("select * from __dbt__cte__e", &c), "with __dbt__cte__e as (\nselect 1\n)select * from __dbt__cte__e");
+        assert_eq!(
+            inject_ctes("-- hi\nwith a as (select 1) select * from a", &c),
+            "-- hi\nwith __dbt__cte__e as (\nselect 1\n), a as (select 1) select * from a"
+        );
+    }
+}

@@ -1,0 +1,550 @@
+//! The per-render context object and the phase-aware dbt functions that read it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+use minijinja::value::{from_args, Kwargs, Object, ObjectRepr, Rest, Value};
+use minijinja::{Error, ErrorKind, State};
+use serde_json::Value as Json;
+
+use super::macros::MacroRegistry;
+use super::relation::{QuotePolicy, Relation, RelationName};
+use crate::project::config::{merge_key, ConfigMap};
+
+/// Parsing records dependencies and configs; compiling resolves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Parse,
+    Compile,
+}
+
+/// One `ref()` call as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RefCall {
+    pub name: String,
+    pub package: Option<String>,
+    pub version: Option<String>,
+}
+
+/// A resolved `ref()`.
+#[derive(Debug, Clone)]
+pub struct ResolvedRef {
+    pub unique_id: String,
+    pub relation: RelationName,
+    pub ephemeral: bool,
+}
+
+/// Answers `ref`/`source`/`doc` during compilation, from the parsed manifest.
+pub trait Resolver: Send + Sync {
+    fn resolve_ref(&self, from_package: &str, r: &RefCall) -> Result<ResolvedRef, String>;
+    fn resolve_source(&self, source: &str, table: &str) -> Result<(String, RelationName), String>;
+}
+
+/// Invocation-wide values shared by every render.
+pub struct Shared {
+    pub target: Value,
+    pub target_schema: String,
+    pub target_database: String,
+    pub project_name: String,
+    pub root_package: String,
+    pub adapter_type: String,
+    pub run_started_at: chrono::DateTime<chrono::Utc>,
+    pub invocation_id: String,
+    /// Vars as each package sees them.
+    pub vars: HashMap<String, Arc<IndexMap<String, Json>>>,
+    pub quoting: QuotePolicy,
+    pub macros: Arc<MacroRegistry>,
+    pub resolver: Mutex<Option<Arc<dyn Resolver>>>,
+    pub flags: Value,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("project_name", &self.project_name)
+            .finish()
+    }
+}
+
+/// What the node being rendered is.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    pub package: String,
+    pub name: String,
+    pub unique_id: String,
+    pub resource_type: String,
+    pub this: Option<RelationName>,
+    /// The final config, for `config.get` while compiling.
+    pub config: Option<Arc<ConfigMap>>,
+    pub is_incremental: bool,
+    /// Extra context variables (`_dbt_generic_test_kwargs`, `model` …).
+    pub extra: Vec<(String, Value)>,
+}
+
+/// What a render recorded.
+#[derive(Debug, Default, Clone)]
+pub struct Capture {
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    pub config: ConfigMap,
+    pub macros: BTreeSet<String>,
+    /// Unique ids of ephemeral models referenced while compiling.
+    pub ephemerals: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct RenderState {
+    capture: Capture,
+    package_stack: Vec<String>,
+    return_value: Option<Value>,
+}
+
+/// The root object of every render: dbt's context variables live here.
+#[derive(Debug)]
+pub struct RenderCtx {
+    pub shared: Arc<Shared>,
+    pub node: NodeInfo,
+    pub phase: Phase,
+    pub sensitive: Arc<AtomicBool>,
+    state: Mutex<RenderState>,
+}
+
+/// The token a parse-phase relation renders as; substituted when compiling.
+pub fn placeholder(kind: char, idx: usize) -> String {
+    format!("\u{0}{kind}{idx}\u{0}")
+}
+
+impl RenderCtx {
+    pub fn new(shared: Arc<Shared>, node: NodeInfo, phase: Phase) -> Arc<RenderCtx> {
+        Arc::new(RenderCtx {
+            shared,
+            node,
+            phase,
+            sensitive: Arc::new(AtomicBool::new(false)),
+            state: Mutex::new(RenderState::default()),
+        })
+    }
+
+    fn st(&self) -> MutexGuard<'_, RenderState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn mark_sensitive(&self) {
+        self.sensitive.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_sensitive(&self) -> bool {
+        self.sensitive.load(Ordering::Relaxed)
+    }
+
+    pub fn take_capture(&self) -> Capture {
+        std::mem::take(&mut self.st().capture)
+    }
+
+    pub fn current_package(&self) -> String {
+        self.st()
+            .package_stack
+            .last()
+            .cloned()
+            .unwrap_or_else(|| self.node.package.clone())
+    }
+
+    pub fn push_package(&self, p: &str) {
+        self.st().package_stack.push(p.to_string());
+    }
+
+    pub fn pop_package(&self) {
+        self.st().package_stack.pop();
+    }
+
+    /// Records a macro called from the node's own template (dbt lists only those).
+    pub fn record_macro(&self, unique_id: &str) {
+        let mut st = self.st();
+        if st.package_stack.is_empty() && !st.capture.macros.contains(unique_id) {
+            st.capture.macros.insert(unique_id.to_string());
+        }
+    }
+
+    pub fn set_return(&self, v: Value) {
+        self.st().return_value = Some(v);
+    }
+
+    pub fn take_return(&self) -> Option<Value> {
+        self.st().return_value.take()
+    }
+
+    fn this_value(&self) -> Value {
+        match (&self.node.this, self.phase) {
+            (Some(name), Phase::Parse) => Value::from_object(Relation {
+                name: name.clone(),
+                placeholder: Some(placeholder('T', 0)),
+                sensitive: Some(self.sensitive.clone()),
+            }),
+            (Some(name), Phase::Compile) => Value::from_object(Relation::resolved(name.clone())),
+            (None, _) => Value::from(()),
+        }
+    }
+
+    fn config_get(&self, key: &str) -> Option<Json> {
+        if let Some(c) = &self.node.config {
+            return c.get(key).cloned();
+        }
+        self.st().capture.config.get(key).cloned()
+    }
+}
+
+pub fn ctx_of(state: &State) -> Result<Arc<RenderCtx>, Error> {
+    state
+        .lookup("__strata_ctx")
+        .and_then(|v| v.downcast_object::<RenderCtx>())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no dbt context in this render"))
+}
+
+impl Object for RenderCtx {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        Some(match key {
+            "__strata_ctx" => Value::from_dyn_object(self.clone()),
+            "target" => self.shared.target.clone(),
+            "project_name" => Value::from(self.shared.project_name.clone()),
+            "invocation_id" => Value::from(self.shared.invocation_id.clone()),
+            "run_started_at" => super::objects::datetime_value(self.shared.run_started_at.naive_utc()),
+            "execute" => {
+                self.mark_sensitive();
+                Value::from(self.phase == Phase::Compile)
+            }
+            "this" => self.this_value(),
+            "schema" => {
+                self.mark_sensitive();
+                Value::from(
+                    self.node
+                        .this
+                        .as_ref()
+                        .and_then(|t| t.schema.clone())
+                        .unwrap_or_else(|| self.shared.target_schema.clone()),
+                )
+            }
+            "database" => {
+                self.mark_sensitive();
+                Value::from(
+                    self.node
+                        .this
+                        .as_ref()
+                        .and_then(|t| t.database.clone())
+                        .unwrap_or_else(|| self.shared.target_database.clone()),
+                )
+            }
+            "config" => Value::from_object(ConfigObj),
+            "flags" => self.shared.flags.clone(),
+            "model" => {
+                self.mark_sensitive();
+                self.node
+                    .extra
+                    .iter()
+                    .find(|(k, _)| k == "model")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| {
+                        crate::jinja::to_value(serde_json::json!({
+                            "unique_id": self.node.unique_id,
+                            "name": self.node.name,
+                            "resource_type": self.node.resource_type,
+                            "package_name": self.node.package,
+                        }))
+                    })
+            }
+            other => {
+                return self
+                    .node
+                    .extra
+                    .iter()
+                    .find(|(k, _)| k == other)
+                    .map(|(_, v)| v.clone())
+            }
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(&[
+            "target",
+            "project_name",
+            "invocation_id",
+            "run_started_at",
+            "execute",
+            "this",
+            "config",
+        ])
+    }
+}
+
+fn tagged(code: &str, msg: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::InvalidOperation, format!("[{code}] {msg}"))
+}
+
+/// `ref('name')`, `ref('package', 'name')`, `ref('name', v=2)`.
+pub fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    let strs: Vec<String> = args
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| tagged("unknown-ref", format!("ref() takes string arguments, got {v}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let (package, name) = match strs.as_slice() {
+        [n] => (None, n.clone()),
+        [p, n] => (Some(p.clone()), n.clone()),
+        _ => return Err(tagged("unknown-ref", "ref() takes one or two arguments")),
+    };
+    let version = kwargs
+        .get::<Option<Value>>("v")?
+        .or(kwargs.get::<Option<Value>>("version")?)
+        .map(|v| v.to_string());
+    kwargs.assert_all_used()?;
+    let call = RefCall {
+        name,
+        package,
+        version,
+    };
+    match ctx.phase {
+        Phase::Parse => {
+            let idx = {
+                let mut st = ctx.st();
+                let idx = st.capture.refs.iter().position(|r| r == &call);
+                idx.unwrap_or_else(|| {
+                    st.capture.refs.push(call.clone());
+                    st.capture.refs.len() - 1
+                })
+            };
+            Ok(Value::from_object(Relation {
+                name: RelationName::new(
+                    &ctx.shared.target_database,
+                    &ctx.shared.target_schema,
+                    &call.name,
+                    ctx.shared.quoting,
+                ),
+                placeholder: Some(placeholder('R', idx)),
+                sensitive: Some(ctx.sensitive.clone()),
+            }))
+        }
+        Phase::Compile => {
+            let resolver = ctx
+                .shared
+                .resolver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or_else(|| tagged("unknown-ref", "ref() has no manifest to resolve against"))?;
+            let r = resolver
+                .resolve_ref(&ctx.current_package(), &call)
+                .map_err(|e| tagged("unknown-ref", e))?;
+            if r.ephemeral {
+                let mut st = ctx.st();
+                if !st.capture.ephemerals.contains(&r.unique_id) {
+                    st.capture.ephemerals.push(r.unique_id.clone());
+                }
+            }
+            Ok(Value::from_object(Relation::resolved(r.relation)))
+        }
+    }
+}
+
+/// `source('source_name', 'table_name')`.
+pub fn source_fn(state: &State, source: String, table: String) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    match ctx.phase {
+        Phase::Parse => {
+            let key = (source.clone(), table.clone());
+            let idx = {
+                let mut st = ctx.st();
+                match st.capture.sources.iter().position(|s| s == &key) {
+                    Some(i) => i,
+                    None => {
+                        st.capture.sources.push(key);
+                        st.capture.sources.len() - 1
+                    }
+                }
+            };
+            Ok(Value::from_object(Relation {
+                name: RelationName::new(
+                    &ctx.shared.target_database,
+                    &source,
+                    &table,
+                    ctx.shared.quoting,
+                ),
+                placeholder: Some(placeholder('S', idx)),
+                sensitive: Some(ctx.sensitive.clone()),
+            }))
+        }
+        Phase::Compile => {
+            let resolver = ctx
+                .shared
+                .resolver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or_else(|| tagged("unknown-source", "source() has no manifest to resolve against"))?;
+            let (_, name) = resolver
+                .resolve_source(&source, &table)
+                .map_err(|e| tagged("unknown-source", e))?;
+            Ok(Value::from_object(Relation::resolved(name)))
+        }
+    }
+}
+
+/// `var('name', default)`.
+pub fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    let pkg = ctx.current_package();
+    let found = ctx
+        .shared
+        .vars
+        .get(&pkg)
+        .or_else(|| ctx.shared.vars.get(&ctx.shared.root_package))
+        .and_then(|v| v.get(&name));
+    match (found, default) {
+        (Some(v), _) => Ok(crate::jinja::to_value(v)),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(tagged(
+            "unknown-var",
+            format!(
+                "{} '{}' uses var('{name}'), which is not defined and has no default",
+                ctx.node.resource_type, ctx.node.name
+            ),
+        )),
+    }
+}
+
+/// `env_var('NAME', default)`; values of `DBT_ENV_SECRET_*` are remembered for redaction.
+pub fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> {
+    match std::env::var(&name) {
+        Ok(v) => {
+            if name.starts_with("DBT_ENV_SECRET_") {
+                crate::secrets::register(&v);
+            }
+            Ok(Value::from(v))
+        }
+        Err(_) => match default {
+            Some(d) => Ok(d),
+            None => Err(tagged(
+                "env-var",
+                format!("env var '{name}' is not set and env_var() was given no default"),
+            )),
+        },
+    }
+}
+
+pub fn is_incremental_fn(state: &State) -> Result<bool, Error> {
+    let ctx = ctx_of(state)?;
+    ctx.mark_sensitive();
+    Ok(ctx.phase == Phase::Compile && ctx.node.is_incremental)
+}
+
+/// dbt's `return()`: unwinds to the calling macro, which yields the value.
+pub fn return_fn(state: &State, value: Option<Value>) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    ctx.set_return(value.unwrap_or(Value::from(())));
+    Err(Error::new(ErrorKind::InvalidOperation, RETURN_SENTINEL))
+}
+
+pub const RETURN_SENTINEL: &str = "__strata_return__";
+
+pub fn log_fn(state: &State, msg: Value, kwargs: Kwargs) -> Result<String, Error> {
+    let info: bool = kwargs.get::<Option<bool>>("info")?.unwrap_or(false);
+    let _ = kwargs.assert_all_used();
+    let ctx = ctx_of(state)?;
+    if ctx.phase == Phase::Compile && info {
+        eprintln!("{}", crate::secrets::scrub(&msg.to_string()));
+    }
+    Ok(String::new())
+}
+
+pub fn print_fn(state: &State, msg: Value) -> Result<String, Error> {
+    let ctx = ctx_of(state)?;
+    if ctx.phase == Phase::Compile {
+        eprintln!("{}", crate::secrets::scrub(&msg.to_string()));
+    }
+    Ok(String::new())
+}
+
+/// `config(...)` records while parsing; `config.get`/`config.require` read.
+#[derive(Debug)]
+pub struct ConfigObj;
+
+impl Object for ConfigObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let ctx = ctx_of(state)?;
+        let (pos, kwargs): (Option<Value>, Kwargs) = from_args(args)?;
+        if ctx.phase == Phase::Parse {
+            let mut st = ctx.st();
+            if let Some(p) = pos {
+                if let Ok(Json::Object(m)) = serde_json::to_value(&p) {
+                    for (k, v) in m {
+                        merge_key(&mut st.capture.config, &k, v);
+                    }
+                }
+            }
+            for k in kwargs.args() {
+                let v: Value = kwargs.peek(k)?;
+                let j = serde_json::to_value(&v).map_err(|e| {
+                    tagged("config", format!("config({k}=...) has a value that is not data: {e}"))
+                })?;
+                merge_key(&mut st.capture.config, k, j);
+            }
+        }
+        Ok(Value::from(""))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let ctx = ctx_of(state)?;
+        ctx.mark_sensitive();
+        match method {
+            "get" => {
+                let (key, default, _kw): (String, Option<Value>, Option<Kwargs>) = from_args(args)?;
+                if ctx.phase == Phase::Parse {
+                    return Ok(default.unwrap_or(Value::from(())));
+                }
+                Ok(ctx
+                    .config_get(&key)
+                    .filter(|v| !v.is_null())
+                    .map(crate::jinja::to_value)
+                    .or(default)
+                    .unwrap_or(Value::from(())))
+            }
+            "require" => {
+                let (key, _kw): (String, Option<Kwargs>) = from_args(args)?;
+                if ctx.phase == Phase::Parse {
+                    return Ok(Value::from(""));
+                }
+                ctx.config_get(&key)
+                    .map(crate::jinja::to_value)
+                    .ok_or_else(|| {
+                        tagged(
+                            "config",
+                            format!("config '{key}' is required for {} '{}'", ctx.node.resource_type, ctx.node.name),
+                        )
+                    })
+            }
+            "set" | "persist_relation_docs" | "persist_column_docs" => Ok(Value::from(())),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Macro registry and calls: every macro is its own template, called by name
+//! with dbt's resolution order (current package → root project → dbt internals).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use minijinja::value::{Object, ObjectRepr, Value};
+use minijinja::{Error, ErrorKind, State};
+
+use super::context::{ctx_of, RenderCtx};
+
+/// The package name of Strata's built-in macros, as in dbt.
+pub const INTERNAL_PACKAGE: &str = "dbt";
+
+#[derive(Debug, Clone)]
+pub struct MacroDef {
+    pub package: String,
+    pub name: String,
+    pub unique_id: String,
+    /// Name of the minijinja template holding only this macro.
+    pub template: String,
+    pub file: String,
+    pub original_path: String,
+    pub line: usize,
+    pub sql: String,
+}
+
+#[derive(Debug, Default)]
+pub struct MacroRegistry {
+    pub defs: Vec<MacroDef>,
+    by_name: HashMap<String, Vec<usize>>,
+    pub root_package: String,
+    /// Prefixes tried by `adapter.dispatch`, most specific first.
+    pub dispatch_prefixes: Vec<String>,
+    /// Project `dispatch:` search orders by namespace.
+    pub search_orders: HashMap<String, Vec<String>>,
+    pub packages: Vec<String>,
+}
+
+impl MacroRegistry {
+    pub fn new(root_package: &str, dispatch_prefixes: Vec<String>) -> Self {
+        MacroRegistry {
+            root_package: root_package.to_string(),
+            dispatch_prefixes,
+            ..Default::default()
+        }
+    }
+
+    /// Adds a definition; a later one in the same package replaces the earlier.
+    pub fn add(&mut self, def: MacroDef) {
+        let list = self.by_name.entry(def.name.clone()).or_default();
+        if let Some(i) = list.iter().position(|&i| self.defs[i].package == def.package) {
+            self.defs[list[i]] = def;
+            return;
+        }
+        list.push(self.defs.len());
+        self.defs.push(def);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn get_in(&self, package: &str, name: &str) -> Option<&MacroDef> {
+        self.by_name
+            .get(name)?
+            .iter()
+            .map(|&i| &self.defs[i])
+            .find(|d| d.package == package)
+    }
+
+    /// dbt's lookup for a bare macro name called from `current` package.
+    pub fn resolve(&self, current: &str, name: &str) -> Option<&MacroDef> {
+        let list = self.by_name.get(name)?;
+        let find = |p: &str| list.iter().map(|&i| &self.defs[i]).find(|d| d.package == p);
+        find(current)
+            .or_else(|| find(&self.root_package))
+            .or_else(|| find(INTERNAL_PACKAGE))
+            .or_else(|| list.first().map(|&i| &self.defs[i]))
+    }
+
+    /// Whether anything but the internal package defines `name` (used to skip
+    /// rendering the default naming macros).
+    pub fn is_overridden(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .map(|l| l.iter().any(|&i| self.defs[i].package != INTERNAL_PACKAGE))
+            .unwrap_or(false)
+    }
+
+    /// `adapter.dispatch(name, macro_namespace)`: search order × adapter prefixes.
+    pub fn dispatch(&self, name: &str, namespace: Option<&str>, current: &str) -> Option<&MacroDef> {
+        let order: Vec<Option<String>> = match namespace {
+            None => vec![None],
+            Some(ns) => match self.search_orders.get(ns) {
+                Some(o) => o.iter().cloned().map(Some).collect(),
+                None => vec![Some(self.root_package.clone()), Some(ns.to_string())],
+            },
+        };
+        for pkg in &order {
+            for prefix in &self.dispatch_prefixes {
+                let full = format!("{prefix}__{name}");
+                let hit = match pkg {
+                    Some(p) => self.get_in(p, &full),
+                    None => self.resolve(current, &full),
+                };
+                if let Some(d) = hit {
+                    return Some(d);
+                }
+            }
+        }
+        // A namespace with no prefixed implementation may define the name itself.
+        match namespace {
+            Some(ns) => self.get_in(ns, name),
+            None => self.resolve(current, name),
+        }
+    }
+}
+
+/// Calls one macro definition with the caller's arguments and the render's context.
+pub fn invoke(state: &State, def: &MacroDef, args: &[Value]) -> Result<Value, Error> {
+    let ctx_value = state
+        .lookup("__strata_ctx")
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no dbt context in this render"))?;
+    let ctx = ctx_value
+        .downcast_object::<RenderCtx>()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no dbt context in this render"))?;
+    ctx.record_macro(&def.unique_id);
+    let tmpl = state.env().get_template(&def.template)?;
+    ctx.push_package(&def.package);
+    let result = tmpl.render_captured(ctx_value.clone()).and_then(|mut cap| {
+        cap.with_state_mut(|st| {
+            let m = st.lookup(&def.name).ok_or_else(|| {
+                Error::new(ErrorKind::UnknownFunction, format!("macro {} not found", def.name))
+            })?;
+            m.call(st, args)
+        })
+    });
+    ctx.pop_package();
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => match ctx.take_return() {
+            Some(v) if is_return(&e) => Ok(v),
+            _ => Err(e),
+        },
+    }
+}
+
+fn is_return(e: &Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains(super::context::RETURN_SENTINEL) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A global name bound to a macro: bare (`foo()`) or namespaced (`pkg.foo()`).
+#[derive(Debug)]
+pub struct MacroRef {
+    pub name: String,
+    pub package: Option<String>,
+}
+
+impl Object for MacroRef {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let ctx = ctx_of(state)?;
+        let reg = ctx.shared.macros.clone();
+        let def = match &self.package {
+            Some(p) => reg.get_in(p, &self.name),
+            None => reg.resolve(&ctx.current_package(), &self.name),
+        }
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownFunction,
+                format!("[unknown-macro] macro '{}' is not defined", self.qualified()),
+            )
+        })?;
+        invoke(state, def, args)
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "name" => Some(Value::from(self.name.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl MacroRef {
+    fn qualified(&self) -> String {
+        match &self.package {
+            Some(p) => format!("{p}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// A resolved macro handed out by `adapter.dispatch`.
+#[derive(Debug)]
+pub struct BoundMacro(pub MacroDef);
+
+impl Object for BoundMacro {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        invoke(state, &self.0, args)
+    }
+}
+
+/// `package_name.macro_name` access.
+#[derive(Debug)]
+pub struct PackageNs(pub String);
+
+impl Object for PackageNs {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(MacroRef {
+            name: key.as_str()?.to_string(),
+            package: Some(self.0.clone()),
+        }))
+    }
+}

@@ -1,0 +1,729 @@
+//! dbt's helper objects: `adapter`, `api`, `exceptions`, `modules`, statements,
+//! Python-style mutable containers and the small conversion functions.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDateTime;
+use minijinja::value::{from_args, Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind};
+use minijinja::{Error, ErrorKind, State};
+
+use super::context::{ctx_of, Phase};
+use super::macros::BoundMacro;
+use super::relation::{quote_ident, Relation, RelationName};
+
+fn err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.into())
+}
+
+/// The `adapter` object. Warehouse methods need a connection and arrive with the
+/// adapters; while parsing they mark the render phase-sensitive.
+#[derive(Debug)]
+pub struct AdapterObj;
+
+impl Object for AdapterObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let ctx = ctx_of(state)?;
+        match method {
+            "dispatch" => {
+                let (name, namespace, kwargs): (String, Option<String>, Kwargs) = from_args(args)?;
+                let ns = namespace.or(kwargs.get::<Option<String>>("macro_namespace")?);
+                let reg = ctx.shared.macros.clone();
+                let def = reg
+                    .dispatch(&name, ns.as_deref(), &ctx.current_package())
+                    .ok_or_else(|| {
+                        err(format!(
+                            "[unknown-macro] adapter.dispatch found no implementation of '{name}'{} (tried prefixes {})",
+                            ns.as_deref().map(|n| format!(" in namespace '{n}'")).unwrap_or_default(),
+                            reg.dispatch_prefixes.join(", ")
+                        ))
+                    })?;
+                Ok(Value::from_object(BoundMacro(def.clone())))
+            }
+            "quote" => {
+                let (s,): (String,) = from_args(args)?;
+                Ok(Value::from(quote_ident(&s)))
+            }
+            "quote_as_configured" => {
+                let (s, _kind): (String, Option<String>) = from_args(args)?;
+                Ok(Value::from(quote_ident(&s)))
+            }
+            "quote_seed_column" => {
+                let (s, q): (String, Option<bool>) = from_args(args)?;
+                Ok(Value::from(if q.unwrap_or(true) { quote_ident(&s) } else { s }))
+            }
+            "type" => Ok(Value::from(ctx.shared.adapter_type.clone())),
+            "get_relation" | "load_relation" => {
+                ctx.mark_sensitive();
+                Ok(Value::from(()))
+            }
+            "get_columns_in_relation" | "list_relations_without_caching" | "get_missing_columns" => {
+                ctx.mark_sensitive();
+                Ok(Value::from(Vec::<Value>::new()))
+            }
+            "check_schema_exists" | "already_exists" => {
+                ctx.mark_sensitive();
+                Ok(Value::from(false))
+            }
+            "drop_relation" | "rename_relation" | "create_schema" | "drop_schema"
+            | "expand_target_column_types" | "commit" | "truncate_relation" => {
+                ctx.mark_sensitive();
+                if ctx.phase == Phase::Compile {
+                    return Err(err(format!(
+                        "adapter.{method}() needs a warehouse connection, which `compile` does not open"
+                    )));
+                }
+                Ok(Value::from(()))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// `api.Relation.create(...)`.
+#[derive(Debug)]
+pub struct ApiObj;
+
+impl Object for ApiObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "Relation" => Some(Value::from_object(RelationApi)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RelationApi;
+
+impl Object for RelationApi {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        if method != "create" {
+            return Err(Error::from(ErrorKind::UnknownMethod));
+        }
+        let ctx = ctx_of(state)?;
+        let (kwargs,): (Kwargs,) = from_args(args)?;
+        let s = |k: &str| -> Result<Option<String>, Error> { kwargs.get::<Option<String>>(k) };
+        let mut name = RelationName::new("", "", "", ctx.shared.quoting);
+        name.database = s("database")?;
+        name.schema = s("schema")?;
+        name.identifier = s("identifier")?;
+        name.kind = s("type")?;
+        let _ = kwargs.get::<Option<Value>>("quote_policy");
+        Ok(Value::from_object(Relation::resolved(name)))
+    }
+}
+
+/// `exceptions.raise_compiler_error(msg)` and `exceptions.warn(msg)`.
+#[derive(Debug)]
+pub struct ExceptionsObj;
+
+impl Object for ExceptionsObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let msg = args.first().map(|v| v.to_string()).unwrap_or_default();
+        match method {
+            "warn" => {
+                eprintln!("warning: {}", crate::secrets::scrub(&msg));
+                Ok(Value::from(""))
+            }
+            "raise_compiler_error" | "raise_database_error" | "raise_not_implemented"
+            | "raise_fail_fast_error" => Err(err(format!("[compiler] {msg}"))),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// `{% call statement('name', fetch_result=True) %}`: a no-op while parsing and
+/// until a warehouse connection is available.
+#[derive(Debug)]
+pub struct StatementObj;
+
+impl Object for StatementObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let ctx = ctx_of(state)?;
+        ctx.mark_sensitive();
+        let (_rest, kwargs): (Rest<Value>, Kwargs) = from_args(args)?;
+        if let Some(caller) = kwargs.get::<Option<Value>>("caller")? {
+            // Rendering the body still records the refs and macros it uses.
+            caller.call(state, &[])?;
+        }
+        Ok(Value::from(""))
+    }
+}
+
+pub fn run_query_fn(state: &State, _sql: Value) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    ctx.mark_sensitive();
+    Ok(Value::from(()))
+}
+
+pub fn load_result_fn(state: &State, _name: String) -> Result<Value, Error> {
+    let ctx = ctx_of(state)?;
+    ctx.mark_sensitive();
+    Ok(Value::from(()))
+}
+
+/// A list that supports `.append()`/`.extend()` etc., for `{% set x = [] %}`.
+#[derive(Debug, Default)]
+pub struct MutList(pub Mutex<Vec<Value>>);
+
+impl MutList {
+    fn items(&self) -> Vec<Value> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Object for MutList {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let items = self.items();
+        let idx = key.as_i64()?;
+        let idx = if idx < 0 { items.len() as i64 + idx } else { idx };
+        items.get(usize::try_from(idx).ok()?).cloned()
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.items())
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let mut v = self.0.lock().map_err(|_| err("list lock poisoned"))?;
+        match method {
+            "append" => {
+                let (x,): (Value,) = from_args(args)?;
+                v.push(x);
+            }
+            "extend" => {
+                let (x,): (Value,) = from_args(args)?;
+                v.extend(x.try_iter()?);
+            }
+            "insert" => {
+                let (i, x): (usize, Value) = from_args(args)?;
+                let i = i.min(v.len());
+                v.insert(i, x);
+            }
+            "pop" => {
+                let (i,): (Option<i64>,) = from_args(args)?;
+                let len = v.len() as i64;
+                let i = i.map(|i| if i < 0 { len + i } else { i }).unwrap_or(len - 1);
+                if i < 0 || i >= len {
+                    return Err(err("pop index out of range"));
+                }
+                return Ok(v.remove(i as usize));
+            }
+            "remove" => {
+                let (x,): (Value,) = from_args(args)?;
+                if let Some(p) = v.iter().position(|y| y == &x) {
+                    v.remove(p);
+                }
+            }
+            "index" => {
+                let (x,): (Value,) = from_args(args)?;
+                return v
+                    .iter()
+                    .position(|y| y == &x)
+                    .map(Value::from)
+                    .ok_or_else(|| err("value not in list"));
+            }
+            "count" => {
+                let (x,): (Value,) = from_args(args)?;
+                return Ok(Value::from(v.iter().filter(|y| *y == &x).count()));
+            }
+            "reverse" => v.reverse(),
+            "copy" => return Ok(Value::from(v.clone())),
+            _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+        Ok(Value::from(()))
+    }
+}
+
+/// A dict that supports `.update()`/`.pop()`, for `{% set d = {} %}`.
+#[derive(Debug, Default)]
+pub struct MutDict(pub Mutex<indexmap::IndexMap<Value, Value>>);
+
+impl MutDict {
+    fn entries(&self) -> Vec<(Value, Value)> {
+        self.0
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Object for MutDict {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.entries().into_iter().map(|(k, _)| k).collect())
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "update" => {
+                let (other, kwargs): (Option<Value>, Kwargs) = from_args(args)?;
+                let mut m = self.0.lock().map_err(|_| err("dict lock poisoned"))?;
+                if let Some(o) = other {
+                    for k in o.try_iter()? {
+                        let v = o.get_item(&k)?;
+                        m.insert(k, v);
+                    }
+                }
+                for k in kwargs.args() {
+                    m.insert(Value::from(k), kwargs.peek::<Value>(k)?);
+                }
+                Ok(Value::from(()))
+            }
+            "pop" => {
+                let (k, d): (Value, Option<Value>) = from_args(args)?;
+                let mut m = self.0.lock().map_err(|_| err("dict lock poisoned"))?;
+                Ok(m.shift_remove(&k).or(d).unwrap_or(Value::from(())))
+            }
+            "setdefault" => {
+                let (k, d): (Value, Option<Value>) = from_args(args)?;
+                let mut m = self.0.lock().map_err(|_| err("dict lock poisoned"))?;
+                Ok(m.entry(k).or_insert(d.unwrap_or(Value::from(()))).clone())
+            }
+            "get" => {
+                let (k, d): (Value, Option<Value>) = from_args(args)?;
+                Ok(self.get_value(&k).or(d).unwrap_or(Value::from(())))
+            }
+            "items" => Ok(Value::from(
+                self.entries()
+                    .into_iter()
+                    .map(|(k, v)| Value::from(vec![k, v]))
+                    .collect::<Vec<_>>(),
+            )),
+            "keys" => Ok(Value::from(
+                self.entries().into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )),
+            "values" => Ok(Value::from(
+                self.entries().into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            )),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+pub fn new_list() -> Value {
+    Value::from_object(MutList::default())
+}
+
+pub fn new_dict() -> Value {
+    Value::from_object(MutDict::default())
+}
+
+/// A Python-like datetime (`run_started_at`, `modules.datetime.datetime.now()`).
+#[derive(Debug, Clone)]
+pub struct DateTimeObj(pub NaiveDateTime);
+
+pub fn datetime_value(dt: NaiveDateTime) -> Value {
+    Value::from_object(DateTimeObj(dt))
+}
+
+impl Object for DateTimeObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        use chrono::{Datelike, Timelike};
+        let d = &self.0;
+        Some(Value::from(match key.as_str()? {
+            "year" => d.year() as i64,
+            "month" => d.month() as i64,
+            "day" => d.day() as i64,
+            "hour" => d.hour() as i64,
+            "minute" => d.minute() as i64,
+            "second" => d.second() as i64,
+            "microsecond" => (d.nanosecond() / 1000) as i64,
+            _ => return None,
+        }))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "strftime" => {
+                let (fmt,): (String,) = from_args(args)?;
+                let mut out = String::new();
+                use fmt::Write;
+                write!(out, "{}", self.0.format(&fmt)).map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
+                Ok(Value::from(out))
+            }
+            "isoformat" => Ok(Value::from(self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())),
+            "date" => Ok(Value::from(self.0.date().to_string())),
+            "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
+            "astimezone" | "replace" => Ok(Value::from_object(self.as_ref().clone())),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))
+    }
+}
+
+/// `modules.datetime`, `modules.re`, `modules.itertools`.
+#[derive(Debug)]
+pub struct ModulesObj;
+
+impl Object for ModulesObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "datetime" => Some(Value::from_object(PyModule("datetime"))),
+            "re" => Some(Value::from_object(PyModule("re"))),
+            "itertools" => Some(Value::from_object(PyModule("itertools"))),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PyModule(&'static str);
+
+impl Object for PyModule {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let k = key.as_str()?;
+        match (self.0, k) {
+            ("datetime", "datetime") => Some(Value::from_object(PyModule("datetime.datetime"))),
+            ("datetime", "date") => Some(Value::from_object(PyModule("datetime.date"))),
+            ("re", "IGNORECASE" | "I") => Some(Value::from(2)),
+            ("re", "MULTILINE" | "M") => Some(Value::from(8)),
+            _ => None,
+        }
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match (self.0, method) {
+            ("datetime.datetime", "now") => Ok(datetime_value(chrono::Local::now().naive_local())),
+            ("datetime.datetime", "utcnow") => Ok(datetime_value(chrono::Utc::now().naive_utc())),
+            ("datetime.date", "today") => Ok(Value::from(chrono::Local::now().date_naive().to_string())),
+            ("datetime.datetime", "strptime") => {
+                let (s, fmt): (String, String) = from_args(args)?;
+                NaiveDateTime::parse_from_str(&s, &fmt)
+                    .map(datetime_value)
+                    .map_err(|e| err(format!("strptime('{s}', '{fmt}'): {e}")))
+            }
+            ("re", m) => regex_call(m, args),
+            ("itertools", "chain") => {
+                let mut out = Vec::new();
+                for a in args {
+                    out.extend(a.try_iter()?);
+                }
+                Ok(Value::from(out))
+            }
+            ("itertools", "product") => {
+                let mut acc: Vec<Vec<Value>> = vec![vec![]];
+                for a in args {
+                    let items: Vec<Value> = a.try_iter()?.collect();
+                    acc = acc
+                        .into_iter()
+                        .flat_map(|p| {
+                            items.iter().map(move |i| {
+                                let mut q = p.clone();
+                                q.push(i.clone());
+                                q
+                            })
+                        })
+                        .collect();
+                }
+                Ok(Value::from(acc.into_iter().map(Value::from).collect::<Vec<_>>()))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("modules.{} has no function '{method}' in Strata", self.0),
+            )),
+        }
+    }
+}
+
+fn compile_re(pattern: &str, flags: i64) -> Result<regex::Regex, Error> {
+    let mut prefix = String::new();
+    if flags & 2 != 0 {
+        prefix.push_str("(?i)");
+    }
+    if flags & 8 != 0 {
+        prefix.push_str("(?m)");
+    }
+    regex::Regex::new(&format!("{prefix}{pattern}")).map_err(|e| err(format!("bad regex '{pattern}': {e}")))
+}
+
+fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
+    let (rest, kwargs): (Rest<Value>, Kwargs) = from_args(args)?;
+    let flags = kwargs.get::<Option<i64>>("flags")?.unwrap_or(0);
+    let s = |i: usize| rest.get(i).map(|v| v.to_string()).unwrap_or_default();
+    match method {
+        "match" | "search" | "fullmatch" => {
+            let re = compile_re(&s(0), flags.max(rest.get(2).and_then(Value::as_i64).unwrap_or(0)))?;
+            let text = s(1);
+            let caps = re.captures(&text);
+            let ok = caps.as_ref().is_some_and(|c| {
+                let m = c.get(0).map(|m| (m.start(), m.end())).unwrap_or((0, 0));
+                match method {
+                    "match" => m.0 == 0,
+                    "fullmatch" => m.0 == 0 && m.1 == text.len(),
+                    _ => true,
+                }
+            });
+            Ok(match (ok, caps) {
+                (true, Some(c)) => {
+                    let groups: Vec<Value> = c
+                        .iter()
+                        .map(|g| g.map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
+                        .collect();
+                    Value::from_object(MatchObj(groups))
+                }
+                _ => Value::from(()),
+            })
+        }
+        "findall" => {
+            let re = compile_re(&s(0), flags)?;
+            let text = s(1);
+            Ok(Value::from(
+                re.captures_iter(&text)
+                    .map(|c| {
+                        if c.len() == 2 {
+                            Value::from(c.get(1).map(|m| m.as_str()).unwrap_or(""))
+                        } else if c.len() > 2 {
+                            Value::from(
+                                c.iter()
+                                    .skip(1)
+                                    .map(|g| Value::from(g.map(|m| m.as_str()).unwrap_or("")))
+                                    .collect::<Vec<_>>(),
+                            )
+                        } else {
+                            Value::from(c.get(0).map(|m| m.as_str()).unwrap_or(""))
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        }
+        "sub" => {
+            let re = compile_re(&s(0), flags)?;
+            let repl = regex::Regex::new(r"\\(\d+)")
+                .map(|r| r.replace_all(&s(1), "$${$1}").into_owned())
+                .unwrap_or_else(|_| s(1));
+            Ok(Value::from(re.replace_all(&s(2), repl.as_str()).into_owned()))
+        }
+        "split" => {
+            let re = compile_re(&s(0), flags)?;
+            Ok(Value::from(
+                re.split(&s(1)).map(Value::from).collect::<Vec<_>>(),
+            ))
+        }
+        "escape" => Ok(Value::from(regex::escape(&s(0)))),
+        "compile" => Ok(Value::from_object(CompiledRe(s(0), flags))),
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+#[derive(Debug)]
+struct CompiledRe(String, i64);
+
+impl Object for CompiledRe {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let mut full = vec![Value::from(self.0.clone())];
+        full.extend_from_slice(args);
+        full.push(Value::from(Kwargs::from_iter([("flags", Value::from(self.1))])));
+        regex_call(method, &full)
+    }
+}
+
+#[derive(Debug)]
+struct MatchObj(Vec<Value>);
+
+impl Object for MatchObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "group" => {
+                let (i,): (Option<usize>,) = from_args(args)?;
+                Ok(self.0.get(i.unwrap_or(0)).cloned().unwrap_or(Value::from(())))
+            }
+            "groups" => Ok(Value::from(self.0[1..].to_vec())),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+pub fn zip_fn(args: Rest<Value>) -> Result<Value, Error> {
+    let lists: Vec<Vec<Value>> = args
+        .iter()
+        .map(|a| a.try_iter().map(|i| i.collect()))
+        .collect::<Result<_, _>>()?;
+    let n = lists.iter().map(Vec::len).min().unwrap_or(0);
+    Ok(Value::from(
+        (0..n)
+            .map(|i| Value::from(lists.iter().map(|l| l[i].clone()).collect::<Vec<_>>()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub fn set_fn(v: Value) -> Result<Value, Error> {
+    let mut out: Vec<Value> = Vec::new();
+    for x in v.try_iter()? {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    Ok(Value::from(out))
+}
+
+pub fn local_md5_fn(s: String) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(s.as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+pub fn tojson_fn(v: Value, kwargs: Kwargs) -> Result<String, Error> {
+    let sort = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
+    let _ = kwargs.assert_all_used();
+    let mut j = serde_json::to_value(&v).map_err(|e| err(format!("tojson: {e}")))?;
+    if sort {
+        j = sort_json(j);
+    }
+    Ok(serde_json::to_string(&j).unwrap_or_default())
+}
+
+fn sort_json(j: serde_json::Value) -> serde_json::Value {
+    match j {
+        serde_json::Value::Object(m) => {
+            let mut items: Vec<_> = m.into_iter().collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(items.into_iter().map(|(k, v)| (k, sort_json(v))).collect())
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(sort_json).collect()),
+        o => o,
+    }
+}
+
+pub fn fromjson_fn(s: String, default: Option<Value>) -> Result<Value, Error> {
+    match serde_json::from_str::<serde_json::Value>(&s) {
+        Ok(j) => Ok(crate::jinja::to_value(j)),
+        Err(e) => default.ok_or_else(|| err(format!("fromjson: {e}"))),
+    }
+}
+
+pub fn toyaml_fn(v: Value) -> Result<String, Error> {
+    serde_yaml::to_string(&v).map_err(|e| err(format!("toyaml: {e}")))
+}
+
+pub fn fromyaml_fn(s: String, default: Option<Value>) -> Result<Value, Error> {
+    match serde_yaml::from_str::<serde_yaml::Value>(&s) {
+        Ok(y) => Ok(crate::jinja::to_value(crate::project::config::yaml_to_json(&y))),
+        Err(e) => default.ok_or_else(|| err(format!("fromyaml: {e}"))),
+    }
+}
+
+/// Filters dbt adds: `as_bool`, `as_number`, `as_text`, `as_native`.
+pub fn as_bool(v: Value) -> Value {
+    match v.kind() {
+        ValueKind::String => match v.as_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            Some("true") => Value::from(true),
+            Some("false") => Value::from(false),
+            _ => v,
+        },
+        _ => v,
+    }
+}
+
+pub fn as_number(v: Value) -> Value {
+    if let Some(s) = v.as_str() {
+        if let Ok(i) = s.trim().parse::<i64>() {
+            return Value::from(i);
+        }
+        if let Ok(f) = s.trim().parse::<f64>() {
+            return Value::from(f);
+        }
+    }
+    v
+}
+
+pub fn as_text(v: Value) -> String {
+    v.to_string()
+}
+
+pub fn as_native(v: Value) -> Value {
+    if let Some(s) = v.as_str() {
+        if let Ok(y) = serde_yaml::from_str::<serde_yaml::Value>(s) {
+            if !matches!(y, serde_yaml::Value::String(_)) {
+                return crate::jinja::to_value(crate::project::config::yaml_to_json(&y));
+            }
+        }
+    }
+    v
+}

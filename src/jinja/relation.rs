@@ -1,0 +1,228 @@
+//! The `Relation` value that `ref`, `source`, `this` and `api.Relation.create` return.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use minijinja::value::{from_args, Kwargs, Object, ObjectRepr, Value};
+use minijinja::{Error, ErrorKind, State};
+
+/// Which parts of a relation name are quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotePolicy {
+    pub database: bool,
+    pub schema: bool,
+    pub identifier: bool,
+}
+
+impl Default for QuotePolicy {
+    fn default() -> Self {
+        QuotePolicy {
+            database: true,
+            schema: true,
+            identifier: true,
+        }
+    }
+}
+
+/// A fully resolved relation name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationName {
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    pub identifier: Option<String>,
+    pub quote: QuotePolicy,
+    /// Parts left out of the rendered name (`include(database=false)`).
+    pub include: QuotePolicy,
+    /// `table`, `view`, `cte`, `materialized_view` … when known.
+    pub kind: Option<String>,
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl RelationName {
+    pub fn new(database: &str, schema: &str, identifier: &str, quote: QuotePolicy) -> Self {
+        RelationName {
+            database: Some(database.to_string()),
+            schema: Some(schema.to_string()),
+            identifier: Some(identifier.to_string()),
+            quote,
+            include: QuotePolicy::default(),
+            kind: None,
+        }
+    }
+
+    /// An ephemeral model's CTE name, rendered bare.
+    pub fn cte(name: &str) -> Self {
+        RelationName {
+            database: None,
+            schema: None,
+            identifier: Some(format!("__dbt__cte__{name}")),
+            quote: QuotePolicy {
+                database: false,
+                schema: false,
+                identifier: false,
+            },
+            include: QuotePolicy::default(),
+            kind: Some("cte".into()),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut parts = Vec::with_capacity(3);
+        let mut push = |v: &Option<String>, inc: bool, q: bool| {
+            if let (Some(v), true) = (v, inc) {
+                parts.push(if q { quote_ident(v) } else { v.clone() });
+            }
+        };
+        push(&self.database, self.include.database, self.quote.database);
+        push(&self.schema, self.include.schema, self.quote.schema);
+        push(&self.identifier, self.include.identifier, self.quote.identifier);
+        parts.join(".")
+    }
+}
+
+/// The Jinja object. While parsing, `placeholder` holds a token that is rendered
+/// instead of the name and later substituted; reading any attribute of such a
+/// relation marks the render as phase-sensitive, forcing a real compile render.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub name: RelationName,
+    pub placeholder: Option<String>,
+    pub sensitive: Option<Arc<AtomicBool>>,
+}
+
+impl Relation {
+    pub fn resolved(name: RelationName) -> Self {
+        Relation {
+            name,
+            placeholder: None,
+            sensitive: None,
+        }
+    }
+
+    fn touch(&self) {
+        if let Some(s) = &self.sensitive {
+            s.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn with_name(&self, name: RelationName) -> Value {
+        self.touch();
+        Value::from_object(Relation {
+            name,
+            placeholder: None,
+            sensitive: self.sensitive.clone(),
+        })
+    }
+}
+
+impl fmt::Display for Relation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.placeholder {
+            Some(p) => f.write_str(p),
+            None => f.write_str(&self.name.render()),
+        }
+    }
+}
+
+fn opt(v: &Option<String>) -> Value {
+    v.as_deref().map(Value::from).unwrap_or(Value::from(()))
+}
+
+impl Object for Relation {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let n = &self.name;
+        let v = match key.as_str()? {
+            "database" => opt(&n.database),
+            "schema" => opt(&n.schema),
+            "identifier" | "name" | "table" => opt(&n.identifier),
+            "type" => opt(&n.kind),
+            "is_table" => Value::from(n.kind.as_deref() == Some("table")),
+            "is_view" => Value::from(n.kind.as_deref() == Some("view")),
+            "is_materialized_view" => Value::from(n.kind.as_deref() == Some("materialized_view")),
+            "is_cte" => Value::from(n.kind.as_deref() == Some("cte")),
+            "quote_policy" => crate::jinja::to_value(serde_json::json!({
+                "database": n.quote.database, "schema": n.quote.schema, "identifier": n.quote.identifier
+            })),
+            _ => return None,
+        };
+        self.touch();
+        Some(v)
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let mut name = self.name.clone();
+        match method {
+            "render" => {
+                self.touch();
+                Ok(Value::from(self.to_string()))
+            }
+            "include" | "quote" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let target = if method == "include" {
+                    &mut name.include
+                } else {
+                    &mut name.quote
+                };
+                if let Some(b) = kwargs.get::<Option<bool>>("database")? {
+                    target.database = b;
+                }
+                if let Some(b) = kwargs.get::<Option<bool>>("schema")? {
+                    target.schema = b;
+                }
+                if let Some(b) = kwargs.get::<Option<bool>>("identifier")? {
+                    target.identifier = b;
+                }
+                Ok(self.with_name(name))
+            }
+            "incorporate" | "replace_path" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let path: Option<Value> = kwargs.get("path").ok();
+                let src = path.as_ref().map(|p| {
+                    |k: &str| p.get_attr(k).ok().and_then(|v| v.as_str().map(str::to_string))
+                });
+                for key in ["database", "schema", "identifier"] {
+                    let val = match &src {
+                        Some(f) => f(key),
+                        None => kwargs.get::<Option<String>>(key).ok().flatten(),
+                    };
+                    if let Some(v) = val {
+                        match key {
+                            "database" => name.database = Some(v),
+                            "schema" => name.schema = Some(v),
+                            _ => name.identifier = Some(v),
+                        }
+                    }
+                }
+                if let Ok(Some(t)) = kwargs.get::<Option<String>>("type") {
+                    name.kind = Some(t);
+                }
+                Ok(self.with_name(name))
+            }
+            "without_identifier" => {
+                name.include.identifier = false;
+                Ok(self.with_name(name))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("Relation has no method '{method}'"),
+            )),
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_ref(), f)
+    }
+}

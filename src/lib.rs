@@ -1,0 +1,50 @@
+//! Strata: loads dbt-format projects, compiles them into a dependency graph and
+//! writes dbt-compatible artifacts.
+
+pub mod artifacts;
+pub mod cli;
+pub mod commands;
+pub mod compile;
+pub mod error;
+pub mod graph;
+pub mod jinja;
+pub mod manifest;
+pub mod project;
+pub mod report;
+pub mod secrets;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use commands::Outcome;
+
+/// Runs one CLI invocation: exit 0 on success, 1 when models or tests failed,
+/// 2 when the tool or the input was wrong.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Parse(a) => commands::parse::run(a),
+        Command::Compile(a) => commands::compile::run(a),
+        Command::Ls(a) => commands::ls::run(a),
+        Command::Deps(a) => commands::deps::run(a),
+        Command::Clean(a) => commands::clean::run(a),
+        Command::Init(a) => commands::init::run(a),
+        Command::Debug(a) => commands::debug::run(a),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            let mut text = format!("{e}");
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                let s = c.to_string();
+                if !text.contains(&s) {
+                    text.push_str(&format!("\n  caused by: {s}"));
+                }
+                cause = c.source();
+            }
+            eprintln!("{}", secrets::scrub(&text));
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The parsed project: nodes, sources, macros, docs and exposures with their
+//! resolved configs, names and dependencies.
+
+pub mod generic_tests;
+pub mod parser;
+pub mod pyrepr;
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+use crate::jinja::RefCall;
+use crate::project::config::NodeConfig;
+
+/// The kinds of node dbt knows, as written in unique ids and `resource_type:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    Model,
+    Seed,
+    Snapshot,
+    Test,
+    Analysis,
+    Source,
+    Exposure,
+    Macro,
+    Doc,
+    UnitTest,
+    /// A project hook (`on-run-start`/`on-run-end`).
+    Operation,
+}
+
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Model => "model",
+            ResourceType::Seed => "seed",
+            ResourceType::Snapshot => "snapshot",
+            ResourceType::Test => "test",
+            ResourceType::Analysis => "analysis",
+            ResourceType::Source => "source",
+            ResourceType::Exposure => "exposure",
+            ResourceType::Macro => "macro",
+            ResourceType::Doc => "doc",
+            ResourceType::UnitTest => "unit_test",
+            ResourceType::Operation => "operation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ResourceType> {
+        Some(match s {
+            "model" => ResourceType::Model,
+            "seed" => ResourceType::Seed,
+            "snapshot" => ResourceType::Snapshot,
+            "test" | "data_test" => ResourceType::Test,
+            "analysis" => ResourceType::Analysis,
+            "source" => ResourceType::Source,
+            "exposure" => ResourceType::Exposure,
+            "macro" => ResourceType::Macro,
+            "doc" => ResourceType::Doc,
+            "unit_test" => ResourceType::UnitTest,
+            "operation" => ResourceType::Operation,
+            _ => return None,
+        })
+    }
+}
+
+/// A documented column.
+#[derive(Debug, Clone, Default)]
+pub struct Column {
+    pub name: String,
+    pub description: String,
+    pub data_type: Option<String>,
+    pub meta: Json,
+    pub tags: Vec<String>,
+    pub quote: Option<bool>,
+    pub constraints: Vec<Json>,
+}
+
+/// What a generic test was declared as.
+#[derive(Debug, Clone)]
+pub struct TestMetadata {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub kwargs: IndexMap<String, Json>,
+    pub column_name: Option<String>,
+    pub attached_node: Option<String>,
+    pub file_key_name: String,
+    /// The YAML file that declared it (its `original_file_path` is the target's file).
+    pub yaml_path: String,
+}
+
+/// A model, seed, snapshot, analysis or test.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub unique_id: String,
+    pub resource_type: ResourceType,
+    pub package: String,
+    pub name: String,
+    /// Relative to the resource directory (dbt's `path`).
+    pub path: String,
+    /// Relative to the package root (dbt's `original_file_path`).
+    pub original_file_path: String,
+    /// Relative to the working project, for messages.
+    pub display_path: String,
+    /// Lines before `raw_code` starts in its file (snapshot blocks).
+    pub line_offset: usize,
+    pub fqn: Vec<String>,
+    pub raw_code: String,
+    pub checksum: String,
+    pub config: NodeConfig,
+    /// Keys set by `config()` in the SQL itself.
+    pub config_call: IndexMap<String, Json>,
+    pub database: String,
+    pub schema: String,
+    pub alias: String,
+    pub description: String,
+    pub columns: IndexMap<String, Column>,
+    pub meta: Json,
+    pub patch_path: Option<String>,
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    pub depends_on_nodes: Vec<String>,
+    pub depends_on_macros: Vec<String>,
+    pub test: Option<TestMetadata>,
+    /// The parse render with placeholders, reusable at compile time unless the
+    /// template was phase-sensitive.
+    pub parse_output: Option<String>,
+    pub phase_sensitive: bool,
+    pub docs_show: bool,
+    /// `doc()` blocks its description uses.
+    pub doc_blocks: Vec<String>,
+}
+
+impl Node {
+    pub fn is_ephemeral(&self) -> bool {
+        self.resource_type == ResourceType::Model && self.config.materialized == "ephemeral"
+    }
+
+    pub fn has_sql(&self) -> bool {
+        !matches!(self.resource_type, ResourceType::Seed)
+    }
+
+    pub fn relation_name(&self, quoting: &crate::jinja::QuotePolicy) -> Option<String> {
+        match self.resource_type {
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot => {}
+            ResourceType::Test if self.config.get("store_failures").is_some_and(crate::project::config::json_truthy) => {}
+            _ => return None,
+        }
+        if self.is_ephemeral() {
+            return None;
+        }
+        Some(
+            crate::jinja::RelationName::new(&self.database, &self.schema, &self.alias, *quoting)
+                .render(),
+        )
+    }
+}
+
+/// A source table.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub unique_id: String,
+    pub package: String,
+    pub source_name: String,
+    pub name: String,
+    pub identifier: String,
+    pub database: String,
+    pub schema: String,
+    pub loader: String,
+    pub description: String,
+    pub source_description: String,
+    pub columns: IndexMap<String, Column>,
+    pub loaded_at_field: Option<String>,
+    pub loaded_at_query: Option<String>,
+    pub freshness: Json,
+    pub quoting: crate::jinja::QuotePolicy,
+    pub meta: Json,
+    pub source_meta: Json,
+    pub tags: Vec<String>,
+    pub config: NodeConfig,
+    pub path: String,
+    pub original_file_path: String,
+    pub fqn: Vec<String>,
+    pub relation_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Exposure {
+    pub unique_id: String,
+    pub package: String,
+    pub name: String,
+    pub kind: String,
+    pub owner: Json,
+    pub description: String,
+    pub label: Option<String>,
+    pub url: Option<String>,
+    pub maturity: Option<String>,
+    pub meta: Json,
+    pub tags: Vec<String>,
+    pub config: NodeConfig,
+    pub path: String,
+    pub original_file_path: String,
+    pub fqn: Vec<String>,
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    pub depends_on_nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub unique_id: String,
+    pub package: String,
+    pub name: String,
+    pub path: String,
+    pub original_file_path: String,
+    pub block_contents: String,
+}
+
+/// A macro as the manifest lists it.
+#[derive(Debug, Clone)]
+pub struct MacroEntry {
+    pub unique_id: String,
+    pub package: String,
+    pub name: String,
+    pub path: String,
+    pub original_file_path: String,
+    pub macro_sql: String,
+    pub description: String,
+    pub arguments: Vec<Json>,
+    pub meta: Json,
+    pub patch_path: Option<String>,
+}
+
+/// The whole parsed project.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    pub project_name: String,
+    pub adapter_type: String,
+    pub nodes: IndexMap<String, Node>,
+    pub sources: IndexMap<String, Source>,
+    pub exposures: IndexMap<String, Exposure>,
+    pub docs: IndexMap<String, Doc>,
+    pub macros: IndexMap<String, MacroEntry>,
+    pub disabled: IndexMap<String, Vec<Node>>,
+    pub selectors: Json,
+    pub quoting: crate::jinja::QuotePolicy,
+    pub warnings: Vec<String>,
+}
+
+impl Manifest {
+    /// Every node-like unique id (nodes, sources, exposures) in manifest order.
+    pub fn all_ids(&self) -> impl Iterator<Item = &String> {
+        self.nodes
+            .keys()
+            .chain(self.sources.keys())
+            .chain(self.exposures.keys())
+    }
+}

@@ -1,0 +1,386 @@
+//! The loaded project: the root package, installed packages, their files, vars and target.
+
+pub mod config;
+pub mod dbt_project;
+pub mod packages;
+pub mod profiles;
+pub mod schema;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use rayon::prelude::*;
+use serde_json::Value as Json;
+use serde_yaml::{Mapping, Value as Yaml};
+
+pub use dbt_project::ProjectSettings;
+pub use profiles::Target;
+
+use crate::error::{DiagKind, Diagnostic, Error, Result};
+use config::yaml_to_json;
+
+/// One dbt project: the root or an installed package.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub settings: ProjectSettings,
+    pub root: PathBuf,
+    pub is_root: bool,
+    /// Vars as this package sees them (CLI > root scoped > root global > own).
+    pub vars: IndexMap<String, Json>,
+}
+
+impl Package {
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+}
+
+/// What a file under a resource path is, which decides how it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Model,
+    Seed,
+    Snapshot,
+    Analysis,
+    SingularTest,
+    /// SQL with `{% macro %}`/`{% test %}`/`{% materialization %}` definitions.
+    Macro,
+    Properties,
+    Docs,
+}
+
+/// A file read from disk.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub package: usize,
+    pub kind: FileKind,
+    /// Relative to the package root, with `/` separators (dbt's `original_file_path`).
+    pub original_path: String,
+    /// Relative to the resource directory it was found in (dbt's `path`).
+    pub path: String,
+    pub contents: String,
+}
+
+/// Everything loaded before parsing: packages, files, CLI vars and the target.
+#[derive(Debug)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub packages: Vec<Package>,
+    pub files: Vec<SourceFile>,
+    pub cli_vars: IndexMap<String, Json>,
+    pub target: Target,
+    pub selectors_yml: Option<(String, String)>,
+    pub warnings: Vec<String>,
+}
+
+/// Options of project loading that come from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub project_dir: PathBuf,
+    pub profiles_dir: Option<PathBuf>,
+    pub profile: Option<String>,
+    pub target: Option<String>,
+    pub vars: Option<String>,
+    /// Use a placeholder target instead of reading profiles.yml.
+    pub offline: bool,
+}
+
+impl Project {
+    pub fn root(&self) -> &Package {
+        &self.packages[0]
+    }
+
+    pub fn name(&self) -> &str {
+        self.root().name()
+    }
+
+    pub fn target_dir(&self, flag: Option<&Path>) -> PathBuf {
+        match flag {
+            Some(p) => p.to_path_buf(),
+            None => self.dir.join(&self.root().settings.target_path),
+        }
+    }
+
+    pub fn load(opts: &LoadOptions) -> Result<Project> {
+        let dir = opts.project_dir.clone();
+        let cli_vars = parse_cli_vars(opts.vars.as_deref())?;
+        let root_settings = read_settings(&dir, &cli_vars)?;
+        let mut warnings = root_settings.warnings.clone();
+
+        let profile_name = opts
+            .profile
+            .clone()
+            .or_else(|| root_settings.profile.clone())
+            .unwrap_or_else(|| root_settings.name.clone());
+        let target = if opts.offline {
+            Target::offline(&profile_name)
+        } else {
+            let pdir = profiles::profiles_dir(opts.profiles_dir.as_deref(), &dir);
+            let vars_for_render = cli_vars.clone();
+            let render = move |s: &str| crate::jinja::render_config_string(s, &vars_for_render, None);
+            profiles::load_target(&pdir, &profile_name, opts.target.as_deref(), &render)?
+        };
+
+        let mut packages = vec![Package {
+            settings: root_settings,
+            root: dir.clone(),
+            is_root: true,
+            vars: IndexMap::new(),
+        }];
+        let install = dir.join(&packages[0].settings.packages_install_path);
+        for pkg_dir in packages::installed_package_dirs(&install) {
+            let settings = read_settings(&pkg_dir, &cli_vars)?;
+            if packages.iter().any(|p| p.name() == settings.name) {
+                continue;
+            }
+            warnings.extend(settings.warnings.iter().cloned());
+            packages.push(Package {
+                settings,
+                root: pkg_dir,
+                is_root: false,
+                vars: IndexMap::new(),
+            });
+        }
+        let names: BTreeSet<String> = packages.iter().map(|p| p.name().to_string()).collect();
+        let root_vars = packages[0].settings.vars.clone();
+        for pkg in packages.iter_mut() {
+            pkg.vars = resolve_vars(pkg, &root_vars, &names, &cli_vars);
+        }
+
+        let files = discover_files(&packages)?;
+        let selectors_path = dir.join("selectors.yml");
+        let selectors_yml = std::fs::read_to_string(&selectors_path)
+            .ok()
+            .map(|t| ("selectors.yml".to_string(), t));
+        Ok(Project {
+            dir,
+            packages,
+            files,
+            cli_vars,
+            target,
+            selectors_yml,
+            warnings,
+        })
+    }
+}
+
+fn read_settings(dir: &Path, cli_vars: &IndexMap<String, Json>) -> Result<ProjectSettings> {
+    let path = dir.join("dbt_project.yml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::from(
+            Diagnostic::new(
+                DiagKind::Config,
+                format!("no dbt_project.yml in {}: {e}", dir.display()),
+            )
+            .hint("run strata from a dbt project directory, pass --project-dir, or create one with `strata init NAME`"),
+        )
+    })?;
+    let file = if dir.ends_with(".") || dir.as_os_str().is_empty() {
+        "dbt_project.yml".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let text = render_project_text(&file, &text, cli_vars)?;
+    ProjectSettings::parse(&file, &text)
+}
+
+/// dbt renders `env_var()`/`var()` in dbt_project.yml, except in hooks, which
+/// are rendered when they run.
+fn render_project_text(
+    file: &str,
+    text: &str,
+    cli_vars: &IndexMap<String, Json>,
+) -> Result<String> {
+    if !text.contains("{{") {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_hooks_indent: Option<usize> = None;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim_start();
+        if let Some(ind) = in_hooks_indent {
+            if trimmed.is_empty() || indent > ind || trimmed.starts_with('-') && indent >= ind {
+                out.push_str(line);
+                continue;
+            }
+            in_hooks_indent = None;
+        }
+        let key = trimmed.split(':').next().unwrap_or("").trim();
+        if matches!(
+            key.trim_start_matches('+'),
+            "on-run-start" | "on-run-end" | "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
+        ) {
+            in_hooks_indent = Some(indent);
+            out.push_str(line);
+            continue;
+        }
+        if line.contains("{{") && !trimmed.starts_with('#') {
+            let rendered = crate::jinja::render_config_string(line, cli_vars, None).map_err(|e| {
+                Diagnostic::new(DiagKind::EnvVar, e).at(file, Some(text), i + 1, 1)
+            })?;
+            out.push_str(&rendered);
+            if line.ends_with('\n') && !rendered.ends_with('\n') {
+                out.push('\n');
+            }
+        } else {
+            out.push_str(line);
+        }
+    }
+    Ok(out)
+}
+
+/// `--vars` accepts YAML or JSON (JSON is YAML).
+pub fn parse_cli_vars(s: Option<&str>) -> Result<IndexMap<String, Json>> {
+    let Some(s) = s else {
+        return Ok(IndexMap::new());
+    };
+    let v: Yaml = serde_yaml::from_str(s).map_err(|e| {
+        Diagnostic::new(DiagKind::Config, format!("--vars is not valid YAML or JSON: {e}"))
+            .hint("example: --vars '{start_date: 2024-01-01, region: eu}'")
+    })?;
+    match v {
+        Yaml::Mapping(m) => Ok(m
+            .iter()
+            .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
+            .collect()),
+        Yaml::Null => Ok(IndexMap::new()),
+        _ => Err(Diagnostic::new(DiagKind::Config, "--vars must be a mapping")
+            .hint("example: --vars '{key: value}'")
+            .into()),
+    }
+}
+
+fn resolve_vars(
+    pkg: &Package,
+    root_vars: &Mapping,
+    packages: &BTreeSet<String>,
+    cli: &IndexMap<String, Json>,
+) -> IndexMap<String, Json> {
+    let mut out = IndexMap::new();
+    let mut layer = |vars: &Mapping| {
+        for (k, v) in vars {
+            let key = config::yaml_key(k);
+            if !(packages.contains(&key) && v.is_mapping()) {
+                out.insert(key, yaml_to_json(v));
+            }
+        }
+        if let Some(Yaml::Mapping(scoped)) = vars.get(pkg.name()) {
+            for (k, v) in scoped {
+                out.insert(config::yaml_key(k), yaml_to_json(v));
+            }
+        }
+    };
+    if !pkg.is_root {
+        layer(&pkg.settings.vars);
+    }
+    layer(root_vars);
+    for (k, v) in cli {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+fn discover_files(packages: &[Package]) -> Result<Vec<SourceFile>> {
+    let mut wanted: Vec<(usize, FileKind, PathBuf, String, String)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (pi, pkg) in packages.iter().enumerate() {
+        let s = &pkg.settings;
+        let groups: [(&Vec<String>, FileKind); 6] = [
+            (&s.model_paths, FileKind::Model),
+            (&s.seed_paths, FileKind::Seed),
+            (&s.snapshot_paths, FileKind::Snapshot),
+            (&s.analysis_paths, FileKind::Analysis),
+            (&s.test_paths, FileKind::SingularTest),
+            (&s.macro_paths, FileKind::Macro),
+        ];
+        let docs_paths: Vec<String> = s.docs_paths.clone().unwrap_or_else(|| {
+            groups.iter().flat_map(|(p, _)| p.iter().cloned()).collect()
+        });
+        for (dirs, kind) in groups {
+            for d in dirs {
+                walk(&pkg.root, d, |rel_in_dir, orig, ext| {
+                    let k = match (kind, ext) {
+                        (_, "yml" | "yaml") => FileKind::Properties,
+                        (FileKind::Seed, "csv") => FileKind::Seed,
+                        (FileKind::Seed, _) => return,
+                        (FileKind::SingularTest, "sql") if rel_in_dir.starts_with("generic/") => {
+                            FileKind::Macro
+                        }
+                        (k, "sql") => k,
+                        _ => return,
+                    };
+                    if seen.insert((pi, orig.clone())) {
+                        wanted.push((pi, k, pkg.root.join(&orig), orig, rel_in_dir));
+                    }
+                });
+            }
+        }
+        for d in &docs_paths {
+            walk(&pkg.root, d, |rel, orig, ext| {
+                if ext == "md" && seen.insert((pi, orig.clone())) {
+                    wanted.push((pi, FileKind::Docs, pkg.root.join(&orig), orig, rel));
+                }
+            });
+        }
+    }
+    wanted
+        .into_par_iter()
+        .map(|(package, kind, abs, original_path, path)| {
+            let bytes = std::fs::read(&abs).map_err(|source| Error::Read {
+                path: abs.clone(),
+                source,
+            })?;
+            let contents = String::from_utf8(bytes).map_err(|e| {
+                Error::from(
+                    Diagnostic::new(
+                        DiagKind::Io,
+                        format!("file is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+                    )
+                    .file(&original_path),
+                )
+            })?;
+            Ok(SourceFile {
+                package,
+                kind,
+                original_path,
+                path,
+                contents,
+            })
+        })
+        .collect()
+}
+
+/// Visits files under `root/dir` in sorted order: (path within dir, path within root, extension).
+fn walk(root: &Path, dir: &str, mut f: impl FnMut(String, String, &str)) {
+    let base = root.join(dir);
+    if !base.is_dir() {
+        return;
+    }
+    for entry in walkdir::WalkDir::new(&base)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let p = entry.path();
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let Ok(rel) = p.strip_prefix(&base) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if rel.split('/').any(|seg| seg.starts_with('.')) {
+            continue;
+        }
+        let orig = if dir == "." || dir.is_empty() {
+            rel.clone()
+        } else {
+            format!("{}/{}", dir.trim_end_matches('/'), rel)
+        };
+        f(rel, orig, ext);
+    }
+}

@@ -1,0 +1,309 @@
+//! Schema (properties) YAML files: the raw serde shapes of models, sources, seeds,
+//! snapshots, analyses, macros, exposures and unit tests.
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value as Yaml};
+
+use crate::error::{line_of, yaml_diagnostic, DiagKind, Diagnostic};
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SchemaFile {
+    pub version: Option<Yaml>,
+    pub models: Vec<NodePatch>,
+    pub seeds: Vec<NodePatch>,
+    pub snapshots: Vec<NodePatch>,
+    pub analyses: Vec<NodePatch>,
+    pub sources: Vec<SourceDef>,
+    pub macros: Vec<MacroPatch>,
+    pub exposures: Vec<ExposureDef>,
+    pub unit_tests: Vec<Yaml>,
+    #[serde(flatten)]
+    pub other: Mapping,
+}
+
+/// Properties of a model, seed, snapshot or analysis.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct NodePatch {
+    pub name: String,
+    pub description: Option<String>,
+    pub config: Option<Mapping>,
+    pub columns: Vec<ColumnDef>,
+    #[serde(alias = "tests")]
+    pub data_tests: Vec<Yaml>,
+    pub docs: Option<Yaml>,
+    pub meta: Option<Mapping>,
+    pub tags: Option<Yaml>,
+    pub constraints: Vec<Yaml>,
+    pub access: Option<String>,
+    pub group: Option<String>,
+    pub latest_version: Option<Yaml>,
+    pub versions: Vec<Yaml>,
+    /// YAML-defined snapshots: the relation to snapshot (`ref(...)`/`source(...)`).
+    pub relation: Option<String>,
+    #[serde(flatten)]
+    pub other: Mapping,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ColumnDef {
+    pub name: String,
+    pub description: Option<String>,
+    pub data_type: Option<String>,
+    pub meta: Option<Mapping>,
+    pub tags: Option<Yaml>,
+    pub quote: Option<bool>,
+    pub constraints: Vec<Yaml>,
+    #[serde(alias = "tests")]
+    pub data_tests: Vec<Yaml>,
+    pub config: Option<Mapping>,
+    #[serde(flatten)]
+    pub other: Mapping,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SourceDef {
+    pub name: String,
+    pub description: Option<String>,
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    pub loader: Option<String>,
+    pub loaded_at_field: Option<String>,
+    pub loaded_at_query: Option<String>,
+    pub freshness: Option<Yaml>,
+    pub quoting: Option<Mapping>,
+    pub meta: Option<Mapping>,
+    pub tags: Option<Yaml>,
+    pub config: Option<Mapping>,
+    pub overrides: Option<String>,
+    pub tables: Vec<SourceTableDef>,
+    #[serde(flatten)]
+    pub other: Mapping,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SourceTableDef {
+    pub name: String,
+    pub identifier: Option<String>,
+    pub description: Option<String>,
+    pub loaded_at_field: Option<String>,
+    pub loaded_at_query: Option<String>,
+    pub freshness: Option<Yaml>,
+    pub quoting: Option<Mapping>,
+    pub external: Option<Yaml>,
+    pub meta: Option<Mapping>,
+    pub tags: Option<Yaml>,
+    pub config: Option<Mapping>,
+    pub columns: Vec<ColumnDef>,
+    #[serde(alias = "tests")]
+    pub data_tests: Vec<Yaml>,
+    #[serde(flatten)]
+    pub other: Mapping,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct MacroPatch {
+    pub name: String,
+    pub description: Option<String>,
+    pub arguments: Vec<Yaml>,
+    pub meta: Option<Mapping>,
+    pub docs: Option<Yaml>,
+    pub config: Option<Mapping>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ExposureDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub owner: Option<Mapping>,
+    pub description: Option<String>,
+    pub label: Option<String>,
+    pub url: Option<String>,
+    pub maturity: Option<String>,
+    pub depends_on: Vec<String>,
+    pub meta: Option<Mapping>,
+    pub tags: Option<Yaml>,
+    pub config: Option<Mapping>,
+}
+
+/// Parses one properties file, applying YAML merge keys. Positions are exact for
+/// syntax errors; for shape errors the line of the offending key is looked up.
+pub fn parse_schema_file(file: &str, text: &str) -> Result<SchemaFile, Diagnostic> {
+    if !text.contains("<<") {
+        return serde_yaml::from_str::<Option<SchemaFile>>(text)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| shape_or_syntax(file, text, &e));
+    }
+    let mut v: Yaml = serde_yaml::from_str(text).map_err(|e| yaml_diagnostic(file, text, &e))?;
+    v.apply_merge().map_err(|e| yaml_diagnostic(file, text, &e))?;
+    if v.is_null() {
+        return Ok(SchemaFile::default());
+    }
+    serde_yaml::from_value(v).map_err(|e| {
+        let msg = e.to_string();
+        let key = msg.split(':').next().unwrap_or("").trim();
+        Diagnostic::new(DiagKind::Yaml, format!("invalid properties file: {msg}")).at(
+            file,
+            Some(text),
+            line_of(text, key),
+            1,
+        )
+    })
+}
+
+fn shape_or_syntax(file: &str, text: &str, e: &serde_yaml::Error) -> Diagnostic {
+    let d = yaml_diagnostic(file, text, e);
+    if e.to_string().contains("invalid type") || e.to_string().contains("missing field") {
+        Diagnostic {
+            message: d.message.replace("invalid YAML", "invalid properties file"),
+            hint: Some(
+                "see dbt's properties reference: models, sources and columns are lists of mappings with a 'name'"
+                    .into(),
+            ),
+            ..d
+        }
+    } else {
+        d
+    }
+}
+
+/// A declared data test before it becomes a node.
+#[derive(Debug, Clone)]
+pub struct TestSpec {
+    /// Built-in or custom generic test name, e.g. `unique` or `dbt_utils.expression_is_true`.
+    pub test_name: String,
+    pub namespace: Option<String>,
+    /// Arguments other than `model`/`column_name`.
+    pub args: Mapping,
+    pub config: Mapping,
+    /// An explicit `name:` that replaces the synthesized one.
+    pub custom_name: Option<String>,
+    pub description: Option<String>,
+}
+
+const TEST_CONFIG_KEYS: &[&str] = &[
+    "severity",
+    "error_if",
+    "warn_if",
+    "where",
+    "limit",
+    "fail_calc",
+    "store_failures",
+    "store_failures_as",
+    "tags",
+    "enabled",
+    "meta",
+    "alias",
+    "schema",
+    "database",
+];
+
+/// Reads one entry of a `data_tests:` list in any of dbt's forms.
+pub fn parse_test_entry(entry: &Yaml) -> Result<TestSpec, String> {
+    let (mut name, body) = match entry {
+        Yaml::String(s) => (s.clone(), Mapping::new()),
+        Yaml::Mapping(m) if m.len() == 1 && !m.contains_key("test_name") => {
+            let (k, v) = m.iter().next().ok_or("empty test entry")?;
+            let k = k.as_str().ok_or("test name must be a string")?.to_string();
+            match v {
+                Yaml::Mapping(b) => (k, b.clone()),
+                Yaml::Null => (k, Mapping::new()),
+                other => return Err(format!("test '{k}' has a non-mapping body: {other:?}")),
+            }
+        }
+        Yaml::Mapping(m) => {
+            let k = m
+                .get("test_name")
+                .and_then(Yaml::as_str)
+                .ok_or("a test entry with several keys needs 'test_name'")?
+                .to_string();
+            (k, m.clone())
+        }
+        other => return Err(format!("unsupported test entry: {other:?}")),
+    };
+    let mut args = Mapping::new();
+    let mut config = Mapping::new();
+    let mut custom_name = None;
+    let mut description = None;
+    for (k, v) in body {
+        let key = k.as_str().unwrap_or_default();
+        match key {
+            "test_name" => {}
+            "name" => custom_name = v.as_str().map(str::to_string),
+            "description" => description = v.as_str().map(str::to_string),
+            "config" => {
+                if let Yaml::Mapping(c) = v {
+                    for (ck, cv) in c {
+                        config.insert(ck, cv);
+                    }
+                }
+            }
+            "arguments" => {
+                if let Yaml::Mapping(a) = v {
+                    for (ak, av) in a {
+                        args.insert(ak, av);
+                    }
+                }
+            }
+            k if TEST_CONFIG_KEYS.contains(&k) => {
+                config.insert(Yaml::String(k.into()), v);
+            }
+            _ => {
+                args.insert(Yaml::String(key.into()), v);
+            }
+        }
+    }
+    let namespace = match name.split_once('.') {
+        Some((ns, n)) => {
+            let ns = ns.to_string();
+            name = n.to_string();
+            Some(ns)
+        }
+        None => None,
+    };
+    Ok(TestSpec {
+        test_name: name,
+        namespace,
+        args,
+        config,
+        custom_name,
+        description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_forms() {
+        let y: Vec<Yaml> = serde_yaml::from_str(
+            "- not_null\n- accepted_values:\n    values: [a, b]\n    severity: warn\n- accepted_values:\n    arguments:\n      values: [c]\n    config:\n      where: x > 1\n- dbt_utils.expression_is_true:\n    expression: a > 0\n",
+        )
+        .unwrap();
+        let t: Vec<TestSpec> = y.iter().map(|e| parse_test_entry(e).unwrap()).collect();
+        assert_eq!(t[0].test_name, "not_null");
+        assert!(t[1].args.contains_key("values"));
+        assert!(t[1].config.contains_key("severity"));
+        assert!(t[2].args.contains_key("values"));
+        assert!(t[2].config.contains_key("where"));
+        assert_eq!(t[3].namespace.as_deref(), Some("dbt_utils"));
+    }
+
+    #[test]
+    fn merge_keys_apply() {
+        let f = parse_schema_file(
+            "m.yml",
+            "x: &d\n  description: shared\nmodels:\n  - name: a\n    <<: *d\n",
+        )
+        .unwrap();
+        assert_eq!(f.models[0].description.as_deref(), Some("shared"));
+    }
+}
