@@ -42,7 +42,10 @@ impl ManifestResolver {
         let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
         let mut relations = HashMap::new();
         for n in m.nodes.values() {
-            if !matches!(n.resource_type, ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot) {
+            if !matches!(
+                n.resource_type,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            ) {
                 continue;
             }
             by_name
@@ -63,7 +66,10 @@ impl ManifestResolver {
             .map(|s| {
                 let mut r = RelationName::new(&s.database, &s.schema, &s.identifier, s.quoting);
                 r.kind = Some("table".into());
-                ((s.source_name.clone(), s.name.clone()), (s.unique_id.clone(), r))
+                (
+                    (s.source_name.clone(), s.name.clone()),
+                    (s.unique_id.clone(), r),
+                )
             })
             .collect();
         ManifestResolver {
@@ -88,7 +94,13 @@ impl Resolver for ManifestResolver {
                 .or_else(|| pick(&self.root))
                 .or_else(|| cands.first().map(|(_, u)| u.clone())),
         }
-        .ok_or_else(|| format!("ref('{}') is not in package '{}'", r.name, r.package.clone().unwrap_or_default()))?;
+        .ok_or_else(|| {
+            format!(
+                "ref('{}') is not in package '{}'",
+                r.name,
+                r.package.clone().unwrap_or_default()
+            )
+        })?;
         let (relation, ephemeral) = self
             .relations
             .get(&uid)
@@ -109,11 +121,14 @@ impl Resolver for ManifestResolver {
     }
 }
 
-static LOOKS_LIKE_FUNC: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\s*(env_var|ref|var|source|doc)\s*\(.+\)\s*$").expect("static regex"));
+static LOOKS_LIKE_FUNC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(env_var|ref|var|source|doc)\s*\(.+\)\s*$").expect("static regex")
+});
 static MODEL_KWARG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^\{\{ get_where_subquery\((ref\('([^']+)'\)|source\('([^']+)', '([^']+)'\))\) \}\}$"#)
-        .expect("static regex")
+    Regex::new(
+        r#"^\{\{ get_where_subquery\((ref\('([^']+)'\)|source\('([^']+)', '([^']+)'\))\) \}\}$"#,
+    )
+    .expect("static regex")
 });
 
 /// Where a node's compiled SQL is written, relative to the target directory.
@@ -145,7 +160,11 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles the selected nodes (and the ephemeral models they need).
-    pub fn compile(&self, graph: &Graph, selected: &BTreeSet<String>) -> Result<HashMap<String, CompiledNode>, Error> {
+    pub fn compile(
+        &self,
+        graph: &Graph,
+        selected: &BTreeSet<String>,
+    ) -> Result<HashMap<String, CompiledNode>, Error> {
         let m = self.manifest();
         let mut ephemerals: Vec<String> = Vec::new();
         let mut need: BTreeSet<String> = BTreeSet::new();
@@ -200,7 +219,12 @@ impl<'a> Compiler<'a> {
             name: n.name.clone(),
             unique_id: n.unique_id.clone(),
             resource_type: n.resource_type.as_str().to_string(),
-            this: Some(RelationName::new(&n.database, &n.schema, &n.alias, self.manifest().quoting)),
+            this: Some(RelationName::new(
+                &n.database,
+                &n.schema,
+                &n.alias,
+                self.manifest().quoting,
+            )),
             config: Some(Arc::new(n.config.all.clone())),
             is_incremental: false,
             extra,
@@ -208,11 +232,20 @@ impl<'a> Compiler<'a> {
     }
 
     fn diag(&self, n: &Node, e: &minijinja::Error) -> Diagnostic {
-        let src = std::fs::read_to_string(&n.display_path).ok();
-        jinja::diagnostic_from_jinja(e, &n.display_path, src.as_deref(), n.line_offset)
+        let src = std::fs::read_to_string(self.parsed_dir().join(&n.display_path)).ok();
+        let d = jinja::diagnostic_from_jinja(e, &n.display_path, src.as_deref(), n.line_offset);
+        crate::manifest::parser::with_call_site(d, &n.display_path, n.resource_type, &n.name)
     }
 
-    pub fn compile_node(&self, n: &Node, done: &HashMap<String, CompiledNode>) -> Result<CompiledNode, Diagnostic> {
+    fn parsed_dir(&self) -> &std::path::Path {
+        &self.parsed.project_dir
+    }
+
+    pub fn compile_node(
+        &self,
+        n: &Node,
+        done: &HashMap<String, CompiledNode>,
+    ) -> Result<CompiledNode, Diagnostic> {
         let (sql, ephemerals) = if n.test.is_some() {
             self.render_generic_test(n)?
         } else {
@@ -223,7 +256,10 @@ impl<'a> Compiler<'a> {
             let Some(c) = done.get(e) else {
                 return Err(Diagnostic::new(
                     DiagKind::JinjaRuntime,
-                    format!("ephemeral model {e} was not compiled before {}", n.unique_id),
+                    format!(
+                        "ephemeral model {e} was not compiled before {}",
+                        n.unique_id
+                    ),
                 )
                 .file(&n.display_path));
             };
@@ -234,7 +270,10 @@ impl<'a> Compiler<'a> {
             }
             if !extra.iter().any(|(x, _)| x == e) {
                 let name = e.rsplit('.').next().unwrap_or(e);
-                extra.push((e.clone(), format!(" __dbt__cte__{name} as (\n{}\n)", c.pre_injected)));
+                extra.push((
+                    e.clone(),
+                    format!(" __dbt__cte__{name} as (\n{}\n)", c.pre_injected),
+                ));
             }
         }
         let injected = inject_ctes(&sql, &extra);
@@ -254,9 +293,10 @@ impl<'a> Compiler<'a> {
             let mut refs = Vec::with_capacity(n.refs.len());
             let mut ephemerals = Vec::new();
             for r in &n.refs {
-                let rr = self.resolver.resolve_ref(&n.package, r).map_err(|e| {
-                    Diagnostic::new(DiagKind::UnknownRef, e).file(&n.display_path)
-                })?;
+                let rr = self
+                    .resolver
+                    .resolve_ref(&n.package, r)
+                    .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&n.display_path))?;
                 if rr.ephemeral && !ephemerals.contains(&rr.unique_id) {
                     ephemerals.push(rr.unique_id.clone());
                 }
@@ -269,7 +309,8 @@ impl<'a> Compiler<'a> {
                 })?;
                 sources.push(rel.render());
             }
-            let this = RelationName::new(&n.database, &n.schema, &n.alias, self.manifest().quoting).render();
+            let this = RelationName::new(&n.database, &n.schema, &n.alias, self.manifest().quoting)
+                .render();
             if let Some(sql) = jinja::substitute(out, &refs, &sources, Some(&this)) {
                 return Ok((sql, ephemerals));
             }
@@ -300,9 +341,19 @@ impl<'a> Compiler<'a> {
                         let rel = match (c.get(2), c.get(3), c.get(4)) {
                             (Some(name), _, _) => self
                                 .resolver
-                                .resolve_ref(&n.package, &RefCall { name: name.as_str().into(), package: None, version: None })
+                                .resolve_ref(
+                                    &n.package,
+                                    &RefCall {
+                                        name: name.as_str().into(),
+                                        package: None,
+                                        version: None,
+                                    },
+                                )
                                 .map(|r| r.relation.render()),
-                            (_, Some(s), Some(tb)) => self.resolver.resolve_source(s.as_str(), tb.as_str()).map(|r| r.1.render()),
+                            (_, Some(s), Some(tb)) => self
+                                .resolver
+                                .resolve_source(s.as_str(), tb.as_str())
+                                .map(|r| r.1.render()),
                             _ => Err("bad model argument".into()),
                         }
                         .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&t.yaml_path))?;
@@ -344,8 +395,17 @@ impl<'a> Compiler<'a> {
 
     /// dbt's rendering of test arguments: function-looking strings are evaluated,
     /// other templated strings rendered, everything else passed through.
-    fn render_arg(&self, n: &Node, v: &Json, ctx: &Arc<jinja::RenderCtx>) -> Result<Value, Diagnostic> {
-        let file = n.test.as_ref().map(|t| t.yaml_path.clone()).unwrap_or_else(|| n.display_path.clone());
+    fn render_arg(
+        &self,
+        n: &Node,
+        v: &Json,
+        ctx: &Arc<jinja::RenderCtx>,
+    ) -> Result<Value, Diagnostic> {
+        let file = n
+            .test
+            .as_ref()
+            .map(|t| t.yaml_path.clone())
+            .unwrap_or_else(|| n.display_path.clone());
         match v {
             Json::String(s) if LOOKS_LIKE_FUNC.is_match(s) => self
                 .jinja()
@@ -376,15 +436,25 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, String)]) -> String {
     if ctes.is_empty() {
         return sql.to_string();
     }
-    let joined = ctes.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ");
+    let joined = ctes
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let start = first_token(sql);
     let rest = &sql[start..];
-    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     if word.eq_ignore_ascii_case("with") {
         let mut after = start + word.len();
         let tail = &sql[after..];
         let ws = tail.len() - tail.trim_start().len();
-        let next: String = tail[ws..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        let next: String = tail[ws..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
         if next.eq_ignore_ascii_case("recursive") {
             after += ws + next.len();
         }
@@ -418,7 +488,10 @@ fn first_token(sql: &str) -> usize {
 }
 
 /// Writes compiled SQL under `<target>/compiled/...`, in parallel.
-pub fn write_compiled(target_dir: &Path, compiled: &HashMap<String, CompiledNode>) -> Result<(), Error> {
+pub fn write_compiled(
+    target_dir: &Path,
+    compiled: &HashMap<String, CompiledNode>,
+) -> Result<(), Error> {
     let mut dirs: BTreeSet<std::path::PathBuf> = BTreeSet::new();
     for c in compiled.values() {
         if let Some(p) = target_dir.join(&c.compiled_path).parent() {
@@ -433,7 +506,8 @@ pub fn write_compiled(target_dir: &Path, compiled: &HashMap<String, CompiledNode
     }
     compiled.par_iter().try_for_each(|(_, c)| {
         let p = target_dir.join(&c.compiled_path);
-        std::fs::write(&p, crate::secrets::scrub(&c.sql).as_bytes()).map_err(|source| Error::Write { path: p, source })
+        std::fs::write(&p, crate::secrets::scrub(&c.sql).as_bytes())
+            .map_err(|source| Error::Write { path: p, source })
     })
 }
 
@@ -443,8 +517,14 @@ mod tests {
 
     #[test]
     fn cte_injection() {
-        let c = vec![("model.p.e".to_string(), " __dbt__cte__e as (\nselect 1\n)".to_string())];
-        assert_eq!(inject_ctes("select * from __dbt__cte__e", &c), "with __dbt__cte__e as (\nselect 1\n)select * from __dbt__cte__e");
+        let c = vec![(
+            "model.p.e".to_string(),
+            " __dbt__cte__e as (\nselect 1\n)".to_string(),
+        )];
+        assert_eq!(
+            inject_ctes("select * from __dbt__cte__e", &c),
+            "with __dbt__cte__e as (\nselect 1\n)select * from __dbt__cte__e"
+        );
         assert_eq!(
             inject_ctes("-- hi\nwith a as (select 1) select * from a", &c),
             "-- hi\nwith __dbt__cte__e as (\nselect 1\n), a as (select 1) select * from a"

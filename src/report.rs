@@ -33,7 +33,9 @@ impl Reporter {
         Reporter {
             format: args.log_format,
             quiet: args.quiet,
-            color: !args.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
+            color: !args.no_color
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stderr().is_terminal(),
         }
     }
 

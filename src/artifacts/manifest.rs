@@ -54,7 +54,13 @@ fn node_config(n: &Node) -> Json {
                     b["quote_columns"] = Json::Null;
                 }
                 ResourceType::Snapshot => {
-                    for k in ["strategy", "target_schema", "target_database", "updated_at", "check_cols"] {
+                    for k in [
+                        "strategy",
+                        "target_schema",
+                        "target_database",
+                        "updated_at",
+                        "check_cols",
+                    ] {
                         b[k] = Json::Null;
                     }
                     b["snapshot_meta_column_names"] = json!({});
@@ -94,7 +100,12 @@ fn columns_json(cols: &indexmap::IndexMap<String, Column>) -> Json {
 }
 
 /// One node as manifest JSON; `compiled` adds the compile-time fields.
-pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target_path: &str) -> Json {
+pub fn node_json(
+    n: &Node,
+    m: &Manifest,
+    compiled: Option<&CompiledNode>,
+    target_path: &str,
+) -> Json {
     let refs: Vec<Json> = n
         .refs
         .iter()
@@ -138,14 +149,24 @@ pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target
         o.insert("sources".into(), json!(sources));
         o.insert("metrics".into(), json!([]));
         o.insert("functions".into(), json!([]));
-        o.insert("compiled_path".into(), json!(compiled.map(|c| format!("{target_path}/{}", c.compiled_path))));
+        o.insert(
+            "compiled_path".into(),
+            json!(compiled.map(|c| format!("{target_path}/{}", c.compiled_path))),
+        );
         o.insert("compiled".into(), json!(compiled.is_some()));
-        o.insert("compiled_code".into(), json!(compiled.map(|c| crate::secrets::scrub(&c.sql).into_owned())));
+        o.insert(
+            "compiled_code".into(),
+            json!(compiled.map(|c| crate::secrets::scrub(&c.sql).into_owned())),
+        );
         o.insert("extra_ctes_injected".into(), json!(compiled.is_some()));
         o.insert(
             "extra_ctes".into(),
             json!(compiled
-                .map(|c| c.extra_ctes.iter().map(|(id, sql)| json!({"id": id, "sql": sql})).collect::<Vec<_>>())
+                .map(|c| c
+                    .extra_ctes
+                    .iter()
+                    .map(|(id, sql)| json!({"id": id, "sql": sql}))
+                    .collect::<Vec<_>>())
                 .unwrap_or_default()),
         );
         let enforced = n
@@ -154,7 +175,10 @@ pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target
             .and_then(|c| c.get("enforced"))
             .and_then(Json::as_bool)
             .unwrap_or(false);
-        o.insert("contract".into(), json!({"enforced": enforced, "alias_types": true, "checksum": null}));
+        o.insert(
+            "contract".into(),
+            json!({"enforced": enforced, "alias_types": true, "checksum": null}),
+        );
     } else {
         o.insert("root_path".into(), json!(null));
         o.insert("depends_on".into(), json!({"macros": n.depends_on_macros}));
@@ -171,7 +195,11 @@ pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target
         }
         ResourceType::Operation => {
             let (kind, idx) = n.name.rsplit_once('-').unwrap_or((&n.name, "0"));
-            let kind = if kind.ends_with("on-run-end") { "on-run-end" } else { "on-run-start" };
+            let kind = if kind.ends_with("on-run-end") {
+                "on-run-end"
+            } else {
+                "on-run-start"
+            };
             o.insert("tags".into(), json!([kind]));
             o.insert("index".into(), json!(idx.parse::<u64>().unwrap_or(0)));
         }
@@ -192,7 +220,9 @@ pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target
 }
 
 fn source_json(s: &Source) -> Json {
-    let mut cfg = obj(json!({"enabled": true, "event_time": null, "freshness": null, "loaded_at_field": null, "loaded_at_query": null, "meta": {}, "tags": []}));
+    let mut cfg = obj(
+        json!({"enabled": true, "event_time": null, "freshness": null, "loaded_at_field": null, "loaded_at_query": null, "meta": {}, "tags": []}),
+    );
     for (k, v) in &s.config.all {
         cfg.insert(k.clone(), v.clone());
     }
@@ -246,6 +276,7 @@ pub fn write(
         path: path.to_path_buf(),
         source,
     };
+    let t0 = std::time::Instant::now();
     let mut parts: Vec<(String, String)> = m
         .nodes
         .par_iter()
@@ -255,6 +286,7 @@ pub fn write(
         })
         .collect();
     parts.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::manifest::parser::timing("manifest nodes", t0);
     let metadata = json!({
         "dbt_schema_version": SCHEMA_URL,
         "dbt_version": DBT_VERSION,
@@ -270,7 +302,11 @@ pub fn write(
         "quoting": {"database": m.quoting.database, "schema": m.quoting.schema, "identifier": m.quoting.identifier, "column": null},
         "run_started_at": meta.started_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
     });
-    let sources: Map<String, Json> = m.sources.iter().map(|(k, s)| (k.clone(), source_json(s))).collect();
+    let sources: Map<String, Json> = m
+        .sources
+        .iter()
+        .map(|(k, s)| (k.clone(), source_json(s)))
+        .collect();
     let macros: Map<String, Json> = m
         .macros
         .iter()
@@ -300,11 +336,24 @@ pub fn write(
             )
         })
         .collect();
-    let exposures: Map<String, Json> = m.exposures.iter().map(|(k, e)| (k.clone(), exposure_json(e))).collect();
+    let exposures: Map<String, Json> = m
+        .exposures
+        .iter()
+        .map(|(k, e)| (k.clone(), exposure_json(e)))
+        .collect();
     let disabled: Map<String, Json> = m
         .disabled
         .iter()
-        .map(|(k, v)| (k.clone(), Json::Array(v.iter().map(|n| node_json(n, m, None, meta.target_path)).collect())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Json::Array(
+                    v.iter()
+                        .map(|n| node_json(n, m, None, meta.target_path))
+                        .collect(),
+                ),
+            )
+        })
         .collect();
     let mut parent_map = Map::new();
     let mut child_map = Map::new();
@@ -313,6 +362,7 @@ pub fn write(
         child_map.insert(id.clone(), json!(graph.children(id)));
     }
 
+    crate::manifest::parser::timing("manifest maps", t0);
     let file = std::fs::File::create(path).map_err(werr)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut put = |s: &str| w.write_all(s.as_bytes());
@@ -354,7 +404,9 @@ pub fn write(
         Ok(())
     })()
     .map_err(werr)?;
-    w.flush().map_err(werr)
+    w.flush().map_err(werr)?;
+    crate::manifest::parser::timing("manifest written", t0);
+    Ok(())
 }
 
 fn md5_digest(s: &str) -> md5::digest::Output<md5::Md5> {

@@ -14,7 +14,10 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
         .with_context(|| format!("no dbt_project.yml in {}", dir.display()))?;
     let settings = ProjectSettings::parse("dbt_project.yml", &text)?;
     let targets = if settings.clean_targets.is_empty() {
-        vec![settings.target_path.clone(), settings.packages_install_path.clone()]
+        vec![
+            settings.target_path.clone(),
+            settings.packages_install_path.clone(),
+        ]
     } else {
         settings.clean_targets.clone()
     };

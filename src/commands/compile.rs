@@ -11,14 +11,17 @@ use crate::compile::{write_compiled, Compiler};
 
 pub fn run(args: &CompileArgs) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
+    let t = std::time::Instant::now();
     let selected = s.select()?;
     let compiler = Compiler::new(&s.parsed);
     let compiled = compiler.compile(&s.graph, &selected)?;
+    crate::manifest::parser::timing("compile", t);
     std::fs::create_dir_all(&s.target_dir)
         .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
     if !args.no_write {
         write_compiled(&s.target_dir, &compiled)?;
     }
+    crate::manifest::parser::timing("write compiled", t);
     let invocation = s.parsed.jinja.shared.invocation_id.clone();
     let label = s.target_path_label();
     manifest::write(
@@ -32,6 +35,7 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
             target_path: &label,
         },
     )?;
+    crate::manifest::parser::timing("write manifest", t);
     let m = &s.parsed.manifest;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for id in compiled.keys() {

@@ -22,14 +22,20 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
     println!("type:          {}", t.connection.type_name());
     match &t.connection {
         Connection::Postgres(c) => {
-            println!("host:          {}", c.host.as_deref().unwrap_or("(local socket)"));
+            println!(
+                "host:          {}",
+                c.host.as_deref().unwrap_or("(local socket)")
+            );
             println!("port:          {}", c.port.unwrap_or(5432));
             println!("user:          {}", c.user.as_deref().unwrap_or(""));
             println!("local cluster: {}", c.local.unwrap_or(false));
         }
         Connection::Redshift(c) => {
             println!("host:          {}", c.host.as_deref().unwrap_or(""));
-            println!("method:        {}", c.method.as_deref().unwrap_or("database"));
+            println!(
+                "method:        {}",
+                c.method.as_deref().unwrap_or("database")
+            );
             println!("cluster_id:    {}", c.cluster_id.as_deref().unwrap_or(""));
         }
     }

@@ -16,10 +16,16 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
     let install = dir.join(&settings.packages_install_path);
     let done = packages::install(dir, &install)?;
     if done.is_empty() {
-        reporter.info("deps", "No packages declared in packages.yml or dependencies.yml");
+        reporter.info(
+            "deps",
+            "No packages declared in packages.yml or dependencies.yml",
+        );
     }
     for p in done {
-        reporter.info("deps", &format!("{} {} ({})", p.action, p.name, p.spec.describe()));
+        reporter.info(
+            "deps",
+            &format!("{} {} ({})", p.action, p.name, p.spec.describe()),
+        );
     }
     Ok(Outcome::Success)
 }

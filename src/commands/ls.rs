@@ -44,7 +44,9 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
             match args.output {
                 LsOutput::Name => format!("{}.{}", src.source_name, src.name),
                 LsOutput::Path => src.original_file_path.clone(),
-                LsOutput::Selector => format!("source:{}.{}.{}", src.package, src.source_name, src.name),
+                LsOutput::Selector => {
+                    format!("source:{}.{}.{}", src.package, src.source_name, src.name)
+                }
                 LsOutput::Json => filter_keys(
                     json!({
                         "name": src.name,

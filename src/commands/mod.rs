@@ -59,14 +59,18 @@ impl Session {
         let reporter = Reporter::new(args);
         crate::secrets::register_from_env();
         let project = Project::load(&load_options(args, false))?;
+        parser::timing("load", started);
         for w in &project.warnings {
             reporter.warn(w);
         }
         let parsed = parser::parse(&project)?;
-        for w in &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..] {
+        for w in
+            &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..]
+        {
             reporter.warn(w);
         }
         let graph = Graph::build(&parsed.manifest)?;
+        parser::timing("graph", started);
         let target_dir = project.target_dir(args.target_path.as_deref());
         Ok(Session {
             args: args.clone(),
@@ -118,8 +122,11 @@ impl Session {
             for t in &self.args.resource_type {
                 for part in t.split(',') {
                     let rt = ResourceType::parse(part.trim()).ok_or_else(|| {
-                        Diagnostic::new(DiagKind::Selector, format!("unknown resource type '{part}'"))
-                            .hint("one of: model, seed, snapshot, test, source, analysis, exposure")
+                        Diagnostic::new(
+                            DiagKind::Selector,
+                            format!("unknown resource type '{part}'"),
+                        )
+                        .hint("one of: model, seed, snapshot, test, source, analysis, exposure")
                     })?;
                     types.push(rt);
                 }

@@ -69,8 +69,18 @@ fn parse_method(m: &str, spec: &str) -> Result<Method, Diagnostic> {
         c if c.starts_with("config.") => Method::Config(c["config.".len()..].to_string()),
         other => {
             let known = [
-                "fqn", "tag", "path", "file", "resource_type", "source", "exposure", "test_type",
-                "test_name", "package", "selector", "config.<key>",
+                "fqn",
+                "tag",
+                "path",
+                "file",
+                "resource_type",
+                "source",
+                "exposure",
+                "test_type",
+                "test_name",
+                "package",
+                "selector",
+                "config.<key>",
             ];
             let mut d = sel_err(spec, format!("unknown selection method '{other}'"));
             if let Some(h) = crate::error::suggest(other, known.iter().copied()) {
@@ -91,7 +101,11 @@ pub fn parse_atom(spec: &str) -> Result<Atom, Diagnostic> {
     let mut parents = None;
     let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
     if s[digits.len()..].starts_with('+') {
-        parents = Some(if digits.is_empty() { None } else { digits.parse().ok() });
+        parents = Some(if digits.is_empty() {
+            None
+        } else {
+            digits.parse().ok()
+        });
         s = &s[digits.len() + 1..];
     } else if !digits.is_empty() && s.len() == digits.len() {
         // A bare number is a name.
@@ -100,7 +114,11 @@ pub fn parse_atom(spec: &str) -> Result<Atom, Diagnostic> {
     if let Some(pos) = s.rfind('+') {
         let tail = &s[pos + 1..];
         if tail.chars().all(|c| c.is_ascii_digit()) {
-            children = Some(if tail.is_empty() { None } else { tail.parse().ok() });
+            children = Some(if tail.is_empty() {
+                None
+            } else {
+                tail.parse().ok()
+            });
             s = &s[..pos];
         }
     }
@@ -137,7 +155,10 @@ pub fn parse_cli(specs: &[String]) -> Result<Expr, Diagnostic> {
                 .map(|p| parse_atom(p).map(Expr::Atom))
                 .collect::<Result<_, _>>()?;
             union.push(if parts.len() == 1 {
-                parts.into_iter().next().ok_or_else(|| sel_err(term, "empty"))?
+                parts
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| sel_err(term, "empty"))?
             } else {
                 Expr::Intersection(parts)
             });
@@ -198,7 +219,11 @@ struct Item<'a> {
 
 fn items(m: &Manifest) -> Vec<Item<'_>> {
     let mut v = Vec::with_capacity(m.nodes.len() + m.sources.len());
-    for n in m.nodes.values().filter(|n| n.resource_type != ResourceType::Operation) {
+    for n in m
+        .nodes
+        .values()
+        .filter(|n| n.resource_type != ResourceType::Operation)
+    {
         v.push(Item {
             id: &n.unique_id,
             rt: n.resource_type,
@@ -340,9 +365,17 @@ impl<'a> Selector<'a> {
                 DiagKind::Selector,
                 format!("selector '{name}' is not defined in selectors.yml"),
             );
-            if let Some(h) = crate::error::suggest(name, self.yaml.keys().map(String::as_str)) {
-                d = d.hint(h);
-            }
+            d = match crate::error::suggest(name, self.yaml.keys().map(String::as_str)) {
+                Some(h) => d.hint(h),
+                None if self.yaml.is_empty() => d.hint(
+                    "no selectors are defined; add them to selectors.yml next to dbt_project.yml",
+                ),
+                None => {
+                    let mut names: Vec<&str> = self.yaml.keys().map(String::as_str).collect();
+                    names.sort();
+                    d.hint(format!("defined selectors: {}", names.join(", ")))
+                }
+            };
             d
         })
     }
@@ -361,7 +394,10 @@ impl<'a> Selector<'a> {
 
     fn eval_depth(&self, e: &Expr, depth: usize) -> Result<BTreeSet<String>, Diagnostic> {
         if depth > 50 {
-            return Err(Diagnostic::new(DiagKind::Selector, "YAML selectors refer to each other in a cycle"));
+            return Err(Diagnostic::new(
+                DiagKind::Selector,
+                "YAML selectors refer to each other in a cycle",
+            ));
         }
         Ok(match e {
             Expr::Union(v) => {
@@ -444,7 +480,10 @@ impl<'a> Selector<'a> {
                 IndirectSelection::Eager => parents.iter().any(sel),
                 IndirectSelection::Cautious => parents.iter().all(sel),
                 IndirectSelection::Buildable => parents.iter().all(|p| {
-                    sel(p) || parents.iter().any(|q| sel(q) && self.g.walk(q, Direction::Incoming, None).contains(p))
+                    sel(p)
+                        || parents.iter().any(|q| {
+                            sel(q) && self.g.walk(q, Direction::Incoming, None).contains(p)
+                        })
                 }),
                 IndirectSelection::Empty => false,
             };
@@ -468,7 +507,8 @@ pub enum IndirectSelection {
 /// selectors.yml → the `selectors` object of manifest.json.
 pub fn selectors_json(file: &str, text: &str) -> Result<Json, Diagnostic> {
     let mut doc: Yaml = serde_yaml::from_str(text).map_err(|e| yaml_diagnostic(file, text, &e))?;
-    doc.apply_merge().map_err(|e| yaml_diagnostic(file, text, &e))?;
+    doc.apply_merge()
+        .map_err(|e| yaml_diagnostic(file, text, &e))?;
     let list = doc
         .get("selectors")
         .and_then(Yaml::as_sequence)
@@ -476,10 +516,13 @@ pub fn selectors_json(file: &str, text: &str) -> Result<Json, Diagnostic> {
         .unwrap_or_default();
     let mut out = serde_json::Map::new();
     for s in list {
-        let name = s
-            .get("name")
-            .and_then(Yaml::as_str)
-            .ok_or_else(|| Diagnostic::new(DiagKind::Selector, "a selector in selectors.yml has no name").file(file))?;
+        let name = s.get("name").and_then(Yaml::as_str).ok_or_else(|| {
+            Diagnostic::new(
+                DiagKind::Selector,
+                "a selector in selectors.yml has no name",
+            )
+            .file(file)
+        })?;
         let def = s.get("definition").cloned().unwrap_or(Yaml::Null);
         // Validate now so a broken selector is reported at parse time with its file.
         yaml_expr(&def).map_err(|d| {
@@ -487,7 +530,12 @@ pub fn selectors_json(file: &str, text: &str) -> Result<Json, Diagnostic> {
                 message: format!("selector '{name}': {}", d.message),
                 ..d
             }
-            .at(file, Some(text), crate::error::line_of(text, &format!("name: {name}")), 1)
+            .at(
+                file,
+                Some(text),
+                crate::error::line_of(text, &format!("name: {name}")),
+                1,
+            )
         })?;
         out.insert(
             name.to_string(),
@@ -506,8 +554,9 @@ fn yaml_selectors(j: &Json) -> Result<HashMap<String, Expr>, Diagnostic> {
     let mut out = HashMap::new();
     if let Some(m) = j.as_object() {
         for (k, v) in m {
-            let def: Yaml = serde_yaml::to_value(v.get("definition").cloned().unwrap_or(Json::Null))
-                .map_err(|e| Diagnostic::new(DiagKind::Selector, e.to_string()))?;
+            let def: Yaml =
+                serde_yaml::to_value(v.get("definition").cloned().unwrap_or(Json::Null))
+                    .map_err(|e| Diagnostic::new(DiagKind::Selector, e.to_string()))?;
             out.insert(k.clone(), yaml_expr(&def)?);
         }
     }
@@ -517,11 +566,13 @@ fn yaml_selectors(j: &Json) -> Result<HashMap<String, Expr>, Diagnostic> {
 /// One YAML selector definition: a CLI string, a method/value mapping, or a set operation.
 pub fn yaml_expr(y: &Yaml) -> Result<Expr, Diagnostic> {
     match y {
-        Yaml::String(s) => parse_cli(&[s.clone()]),
+        Yaml::String(s) => parse_cli(std::slice::from_ref(s)),
         Yaml::Mapping(m) => {
             let list = |k: &str| -> Result<Option<Vec<Expr>>, Diagnostic> {
                 match m.get(k) {
-                    Some(Yaml::Sequence(s)) => Ok(Some(s.iter().map(yaml_expr).collect::<Result<_, _>>()?)),
+                    Some(Yaml::Sequence(s)) => {
+                        Ok(Some(s.iter().map(yaml_expr).collect::<Result<_, _>>()?))
+                    }
                     Some(other) => Ok(Some(vec![yaml_expr(other)?])),
                     None => Ok(None),
                 }
@@ -535,17 +586,27 @@ pub fn yaml_expr(y: &Yaml) -> Result<Expr, Diagnostic> {
                 return Ok(with_excludes(Expr::Intersection(inc), exc));
             }
             if let Some(e) = list("exclude")? {
-                return Ok(Expr::Difference(Box::new(Expr::Union(vec![])), Box::new(Expr::Union(e))));
+                return Ok(Expr::Difference(
+                    Box::new(Expr::Union(vec![])),
+                    Box::new(Expr::Union(e)),
+                ));
             }
-            let method = m
-                .get("method")
-                .and_then(Yaml::as_str)
-                .ok_or_else(|| Diagnostic::new(DiagKind::Selector, "selector definition needs 'method' and 'value', or union/intersection"))?;
+            let method = m.get("method").and_then(Yaml::as_str).ok_or_else(|| {
+                Diagnostic::new(
+                    DiagKind::Selector,
+                    "selector definition needs 'method' and 'value', or union/intersection",
+                )
+            })?;
             let value = match m.get("value") {
                 Some(Yaml::String(s)) => s.clone(),
                 Some(Yaml::Bool(b)) => b.to_string(),
                 Some(Yaml::Number(n)) => n.to_string(),
-                _ => return Err(Diagnostic::new(DiagKind::Selector, format!("method '{method}' needs a value"))),
+                _ => {
+                    return Err(Diagnostic::new(
+                        DiagKind::Selector,
+                        format!("method '{method}' needs a value"),
+                    ))
+                }
             };
             let method = if method == "fqn" && value == "*" {
                 Method::Fqn
@@ -576,7 +637,10 @@ pub fn yaml_expr(y: &Yaml) -> Result<Expr, Diagnostic> {
                 None => Ok(atom),
             }
         }
-        _ => Err(Diagnostic::new(DiagKind::Selector, "selector definition must be a string or a mapping")),
+        _ => Err(Diagnostic::new(
+            DiagKind::Selector,
+            "selector definition must be a string or a mapping",
+        )),
     }
 }
 
@@ -617,7 +681,10 @@ mod tests {
 
     #[test]
     fn fqn_and_glob() {
-        let fqn: Vec<String> = ["p", "staging", "stg_a"].iter().map(|s| s.to_string()).collect();
+        let fqn: Vec<String> = ["p", "staging", "stg_a"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(fqn_matches(&fqn, "stg_a"));
         assert!(fqn_matches(&fqn, "staging"));
         assert!(fqn_matches(&fqn, "p.staging.*"));

@@ -217,7 +217,9 @@ impl Object for RenderCtx {
             "target" => self.shared.target.clone(),
             "project_name" => Value::from(self.shared.project_name.clone()),
             "invocation_id" => Value::from(self.shared.invocation_id.clone()),
-            "run_started_at" => super::objects::datetime_value(self.shared.run_started_at.naive_utc()),
+            "run_started_at" => {
+                super::objects::datetime_value(self.shared.run_started_at.naive_utc())
+            }
             "execute" => {
                 self.mark_sensitive();
                 Value::from(self.phase == Phase::Compile)
@@ -295,9 +297,12 @@ pub fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value,
     let strs: Vec<String> = args
         .iter()
         .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| tagged("unknown-ref", format!("ref() takes string arguments, got {v}")))
+            v.as_str().map(str::to_string).ok_or_else(|| {
+                tagged(
+                    "unknown-ref",
+                    format!("ref() takes string arguments, got {v}"),
+                )
+            })
         })
         .collect::<Result<_, _>>()?;
     let (package, name) = match strs.as_slice() {
@@ -392,7 +397,12 @@ pub fn source_fn(state: &State, source: String, table: String) -> Result<Value, 
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
-                .ok_or_else(|| tagged("unknown-source", "source() has no manifest to resolve against"))?;
+                .ok_or_else(|| {
+                    tagged(
+                        "unknown-source",
+                        "source() has no manifest to resolve against",
+                    )
+                })?;
             let (_, name) = resolver
                 .resolve_source(&source, &table)
                 .map_err(|e| tagged("unknown-source", e))?;
@@ -500,7 +510,10 @@ impl Object for ConfigObj {
             for k in kwargs.args() {
                 let v: Value = kwargs.peek(k)?;
                 let j = serde_json::to_value(&v).map_err(|e| {
-                    tagged("config", format!("config({k}=...) has a value that is not data: {e}"))
+                    tagged(
+                        "config",
+                        format!("config({k}=...) has a value that is not data: {e}"),
+                    )
                 })?;
                 merge_key(&mut st.capture.config, k, j);
             }
@@ -539,7 +552,10 @@ impl Object for ConfigObj {
                     .ok_or_else(|| {
                         tagged(
                             "config",
-                            format!("config '{key}' is required for {} '{}'", ctx.node.resource_type, ctx.node.name),
+                            format!(
+                                "config '{key}' is required for {} '{}'",
+                                ctx.node.resource_type, ctx.node.name
+                            ),
                         )
                     })
             }

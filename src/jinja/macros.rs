@@ -49,7 +49,10 @@ impl MacroRegistry {
     /// Adds a definition; a later one in the same package replaces the earlier.
     pub fn add(&mut self, def: MacroDef) {
         let list = self.by_name.entry(def.name.clone()).or_default();
-        if let Some(i) = list.iter().position(|&i| self.defs[i].package == def.package) {
+        if let Some(i) = list
+            .iter()
+            .position(|&i| self.defs[i].package == def.package)
+        {
             self.defs[list[i]] = def;
             return;
         }
@@ -89,7 +92,12 @@ impl MacroRegistry {
     }
 
     /// `adapter.dispatch(name, macro_namespace)`: search order × adapter prefixes.
-    pub fn dispatch(&self, name: &str, namespace: Option<&str>, current: &str) -> Option<&MacroDef> {
+    pub fn dispatch(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        current: &str,
+    ) -> Option<&MacroDef> {
         let order: Vec<Option<String>> = match namespace {
             None => vec![None],
             Some(ns) => match self.search_orders.get(ns) {
@@ -131,7 +139,10 @@ pub fn invoke(state: &State, def: &MacroDef, args: &[Value]) -> Result<Value, Er
     let result = tmpl.render_captured(ctx_value.clone()).and_then(|mut cap| {
         cap.with_state_mut(|st| {
             let m = st.lookup(&def.name).ok_or_else(|| {
-                Error::new(ErrorKind::UnknownFunction, format!("macro {} not found", def.name))
+                Error::new(
+                    ErrorKind::UnknownFunction,
+                    format!("macro {} not found", def.name),
+                )
             })?;
             m.call(st, args)
         })
@@ -179,7 +190,10 @@ impl Object for MacroRef {
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownFunction,
-                format!("[unknown-macro] macro '{}' is not defined", self.qualified()),
+                format!(
+                    "[unknown-macro] macro '{}' is not defined",
+                    self.qualified()
+                ),
             )
         })?;
         invoke(state, def, args)

@@ -53,7 +53,10 @@ pub struct EnvSettings {
 }
 
 impl JinjaEnv {
-    pub fn build(settings: EnvSettings, files: &[MacroSource<'_>]) -> Result<JinjaEnv, Diagnostics> {
+    pub fn build(
+        settings: EnvSettings,
+        files: &[MacroSource<'_>],
+    ) -> Result<JinjaEnv, Diagnostics> {
         let mut diags = Diagnostics::default();
         let prefixes: Vec<String> = dispatch_prefixes(&settings.adapter_type);
         let mut reg = MacroRegistry::new(&settings.project_name, prefixes);
@@ -93,7 +96,12 @@ impl JinjaEnv {
                 source.push_str(body);
                 let template = format!("{}#{}", f.display_path, span.name);
                 if let Err(e) = env.add_template_owned(template.clone(), source) {
-                    diags.push(diagnostic_from_jinja(&e, f.display_path, Some(f.contents), 0));
+                    diags.push(diagnostic_from_jinja(
+                        &e,
+                        f.display_path,
+                        Some(f.contents),
+                        0,
+                    ));
                     continue;
                 }
                 let original = &f.contents.get(span.start..span.end.min(f.contents.len()));
@@ -124,11 +132,19 @@ impl JinjaEnv {
                 }),
             );
         }
-        for p in settings.packages.iter().map(String::as_str).chain([INTERNAL_PACKAGE]) {
+        for p in settings
+            .packages
+            .iter()
+            .map(String::as_str)
+            .chain([INTERNAL_PACKAGE])
+        {
             if reg.names().any(|n| n == p) {
                 continue;
             }
-            env.add_global(p.to_string(), Value::from_object(macros::PackageNs(p.to_string())));
+            env.add_global(
+                p.to_string(),
+                Value::from_object(macros::PackageNs(p.to_string())),
+            );
         }
 
         let shared = Arc::new(Shared {
@@ -154,7 +170,11 @@ impl JinjaEnv {
     }
 
     pub fn set_resolver(&self, r: Arc<dyn Resolver>) {
-        *self.shared.resolver.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        *self
+            .shared
+            .resolver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(r);
     }
 
     pub fn ctx(&self, node: NodeInfo, phase: Phase) -> Arc<RenderCtx> {
@@ -162,7 +182,12 @@ impl JinjaEnv {
     }
 
     /// Renders a node's source with `ctx` as its root context.
-    pub fn render(&self, name: &str, source: &str, ctx: &Arc<RenderCtx>) -> Result<String, minijinja::Error> {
+    pub fn render(
+        &self,
+        name: &str,
+        source: &str,
+        ctx: &Arc<RenderCtx>,
+    ) -> Result<String, minijinja::Error> {
         let tmpl = self.env.template_from_named_str(name, source)?;
         tmpl.render(Value::from_dyn_object(ctx.clone()))
     }
@@ -252,7 +277,10 @@ pub fn render_config_string(
         None => minijinja::context! {},
     };
     env.render_str(s, ctx).map_err(|e| {
-        let msg = e.detail().map(str::to_string).unwrap_or_else(|| e.to_string());
+        let msg = e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string());
         strip_tag(&msg).1.to_string()
     })
 }
@@ -305,7 +333,9 @@ pub fn diagnostic_from_jinja(
     };
     let message = match best.kind() {
         ErrorKind::SyntaxError => format!("Jinja syntax error: {msg}"),
-        ErrorKind::UnknownFunction if tag.is_none() => format!("{msg} (no macro or function of that name)"),
+        ErrorKind::UnknownFunction if tag.is_none() => {
+            format!("{msg} (no macro or function of that name)")
+        }
         _ => msg.to_string(),
     };
     let name = best.name().unwrap_or(fallback_file);

@@ -59,14 +59,20 @@ impl Object for AdapterObj {
             }
             "quote_seed_column" => {
                 let (s, q): (String, Option<bool>) = from_args(args)?;
-                Ok(Value::from(if q.unwrap_or(true) { quote_ident(&s) } else { s }))
+                Ok(Value::from(if q.unwrap_or(true) {
+                    quote_ident(&s)
+                } else {
+                    s
+                }))
             }
             "type" => Ok(Value::from(ctx.shared.adapter_type.clone())),
             "get_relation" | "load_relation" => {
                 ctx.mark_sensitive();
                 Ok(Value::from(()))
             }
-            "get_columns_in_relation" | "list_relations_without_caching" | "get_missing_columns" => {
+            "get_columns_in_relation"
+            | "list_relations_without_caching"
+            | "get_missing_columns" => {
                 ctx.mark_sensitive();
                 Ok(Value::from(Vec::<Value>::new()))
             }
@@ -74,8 +80,13 @@ impl Object for AdapterObj {
                 ctx.mark_sensitive();
                 Ok(Value::from(false))
             }
-            "drop_relation" | "rename_relation" | "create_schema" | "drop_schema"
-            | "expand_target_column_types" | "commit" | "truncate_relation" => {
+            "drop_relation"
+            | "rename_relation"
+            | "create_schema"
+            | "drop_schema"
+            | "expand_target_column_types"
+            | "commit"
+            | "truncate_relation" => {
                 ctx.mark_sensitive();
                 if ctx.phase == Phase::Compile {
                     return Err(err(format!(
@@ -157,7 +168,9 @@ impl Object for ExceptionsObj {
                 eprintln!("warning: {}", crate::secrets::scrub(&msg));
                 Ok(Value::from(""))
             }
-            "raise_compiler_error" | "raise_database_error" | "raise_not_implemented"
+            "raise_compiler_error"
+            | "raise_database_error"
+            | "raise_not_implemented"
             | "raise_fail_fast_error" => Err(err(format!("[compiler] {msg}"))),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
@@ -214,7 +227,11 @@ impl Object for MutList {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let items = self.items();
         let idx = key.as_i64()?;
-        let idx = if idx < 0 { items.len() as i64 + idx } else { idx };
+        let idx = if idx < 0 {
+            items.len() as i64 + idx
+        } else {
+            idx
+        };
         items.get(usize::try_from(idx).ok()?).cloned()
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -244,7 +261,9 @@ impl Object for MutList {
             "pop" => {
                 let (i,): (Option<i64>,) = from_args(args)?;
                 let len = v.len() as i64;
-                let i = i.map(|i| if i < 0 { len + i } else { i }).unwrap_or(len - 1);
+                let i = i
+                    .map(|i| if i < 0 { len + i } else { i })
+                    .unwrap_or(len - 1);
                 if i < 0 || i >= len {
                     return Err(err("pop index out of range"));
                 }
@@ -341,10 +360,16 @@ impl Object for MutDict {
                     .collect::<Vec<_>>(),
             )),
             "keys" => Ok(Value::from(
-                self.entries().into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                self.entries()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
             )),
             "values" => Ok(Value::from(
-                self.entries().into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+                self.entries()
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>(),
             )),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
@@ -396,10 +421,13 @@ impl Object for DateTimeObj {
                 let (fmt,): (String,) = from_args(args)?;
                 let mut out = String::new();
                 use fmt::Write;
-                write!(out, "{}", self.0.format(&fmt)).map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
+                write!(out, "{}", self.0.format(&fmt))
+                    .map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
                 Ok(Value::from(out))
             }
-            "isoformat" => Ok(Value::from(self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())),
+            "isoformat" => Ok(Value::from(
+                self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+            )),
             "date" => Ok(Value::from(self.0.date().to_string())),
             "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
             "astimezone" | "replace" => Ok(Value::from_object(self.as_ref().clone())),
@@ -455,7 +483,9 @@ impl Object for PyModule {
         match (self.0, method) {
             ("datetime.datetime", "now") => Ok(datetime_value(chrono::Local::now().naive_local())),
             ("datetime.datetime", "utcnow") => Ok(datetime_value(chrono::Utc::now().naive_utc())),
-            ("datetime.date", "today") => Ok(Value::from(chrono::Local::now().date_naive().to_string())),
+            ("datetime.date", "today") => {
+                Ok(Value::from(chrono::Local::now().date_naive().to_string()))
+            }
             ("datetime.datetime", "strptime") => {
                 let (s, fmt): (String, String) = from_args(args)?;
                 NaiveDateTime::parse_from_str(&s, &fmt)
@@ -485,7 +515,9 @@ impl Object for PyModule {
                         })
                         .collect();
                 }
-                Ok(Value::from(acc.into_iter().map(Value::from).collect::<Vec<_>>()))
+                Ok(Value::from(
+                    acc.into_iter().map(Value::from).collect::<Vec<_>>(),
+                ))
             }
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,
@@ -503,7 +535,8 @@ fn compile_re(pattern: &str, flags: i64) -> Result<regex::Regex, Error> {
     if flags & 8 != 0 {
         prefix.push_str("(?m)");
     }
-    regex::Regex::new(&format!("{prefix}{pattern}")).map_err(|e| err(format!("bad regex '{pattern}': {e}")))
+    regex::Regex::new(&format!("{prefix}{pattern}"))
+        .map_err(|e| err(format!("bad regex '{pattern}': {e}")))
 }
 
 fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
@@ -512,7 +545,10 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
     let s = |i: usize| rest.get(i).map(|v| v.to_string()).unwrap_or_default();
     match method {
         "match" | "search" | "fullmatch" => {
-            let re = compile_re(&s(0), flags.max(rest.get(2).and_then(Value::as_i64).unwrap_or(0)))?;
+            let re = compile_re(
+                &s(0),
+                flags.max(rest.get(2).and_then(Value::as_i64).unwrap_or(0)),
+            )?;
             let text = s(1);
             let caps = re.captures(&text);
             let ok = caps.as_ref().is_some_and(|c| {
@@ -527,7 +563,10 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
                 (true, Some(c)) => {
                     let groups: Vec<Value> = c
                         .iter()
-                        .map(|g| g.map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
+                        .map(|g| {
+                            g.map(|m| Value::from(m.as_str()))
+                                .unwrap_or(Value::from(()))
+                        })
                         .collect();
                     Value::from_object(MatchObj(groups))
                 }
@@ -561,7 +600,9 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
             let repl = regex::Regex::new(r"\\(\d+)")
                 .map(|r| r.replace_all(&s(1), "$${$1}").into_owned())
                 .unwrap_or_else(|_| s(1));
-            Ok(Value::from(re.replace_all(&s(2), repl.as_str()).into_owned()))
+            Ok(Value::from(
+                re.replace_all(&s(2), repl.as_str()).into_owned(),
+            ))
         }
         "split" => {
             let re = compile_re(&s(0), flags)?;
@@ -590,7 +631,10 @@ impl Object for CompiledRe {
     ) -> Result<Value, Error> {
         let mut full = vec![Value::from(self.0.clone())];
         full.extend_from_slice(args);
-        full.push(Value::from(Kwargs::from_iter([("flags", Value::from(self.1))])));
+        full.push(Value::from(Kwargs::from_iter([(
+            "flags",
+            Value::from(self.1),
+        )])));
         regex_call(method, &full)
     }
 }
@@ -611,7 +655,11 @@ impl Object for MatchObj {
         match method {
             "group" => {
                 let (i,): (Option<usize>,) = from_args(args)?;
-                Ok(self.0.get(i.unwrap_or(0)).cloned().unwrap_or(Value::from(())))
+                Ok(self
+                    .0
+                    .get(i.unwrap_or(0))
+                    .cloned()
+                    .unwrap_or(Value::from(())))
             }
             "groups" => Ok(Value::from(self.0[1..].to_vec())),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
@@ -666,7 +714,9 @@ fn sort_json(j: serde_json::Value) -> serde_json::Value {
             items.sort_by(|a, b| a.0.cmp(&b.0));
             serde_json::Value::Object(items.into_iter().map(|(k, v)| (k, sort_json(v))).collect())
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(sort_json).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sort_json).collect())
+        }
         o => o,
     }
 }
@@ -684,7 +734,9 @@ pub fn toyaml_fn(v: Value) -> Result<String, Error> {
 
 pub fn fromyaml_fn(s: String, default: Option<Value>) -> Result<Value, Error> {
     match serde_yaml::from_str::<serde_yaml::Value>(&s) {
-        Ok(y) => Ok(crate::jinja::to_value(crate::project::config::yaml_to_json(&y))),
+        Ok(y) => Ok(crate::jinja::to_value(
+            crate::project::config::yaml_to_json(&y),
+        )),
         Err(e) => default.ok_or_else(|| err(format!("fromyaml: {e}"))),
     }
 }

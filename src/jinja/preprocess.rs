@@ -37,7 +37,11 @@ pub fn rewrite_macro_file(src: &str) -> String {
     let s = TEST_OPEN.replace_all(src, "{%$1 macro test_$2(");
     let s = TEST_CLOSE.replace_all(&s, "{%$1 endmacro $2%}");
     let s = MAT_OPEN.replace_all(&s, |c: &regex::Captures| {
-        let adapter = c.get(3).or(c.get(4)).map(|m| m.as_str()).unwrap_or("default");
+        let adapter = c
+            .get(3)
+            .or(c.get(4))
+            .map(|m| m.as_str())
+            .unwrap_or("default");
         format!(
             "{{%{} macro materialization_{}_{}() {}%}}",
             &c[1],

@@ -79,7 +79,11 @@ impl RelationName {
         };
         push(&self.database, self.include.database, self.quote.database);
         push(&self.schema, self.include.schema, self.quote.schema);
-        push(&self.identifier, self.include.identifier, self.quote.identifier);
+        push(
+            &self.identifier,
+            self.include.identifier,
+            self.quote.identifier,
+        );
         parts.join(".")
     }
 }
@@ -191,7 +195,11 @@ impl Object for Relation {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 let path: Option<Value> = kwargs.get("path").ok();
                 let src = path.as_ref().map(|p| {
-                    |k: &str| p.get_attr(k).ok().and_then(|v| v.as_str().map(str::to_string))
+                    |k: &str| {
+                        p.get_attr(k)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                    }
                 });
                 for key in ["database", "schema", "identifier"] {
                     let val = match &src {

@@ -16,8 +16,14 @@ use crate::project::schema::TestSpec;
 #[derive(Debug, Clone)]
 pub enum TestTarget {
     /// A model, seed or snapshot; `yaml_key` is `models`/`seeds`/`snapshots`.
-    Node { name: String, yaml_key: &'static str },
-    Source { source: String, table: String },
+    Node {
+        name: String,
+        yaml_key: &'static str,
+    },
+    Source {
+        source: String,
+        table: String,
+    },
 }
 
 /// Everything about a generic test that does not need the rest of the project.
@@ -54,11 +60,16 @@ static REF_CALL: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static SOURCE_CALL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"\bsource\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)"#).expect("static regex")
+    Regex::new(r#"\bsource\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)"#)
+        .expect("static regex")
 });
 
 /// dbt's `synthesize_generic_test_names`: (short name, full name).
-pub fn synthesize_names(test_type: &str, target_name: &str, args: &IndexMap<String, Json>) -> (String, String) {
+pub fn synthesize_names(
+    test_type: &str,
+    target_name: &str,
+    args: &IndexMap<String, Json>,
+) -> (String, String) {
     let mut keys: Vec<&String> = args.keys().collect();
     keys.sort();
     let mut flat: Vec<String> = Vec::new();
@@ -92,7 +103,11 @@ fn hashable(v: &Json) -> Json {
         Json::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Json::Object(keys.into_iter().map(|k| (k.clone(), hashable(&m[k]))).collect())
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), hashable(&m[k])))
+                    .collect(),
+            )
         }
         Json::Array(a) => Json::Array(a.iter().map(hashable).collect()),
         other => Json::String(py_str(other)),
@@ -100,7 +115,12 @@ fn hashable(v: &Json) -> Json {
 }
 
 /// The 10-character suffix of a generic test's unique id.
-pub fn test_hash(name: &str, test_name: &str, namespace: Option<&str>, kwargs: &IndexMap<String, Json>) -> String {
+pub fn test_hash(
+    name: &str,
+    test_name: &str,
+    namespace: Option<&str>,
+    kwargs: &IndexMap<String, Json>,
+) -> String {
     let md = serde_json::json!({
         "namespace": namespace.map(Json::from).unwrap_or(Json::Null),
         "name": test_name,
@@ -148,7 +168,12 @@ pub fn scan_calls(v: &Json, refs: &mut Vec<RefCall>, sources: &mut Vec<(String, 
     }
 }
 
-pub fn build(package: &str, target: &TestTarget, column: Option<&str>, spec: &TestSpec) -> BuiltTest {
+pub fn build(
+    package: &str,
+    target: &TestTarget,
+    column: Option<&str>,
+    spec: &TestSpec,
+) -> BuiltTest {
     let mut args: IndexMap<String, Json> = IndexMap::new();
     for (k, v) in &spec.args {
         args.insert(yaml_key(k), yaml_to_json(v));
@@ -246,18 +271,30 @@ mod tests {
             Some("status"),
             &spec("accepted_values:\n  values: ['placed', 'shipped', 'completed', 'return_pending', 'returned']"),
         );
-        assert_eq!(t.short_name, "accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758");
+        assert_eq!(
+            t.short_name,
+            "accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758"
+        );
         let r = build(
             "jaffle_shop",
-            &TestTarget::Node { name: "orders".into(), yaml_key: "models" },
+            &TestTarget::Node {
+                name: "orders".into(),
+                yaml_key: "models",
+            },
             Some("customer_id"),
             &spec("relationships:\n  to: ref('customers')\n  field: customer_id"),
         );
-        assert_eq!(r.name, "relationships_orders_customer_id__customer_id__ref_customers_");
+        assert_eq!(
+            r.name,
+            "relationships_orders_customer_id__customer_id__ref_customers_"
+        );
         assert_eq!(r.refs[0].name, "customers");
         let s = build(
             "jaffle_shop",
-            &TestTarget::Source { source: "raw".into(), table: "orders".into() },
+            &TestTarget::Source {
+                source: "raw".into(),
+                table: "orders".into(),
+            },
             Some("id"),
             &spec("unique"),
         );

@@ -142,7 +142,11 @@ impl Node {
     pub fn relation_name(&self, quoting: &crate::jinja::QuotePolicy) -> Option<String> {
         match self.resource_type {
             ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot => {}
-            ResourceType::Test if self.config.get("store_failures").is_some_and(crate::project::config::json_truthy) => {}
+            ResourceType::Test
+                if self
+                    .config
+                    .get("store_failures")
+                    .is_some_and(crate::project::config::json_truthy) => {}
             _ => return None,
         }
         if self.is_ephemeral() {

@@ -15,23 +15,29 @@ use super::generic_tests::{self, TestTarget};
 use super::*;
 use crate::error::{line_of, suggest, DiagKind, Diagnostic, Diagnostics, Error};
 use crate::jinja::{
-    self, preprocess, EnvSettings, JinjaEnv, MacroSource, NodeInfo, Phase, QuotePolicy, RelationName,
+    self, preprocess, EnvSettings, JinjaEnv, MacroSource, NodeInfo, Phase, QuotePolicy,
+    RelationName,
 };
 use crate::project::config::{
-    apply_folder_configs, config_from_yaml, merge_all, merge_key, normalize_hooks, yaml_to_json, ConfigMap,
-    NodeConfig,
+    apply_folder_configs, config_from_yaml, merge_all, merge_key, normalize_hooks, yaml_to_json,
+    ConfigMap, NodeConfig,
 };
-use crate::project::schema::{parse_schema_file, parse_test_entry, ColumnDef, NodePatch, SchemaFile};
+use crate::project::schema::{
+    parse_schema_file, parse_test_entry, ColumnDef, NodePatch, SchemaFile,
+};
 use crate::project::{FileKind, Project, SourceFile};
 
 static DOC_CALL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"\{\{\s*doc\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*\}\}"#).expect("static regex")
+    Regex::new(r#"\{\{\s*doc\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*\}\}"#)
+        .expect("static regex")
 });
 
 /// The parse result: the manifest and the Jinja environment used to compile it.
 pub struct Parsed {
     pub manifest: Manifest,
     pub jinja: JinjaEnv,
+    /// Where display paths are relative to.
+    pub project_dir: std::path::PathBuf,
 }
 
 fn sha256(s: &str) -> String {
@@ -63,7 +69,18 @@ struct Draft {
     patch: Option<(usize, NodePatch)>,
 }
 
+/// Prints phase timings to stderr when `STRATA_TIMINGS` is set.
+pub fn timing(label: &str, since: std::time::Instant) {
+    if std::env::var_os("STRATA_TIMINGS").is_some() {
+        eprintln!(
+            "[timing] {label}: {:.1} ms",
+            since.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
 pub fn parse(project: &Project) -> Result<Parsed, Error> {
+    let t0 = std::time::Instant::now();
     let root = project.name().to_string();
     let display: Vec<String> = project
         .files
@@ -98,7 +115,11 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
             .map(|p| (p.name().to_string(), Arc::new(p.vars.clone())))
             .collect(),
         quoting,
-        packages: project.packages.iter().map(|p| p.name().to_string()).collect(),
+        packages: project
+            .packages
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
         search_orders: project
             .root()
             .settings
@@ -108,11 +129,9 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
             .collect(),
         flags: serde_json::json!({"FULL_REFRESH": false, "WHICH": "parse"}),
     };
-    let jinja = match JinjaEnv::build(settings, &macro_sources) {
-        Ok(j) => j,
-        Err(d) => return Err(d.into()),
-    };
+    let jinja = JinjaEnv::build(settings, &macro_sources)?;
 
+    timing("jinja env", t0);
     let mut m = Manifest {
         project_name: root.clone(),
         adapter_type: project.target.connection.type_name().to_string(),
@@ -127,12 +146,18 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
             continue;
         }
         let pkg = project.packages[f.package].name();
-        for b in preprocess::named_blocks(&f.contents).into_iter().filter(|b| b.kind == "docs") {
+        for b in preprocess::named_blocks(&f.contents)
+            .into_iter()
+            .filter(|b| b.kind == "docs")
+        {
             let uid = format!("doc.{pkg}.{}", b.name);
             if m.docs.contains_key(&uid) {
                 diags.push(
-                    Diagnostic::new(DiagKind::Duplicate, format!("docs block '{}' is defined twice", b.name))
-                        .at(&display[i], Some(&f.contents), b.line, 1),
+                    Diagnostic::new(
+                        DiagKind::Duplicate,
+                        format!("docs block '{}' is defined twice", b.name),
+                    )
+                    .at(&display[i], Some(&f.contents), b.line, 1),
                 );
                 continue;
             }
@@ -165,6 +190,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
             Err(d) => diags.push(d),
         }
     }
+    timing("schema yaml", t0);
     let mut patches: HashMap<(String, ResourceType, String), (usize, NodePatch)> = HashMap::new();
     for (i, s) in &schemas {
         let f = &project.files[*i];
@@ -192,7 +218,12 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                                 display[*prev]
                             ),
                         )
-                        .at(&display[*i], Some(&f.contents), line_of(&f.contents, &format!("name: {}", p.name)), 1),
+                        .at(
+                            &display[*i],
+                            Some(&f.contents),
+                            line_of(&f.contents, &format!("name: {}", p.name)),
+                            1,
+                        ),
                     );
                     continue;
                 }
@@ -205,7 +236,12 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
     let mut drafts: Vec<Draft> = Vec::new();
     for (i, f) in project.files.iter().enumerate() {
         let pkg = project.packages[f.package].name().to_string();
-        let mut push = |kind: ResourceType, name: String, fqn: Vec<String>, path: String, raw: String, off: usize| {
+        let mut push = |kind: ResourceType,
+                        name: String,
+                        fqn: Vec<String>,
+                        path: String,
+                        raw: String,
+                        off: usize| {
             let patch = patches.remove(&(pkg.clone(), kind, name.clone()));
             drafts.push(Draft {
                 file: i,
@@ -244,11 +280,25 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                 // dbt strips file contents; the offset keeps error lines right.
                 let lead = f.contents.len() - f.contents.trim_start().len();
                 let offset = f.contents[..lead].matches('\n').count();
-                push(kind, name.clone(), fqn, path, f.contents.trim().to_string(), offset);
+                push(
+                    kind,
+                    name.clone(),
+                    fqn,
+                    path,
+                    f.contents.trim().to_string(),
+                    offset,
+                );
             }
             FileKind::Seed => {
                 let name = stem(&f.path).to_string();
-                push(ResourceType::Seed, name.clone(), base_fqn(&name), f.path.clone(), String::new(), 0);
+                push(
+                    ResourceType::Seed,
+                    name.clone(),
+                    base_fqn(&name),
+                    f.path.clone(),
+                    String::new(),
+                    0,
+                );
             }
             FileKind::Snapshot => {
                 for b in preprocess::named_blocks(&f.contents)
@@ -256,9 +306,21 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                     .filter(|b| b.kind == "snapshot")
                 {
                     let mut fqn = vec![pkg.clone()];
-                    fqn.extend(f.path.trim_end_matches(".sql").split('/').map(str::to_string));
+                    fqn.extend(
+                        f.path
+                            .trim_end_matches(".sql")
+                            .split('/')
+                            .map(str::to_string),
+                    );
                     fqn.push(b.name.clone());
-                    push(ResourceType::Snapshot, b.name.clone(), fqn, f.path.clone(), b.body, b.line - 1);
+                    push(
+                        ResourceType::Snapshot,
+                        b.name.clone(),
+                        fqn,
+                        f.path.clone(),
+                        b.body,
+                        b.line - 1,
+                    );
                 }
             }
             _ => {}
@@ -301,6 +363,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         .into_par_iter()
         .map(|d| build_node(project, &jinja, &display, d))
         .collect();
+    timing("parse render", t0);
     let mut nodes: Vec<Node> = Vec::with_capacity(rendered.len());
     for r in rendered {
         match r {
@@ -314,23 +377,76 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         let f = &project.files[*i];
         let pkg = project.packages[f.package].name().to_string();
         let yml = &display[*i];
-        let lists: [(&Vec<NodePatch>, &'static str); 3] =
-            [(&s.models, "models"), (&s.seeds, "seeds"), (&s.snapshots, "snapshots")];
+        let lists: [(&Vec<NodePatch>, &'static str); 3] = [
+            (&s.models, "models"),
+            (&s.seeds, "seeds"),
+            (&s.snapshots, "snapshots"),
+        ];
         for (list, key) in lists {
             for p in list {
-                let target = TestTarget::Node { name: p.name.clone(), yaml_key: key };
-                add_tests(project, &jinja, f, yml, &pkg, &target, None, &p.data_tests, &mut nodes, &mut diags);
+                let target = TestTarget::Node {
+                    name: p.name.clone(),
+                    yaml_key: key,
+                };
+                add_tests(
+                    project,
+                    &jinja,
+                    f,
+                    yml,
+                    &pkg,
+                    &target,
+                    None,
+                    &p.data_tests,
+                    &mut nodes,
+                    &mut diags,
+                );
                 for c in &p.columns {
-                    add_tests(project, &jinja, f, yml, &pkg, &target, Some(c), &c.data_tests, &mut nodes, &mut diags);
+                    add_tests(
+                        project,
+                        &jinja,
+                        f,
+                        yml,
+                        &pkg,
+                        &target,
+                        Some(c),
+                        &c.data_tests,
+                        &mut nodes,
+                        &mut diags,
+                    );
                 }
             }
         }
         for src in &s.sources {
             for t in &src.tables {
-                let target = TestTarget::Source { source: src.name.clone(), table: t.name.clone() };
-                add_tests(project, &jinja, f, yml, &pkg, &target, None, &t.data_tests, &mut nodes, &mut diags);
+                let target = TestTarget::Source {
+                    source: src.name.clone(),
+                    table: t.name.clone(),
+                };
+                add_tests(
+                    project,
+                    &jinja,
+                    f,
+                    yml,
+                    &pkg,
+                    &target,
+                    None,
+                    &t.data_tests,
+                    &mut nodes,
+                    &mut diags,
+                );
                 for c in &t.columns {
-                    add_tests(project, &jinja, f, yml, &pkg, &target, Some(c), &c.data_tests, &mut nodes, &mut diags);
+                    add_tests(
+                        project,
+                        &jinja,
+                        f,
+                        yml,
+                        &pkg,
+                        &target,
+                        Some(c),
+                        &c.data_tests,
+                        &mut nodes,
+                        &mut diags,
+                    );
                 }
                 let source = build_source(project, f, &pkg, src, t, quoting);
                 match source {
@@ -339,12 +455,20 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                             m.sources.insert(s.unique_id.clone(), s);
                         }
                     }
-                    Err(d) => diags.push(d.at(yml, Some(&f.contents), line_of(&f.contents, &format!("name: {}", t.name)), 1)),
+                    Err(d) => diags.push(d.at(
+                        yml,
+                        Some(&f.contents),
+                        line_of(&f.contents, &format!("name: {}", t.name)),
+                        1,
+                    )),
                 }
             }
         }
         for e in &s.exposures {
-            m.exposures.insert(format!("exposure.{pkg}.{}", e.name), build_exposure(project, f, &pkg, e));
+            m.exposures.insert(
+                format!("exposure.{pkg}.{}", e.name),
+                build_exposure(project, f, &pkg, e),
+            );
         }
         for mp in &s.macros {
             m.warnings.extend(std::iter::empty());
@@ -352,11 +476,15 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         }
     }
 
+    timing("tests+sources", t0);
     // Project hooks become operation nodes, as in dbt's manifest.
     for pkg in &project.packages {
         let yml = std::fs::read_to_string(pkg.root.join("dbt_project.yml")).unwrap_or_default();
         let yml_checksum = sha256(&yml.split_whitespace().collect::<Vec<_>>().join(" "));
-        for (kind, hooks) in [("on-run-start", &pkg.settings.on_run_start), ("on-run-end", &pkg.settings.on_run_end)] {
+        for (kind, hooks) in [
+            ("on-run-start", &pkg.settings.on_run_start),
+            ("on-run-end", &pkg.settings.on_run_end),
+        ] {
             for (i, sql) in hooks.iter().enumerate() {
                 let name = format!("{}-{kind}-{i}", pkg.name());
                 let mut cfg = ConfigMap::new();
@@ -409,6 +537,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         }
     }
 
+    timing("names", t0);
     // Enabled nodes and duplicates.
     let mut seen: HashMap<String, String> = HashMap::new();
     for n in nodes {
@@ -420,10 +549,16 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
             diags.push(
                 Diagnostic::new(
                     DiagKind::Duplicate,
-                    format!("two {}s are named '{}' (also {prev})", n.resource_type.as_str(), n.name),
+                    format!(
+                        "two {}s are named '{}' (also {prev})",
+                        n.resource_type.as_str(),
+                        n.name
+                    ),
                 )
                 .file(&n.display_path)
-                .hint("node names must be unique within a package; rename one file or set an alias"),
+                .hint(
+                    "node names must be unique within a package; rename one file or set an alias",
+                ),
             );
             continue;
         }
@@ -432,13 +567,26 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
     }
 
     // Macros for the manifest, with their YAML descriptions.
-    let mut macro_patches: HashMap<(String, String), (String, &crate::project::schema::MacroPatch)> = HashMap::new();
+    let mut macro_patches: HashMap<
+        (String, String),
+        (String, &crate::project::schema::MacroPatch),
+    > = HashMap::new();
     for (i, s) in &schemas {
         let f = &project.files[*i];
         for mp in &s.macros {
             macro_patches.insert(
-                (project.packages[f.package].name().to_string(), mp.name.clone()),
-                (format!("{}://{}", project.packages[f.package].name(), f.original_path), mp),
+                (
+                    project.packages[f.package].name().to_string(),
+                    mp.name.clone(),
+                ),
+                (
+                    format!(
+                        "{}://{}",
+                        project.packages[f.package].name(),
+                        f.original_path
+                    ),
+                    mp,
+                ),
             );
         }
     }
@@ -453,7 +601,9 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                 path: d.original_path.clone(),
                 original_file_path: d.original_path.clone(),
                 macro_sql: d.sql.clone(),
-                description: patch.and_then(|p| p.1.description.clone()).unwrap_or_default(),
+                description: patch
+                    .and_then(|p| p.1.description.clone())
+                    .unwrap_or_default(),
                 arguments: patch
                     .map(|p| p.1.arguments.iter().map(yaml_to_json).collect())
                     .unwrap_or_default(),
@@ -466,18 +616,26 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         );
     }
 
+    timing("index", t0);
     resolve_docs(&mut m, &mut diags);
     resolve_dependencies(project, &mut m, &mut diags);
     m.selectors = match &project.selectors_yml {
-        Some((file, text)) => crate::graph::selector::selectors_json(file, text).unwrap_or_else(|d| {
-            diags.push(d);
-            Json::Object(Default::default())
-        }),
+        Some((file, text)) => {
+            crate::graph::selector::selectors_json(file, text).unwrap_or_else(|d| {
+                diags.push(d);
+                Json::Object(Default::default())
+            })
+        }
         None => Json::Object(Default::default()),
     };
 
+    timing("resolve", t0);
     diags.into_result()?;
-    Ok(Parsed { manifest: m, jinja })
+    Ok(Parsed {
+        manifest: m,
+        jinja,
+        project_dir: project.dir.clone(),
+    })
 }
 
 fn display_path(project: &Project, f: &SourceFile) -> String {
@@ -502,7 +660,7 @@ fn quote_policy(project: &Project) -> QuotePolicy {
     }
 }
 
-fn section<'a>(settings: &'a crate::project::ProjectSettings, rt: ResourceType) -> &'a Mapping {
+fn section(settings: &crate::project::ProjectSettings, rt: ResourceType) -> &Mapping {
     match rt {
         ResourceType::Model => &settings.models,
         ResourceType::Seed => &settings.seeds,
@@ -516,7 +674,12 @@ fn section<'a>(settings: &'a crate::project::ProjectSettings, rt: ResourceType) 
 }
 
 /// Project-level configs for a node: its own package's dbt_project.yml, then the root's.
-fn project_configs(project: &Project, package_idx: usize, rt: ResourceType, fqn: &[String]) -> ConfigMap {
+fn project_configs(
+    project: &Project,
+    package_idx: usize,
+    rt: ResourceType,
+    fqn: &[String],
+) -> ConfigMap {
     let mut cfg = ConfigMap::new();
     let pkg = &project.packages[package_idx];
     if !pkg.is_root {
@@ -539,7 +702,10 @@ fn columns_from(defs: &[ColumnDef]) -> IndexMap<String, Column> {
     defs.iter()
         .map(|c| {
             let tags = match &c.tags {
-                Some(Yaml::Sequence(s)) => s.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+                Some(Yaml::Sequence(s)) => s
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect(),
                 Some(Yaml::String(s)) => vec![s.clone()],
                 _ => vec![],
             };
@@ -563,7 +729,12 @@ fn columns_from(defs: &[ColumnDef]) -> IndexMap<String, Column> {
         .collect()
 }
 
-fn build_node(project: &Project, jinja: &JinjaEnv, display: &[String], d: Draft) -> Result<Node, Diagnostic> {
+fn build_node(
+    project: &Project,
+    jinja: &JinjaEnv,
+    display: &[String],
+    d: Draft,
+) -> Result<Node, Diagnostic> {
     let f = &project.files[d.file];
     let pkg = project.packages[f.package].name().to_string();
     let unique_id = format!("{}.{}.{}", d.kind.as_str(), pkg, d.name);
@@ -642,9 +813,19 @@ fn build_node(project: &Project, jinja: &JinjaEnv, display: &[String], d: Draft)
             ..Default::default()
         };
         let ctx = jinja.ctx(info, Phase::Parse);
-        let out = jinja
-            .render(&file_display, &rewritten, &ctx)
-            .map_err(|e| jinja::diagnostic_from_jinja(&e, &file_display, Some(&f.contents), node.line_offset))?;
+        let out = jinja.render(&file_display, &rewritten, &ctx).map_err(|e| {
+            with_call_site(
+                jinja::diagnostic_from_jinja(
+                    &e,
+                    &file_display,
+                    Some(&f.contents),
+                    node.line_offset,
+                ),
+                &file_display,
+                d.kind,
+                &node.name,
+            )
+        })?;
         let cap = ctx.take_capture();
         node.phase_sensitive = ctx.is_sensitive();
         if !node.phase_sensitive {
@@ -659,13 +840,35 @@ fn build_node(project: &Project, jinja: &JinjaEnv, display: &[String], d: Draft)
         merge_all(&mut cfg, &cap.config);
     }
     if d.kind == ResourceType::Test {
-        cfg.entry("schema".to_string()).or_insert(Json::from("dbt_test__audit"));
+        cfg.entry("schema".to_string())
+            .or_insert(Json::from("dbt_test__audit"));
     } else {
         finalize_config(&mut cfg);
     }
-    node.meta = cfg.get("meta").cloned().unwrap_or(Json::Object(Default::default()));
+    node.meta = cfg
+        .get("meta")
+        .cloned()
+        .unwrap_or(Json::Object(Default::default()));
     node.config = NodeConfig::resolve(cfg, default_materialized(d.kind));
     Ok(node)
+}
+
+/// Errors raised inside a macro also say which node called it.
+pub fn with_call_site(
+    mut d: Diagnostic,
+    node_file: &str,
+    rt: ResourceType,
+    name: &str,
+) -> Diagnostic {
+    let elsewhere = d.location.as_ref().is_some_and(|l| l.file != node_file);
+    if elsewhere {
+        let called = format!("while rendering {} '{name}' ({node_file})", rt.as_str());
+        d.hint = Some(match d.hint.take() {
+            Some(h) if h != "see the line above" => format!("{h}; {called}"),
+            _ => called,
+        });
+    }
+    d
 }
 
 fn finalize_config(cfg: &mut ConfigMap) {
@@ -697,8 +900,12 @@ fn add_tests(
                     TestTarget::Source { table, .. } => format!("name: {table}"),
                 };
                 diags.push(
-                    Diagnostic::new(DiagKind::Yaml, format!("invalid data test: {msg}"))
-                        .at(yml, Some(&f.contents), line_of(&f.contents, &needle), 1),
+                    Diagnostic::new(DiagKind::Yaml, format!("invalid data test: {msg}")).at(
+                        yml,
+                        Some(&f.contents),
+                        line_of(&f.contents, &needle),
+                        1,
+                    ),
                 );
                 continue;
             }
@@ -718,7 +925,8 @@ fn add_tests(
         for (k, v) in &t.config {
             merge_key(&mut cfg, k, v.clone());
         }
-        cfg.entry("schema".to_string()).or_insert(Json::from("dbt_test__audit"));
+        cfg.entry("schema".to_string())
+            .or_insert(Json::from("dbt_test__audit"));
         let (mut refs, mut sources) = (Vec::new(), Vec::new());
         match target {
             TestTarget::Node { name, .. } => refs.push(crate::jinja::RefCall {
@@ -786,8 +994,12 @@ fn add_tests(
         if let Some(d) = def {
             node.depends_on_macros.push(d.unique_id.clone());
         }
-        node.depends_on_macros.push("macro.dbt.get_where_subquery".into());
-        node.meta = cfg.get("meta").cloned().unwrap_or(Json::Object(Default::default()));
+        node.depends_on_macros
+            .push("macro.dbt.get_where_subquery".into());
+        node.meta = cfg
+            .get("meta")
+            .cloned()
+            .unwrap_or(Json::Object(Default::default()));
         node.config = NodeConfig::resolve(cfg, "test");
         nodes.push(node);
     }
@@ -847,7 +1059,10 @@ fn build_source(
         .map(yaml_to_json)
         .unwrap_or(Json::Null);
     let tags = |y: &Option<Yaml>| match y {
-        Some(Yaml::Sequence(s)) => s.iter().filter_map(|t| t.as_str().map(str::to_string)).collect(),
+        Some(Yaml::Sequence(s)) => s
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
         Some(Yaml::String(s)) => vec![s.clone()],
         _ => Vec::<String>::new(),
     };
@@ -974,7 +1189,12 @@ fn resolve_names(project: &Project, jinja: &JinjaEnv, mut n: Node) -> Result<Nod
             unique_id: n.unique_id.clone(),
             resource_type: n.resource_type.as_str().to_string(),
             extra: vec![
-                ("__custom".into(), custom.map(|c| minijinja::Value::from(c.clone())).unwrap_or(minijinja::Value::from(()))),
+                (
+                    "__custom".into(),
+                    custom
+                        .map(|c| minijinja::Value::from(c.clone()))
+                        .unwrap_or(minijinja::Value::from(())),
+                ),
                 ("__node".into(), crate::jinja::to_value(&node_json)),
             ],
             ..Default::default()
@@ -988,7 +1208,9 @@ fn resolve_names(project: &Project, jinja: &JinjaEnv, mut n: Node) -> Result<Nod
     };
     n.schema = match (&legacy_target_schema, n.resource_type) {
         (Some(s), ResourceType::Snapshot) => s.clone(),
-        _ if reg.is_overridden("generate_schema_name") => call("generate_schema_name", custom_schema.as_ref())?,
+        _ if reg.is_overridden("generate_schema_name") => {
+            call("generate_schema_name", custom_schema.as_ref())?
+        }
         _ => match &custom_schema {
             Some(c) => format!("{}_{}", project.target.schema, c.trim()),
             None => project.target.schema.clone(),
@@ -996,13 +1218,20 @@ fn resolve_names(project: &Project, jinja: &JinjaEnv, mut n: Node) -> Result<Nod
     };
     n.database = match (&legacy_target_db, n.resource_type) {
         (Some(d), ResourceType::Snapshot) => d.clone(),
-        _ if reg.is_overridden("generate_database_name") => call("generate_database_name", custom_db.as_ref())?,
-        _ => custom_db.clone().map(|c| c.trim().to_string()).unwrap_or_else(|| project.target.database.clone()),
+        _ if reg.is_overridden("generate_database_name") => {
+            call("generate_database_name", custom_db.as_ref())?
+        }
+        _ => custom_db
+            .clone()
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|| project.target.database.clone()),
     };
     n.alias = if reg.is_overridden("generate_alias_name") {
         call("generate_alias_name", custom_alias.as_ref())?
     } else {
-        custom_alias.map(|a| a.trim().to_string()).unwrap_or_else(|| n.name.clone())
+        custom_alias
+            .map(|a| a.trim().to_string())
+            .unwrap_or_else(|| n.name.clone())
     };
     Ok(n)
 }
@@ -1014,7 +1243,12 @@ fn resolve_docs(m: &mut Manifest, diags: &mut Diagnostics) {
     let by_name: HashMap<(String, String), String> = m
         .docs
         .values()
-        .map(|d| ((d.package.clone(), d.name.clone()), d.block_contents.clone()))
+        .map(|d| {
+            (
+                (d.package.clone(), d.name.clone()),
+                d.block_contents.clone(),
+            )
+        })
         .collect();
     let root = m.project_name.clone();
     let mut fix = |text: &mut String, pkg: &str, file: &str| -> Vec<String> {
@@ -1035,26 +1269,29 @@ fn resolve_docs(m: &mut Manifest, diags: &mut Diagnostics) {
             if let Some(((dp, dn), _)) = found {
                 used.push(format!("doc.{dp}.{dn}"));
             }
-            found
-                .map(|(_, v)| v)
-                .cloned()
-                .unwrap_or_else(|| {
-                    missing.push(name.clone());
-                    String::new()
-                })
+            found.map(|(_, v)| v).cloned().unwrap_or_else(|| {
+                missing.push(name.clone());
+                String::new()
+            })
         });
         *text = out.into_owned();
         for name in &missing {
             diags.push(
-                Diagnostic::new(DiagKind::UnknownRef, format!("doc('{name}') refers to a docs block that does not exist"))
-                    .file(file)
-                    .hint("define it in a .md file as {% docs name %}...{% enddocs %}"),
+                Diagnostic::new(
+                    DiagKind::UnknownRef,
+                    format!("doc('{name}') refers to a docs block that does not exist"),
+                )
+                .file(file)
+                .hint("define it in a .md file as {% docs name %}...{% enddocs %}"),
             );
         }
         used
     };
     for n in m.nodes.values_mut() {
-        let file = n.patch_path.clone().unwrap_or_else(|| n.display_path.clone());
+        let file = n
+            .patch_path
+            .clone()
+            .unwrap_or_else(|| n.display_path.clone());
         n.doc_blocks = fix(&mut n.description, &n.package, &file);
         for c in n.columns.values_mut() {
             fix(&mut c.description, &n.package, &file);
@@ -1074,8 +1311,14 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
     let root = project.name().to_string();
     let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for n in m.nodes.values() {
-        if matches!(n.resource_type, ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot) {
-            by_name.entry(n.name.clone()).or_default().push((n.package.clone(), n.unique_id.clone()));
+        if matches!(
+            n.resource_type,
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+        ) {
+            by_name
+                .entry(n.name.clone())
+                .or_default()
+                .push((n.package.clone(), n.unique_id.clone()));
         }
     }
     let disabled: HashSet<(String, String)> = m
@@ -1091,10 +1334,17 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
         .collect();
     let lookup_ref = |from_pkg: &str, r: &crate::jinja::RefCall| -> Option<String> {
         let cands = by_name.get(r.name.as_str())?;
-        let pick = |p: &str| cands.iter().find(|(cp, _)| cp == p).map(|(_, u)| u.to_string());
+        let pick = |p: &str| {
+            cands
+                .iter()
+                .find(|(cp, _)| cp == p)
+                .map(|(_, u)| u.to_string())
+        };
         match &r.package {
             Some(p) => pick(p),
-            None => pick(from_pkg).or_else(|| pick(&root)).or_else(|| cands.first().map(|(_, u)| u.to_string())),
+            None => pick(from_pkg)
+                .or_else(|| pick(&root))
+                .or_else(|| cands.first().map(|(_, u)| u.to_string())),
         }
     };
     let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
@@ -1106,7 +1356,7 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
         let mut deps: Vec<String> = Vec::new();
         let mut attached = None;
         let mut broken = false;
-        let file_src = project_source(project, n);
+        let file_src = || project_source(project, n);
         for r in &n.refs {
             match lookup_ref(&n.package, r) {
                 Some(u) => {
@@ -1122,7 +1372,9 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                         broken = true;
                         continue;
                     }
-                    let (line, col) = find_call(file_src.as_deref(), &format!("'{}'", r.name), n.line_offset);
+                    let file_src = file_src();
+                    let (line, col) =
+                        find_call(file_src.as_deref(), &format!("'{}'", r.name), n.line_offset);
                     let mut d = Diagnostic::new(
                         DiagKind::UnknownRef,
                         if disabled.iter().any(|(_, name)| *name == r.name) {
@@ -1138,8 +1390,9 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                         },
                     )
                     .at(&n.display_path, file_src.as_deref(), line, col);
-                    d.hint = suggest(&r.name, names.iter().copied())
-                        .or_else(|| Some("check the spelling, or whether the file is under a model-path".into()));
+                    d.hint = suggest(&r.name, names.iter().copied()).or_else(|| {
+                        Some("check the spelling, or whether the file is under a model-path".into())
+                    });
                     diags.push(d);
                 }
             }
@@ -1153,7 +1406,9 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                     }
                 }
                 None => {
-                    let (line, col) = find_call(file_src.as_deref(), &format!("'{t}'"), n.line_offset);
+                    let file_src = file_src();
+                    let (line, col) =
+                        find_call(file_src.as_deref(), &format!("'{t}'"), n.line_offset);
                     let wanted = format!("{s}.{t}");
                     let mut d = Diagnostic::new(
                         DiagKind::UnknownSource,
@@ -1164,8 +1419,9 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                         ),
                     )
                     .at(&n.display_path, file_src.as_deref(), line, col);
-                    d.hint = suggest(&wanted, src_names.iter().map(String::as_str))
-                        .or_else(|| Some("declare it under `sources:` in a properties .yml file".into()));
+                    d.hint = suggest(&wanted, src_names.iter().map(String::as_str)).or_else(|| {
+                        Some("declare it under `sources:` in a properties .yml file".into())
+                    });
                     diags.push(d);
                 }
             }
@@ -1199,7 +1455,10 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                     None => diags.push(
                         Diagnostic::new(
                             DiagKind::UnknownRef,
-                            format!("exposure '{}' depends on ref('{}'), which does not exist", e.name, r.name),
+                            format!(
+                                "exposure '{}' depends on ref('{}'), which does not exist",
+                                e.name, r.name
+                            ),
                         )
                         .file(&e.original_file_path)
                         .hint(suggest(&r.name, names.iter().copied()).unwrap_or_default()),
@@ -1226,7 +1485,8 @@ fn project_source(project: &Project, n: &Node) -> Option<String> {
         .files
         .iter()
         .find(|f| {
-            f.original_path == n.original_file_path && project.packages[f.package].name() == n.package
+            f.original_path == n.original_file_path
+                && project.packages[f.package].name() == n.package
         })
         .map(|f| f.contents.clone())
 }

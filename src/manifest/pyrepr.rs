@@ -28,10 +28,7 @@ pub fn py_repr(v: &Json) -> String {
             }
         }
         Json::String(s) => repr_str(s),
-        Json::Array(a) => format!(
-            "[{}]",
-            a.iter().map(py_repr).collect::<Vec<_>>().join(", ")
-        ),
+        Json::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
         Json::Object(m) => format!(
             "{{{}}}",
             m.iter()
@@ -44,7 +41,11 @@ pub fn py_repr(v: &Json) -> String {
 
 /// Python's quoting rule: single quotes unless the text has a single quote and no double.
 pub fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -57,7 +58,9 @@ pub fn repr_str(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -74,7 +77,10 @@ mod tests {
     fn matches_python() {
         assert_eq!(repr_str("ref('x')"), "\"ref('x')\"");
         assert_eq!(repr_str("a"), "'a'");
-        assert_eq!(py_repr(&json!({"a": [1, true, null]})), "{'a': [1, True, None]}");
+        assert_eq!(
+            py_repr(&json!({"a": [1, true, null]})),
+            "{'a': [1, True, None]}"
+        );
         assert_eq!(py_str(&json!(1.5)), "1.5");
     }
 }

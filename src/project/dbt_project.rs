@@ -156,16 +156,23 @@ impl ProjectSettings {
             .apply_merge()
             .map_err(|e| yaml_diagnostic(file, text, &e))?;
         if value.is_null() {
-            return Err(Diagnostic::new(DiagKind::Config, "dbt_project.yml is empty")
-                .file(file)
-                .into());
+            return Err(
+                Diagnostic::new(DiagKind::Config, "dbt_project.yml is empty")
+                    .file(file)
+                    .into(),
+            );
         }
         let raw: RawProject = serde_yaml::from_value(value).map_err(|e| {
             Diagnostic::new(
                 DiagKind::Config,
                 format!("dbt_project.yml has an invalid value: {e}"),
             )
-            .at(file, Some(text), first_line_of_error(text, &e.to_string()), 1)
+            .at(
+                file,
+                Some(text),
+                first_line_of_error(text, &e.to_string()),
+                1,
+            )
         })?;
         let mut warnings = Vec::new();
         for (k, _) in raw.unknown.iter() {

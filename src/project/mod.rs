@@ -118,7 +118,8 @@ impl Project {
         } else {
             let pdir = profiles::profiles_dir(opts.profiles_dir.as_deref(), &dir);
             let vars_for_render = cli_vars.clone();
-            let render = move |s: &str| crate::jinja::render_config_string(s, &vars_for_render, None);
+            let render =
+                move |s: &str| crate::jinja::render_config_string(s, &vars_for_render, None);
             profiles::load_target(&pdir, &profile_name, opts.target.as_deref(), &render)?
         };
 
@@ -217,9 +218,8 @@ fn render_project_text(
             continue;
         }
         if line.contains("{{") && !trimmed.starts_with('#') {
-            let rendered = crate::jinja::render_config_string(line, cli_vars, None).map_err(|e| {
-                Diagnostic::new(DiagKind::EnvVar, e).at(file, Some(text), i + 1, 1)
-            })?;
+            let rendered = crate::jinja::render_config_string(line, cli_vars, None)
+                .map_err(|e| Diagnostic::new(DiagKind::EnvVar, e).at(file, Some(text), i + 1, 1))?;
             out.push_str(&rendered);
             if line.ends_with('\n') && !rendered.ends_with('\n') {
                 out.push('\n');
@@ -237,8 +237,11 @@ pub fn parse_cli_vars(s: Option<&str>) -> Result<IndexMap<String, Json>> {
         return Ok(IndexMap::new());
     };
     let v: Yaml = serde_yaml::from_str(s).map_err(|e| {
-        Diagnostic::new(DiagKind::Config, format!("--vars is not valid YAML or JSON: {e}"))
-            .hint("example: --vars '{start_date: 2024-01-01, region: eu}'")
+        Diagnostic::new(
+            DiagKind::Config,
+            format!("--vars is not valid YAML or JSON: {e}"),
+        )
+        .hint("example: --vars '{start_date: 2024-01-01, region: eu}'")
     })?;
     match v {
         Yaml::Mapping(m) => Ok(m
@@ -246,9 +249,11 @@ pub fn parse_cli_vars(s: Option<&str>) -> Result<IndexMap<String, Json>> {
             .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
             .collect()),
         Yaml::Null => Ok(IndexMap::new()),
-        _ => Err(Diagnostic::new(DiagKind::Config, "--vars must be a mapping")
-            .hint("example: --vars '{key: value}'")
-            .into()),
+        _ => Err(
+            Diagnostic::new(DiagKind::Config, "--vars must be a mapping")
+                .hint("example: --vars '{key: value}'")
+                .into(),
+        ),
     }
 }
 
@@ -295,9 +300,10 @@ fn discover_files(packages: &[Package]) -> Result<Vec<SourceFile>> {
             (&s.test_paths, FileKind::SingularTest),
             (&s.macro_paths, FileKind::Macro),
         ];
-        let docs_paths: Vec<String> = s.docs_paths.clone().unwrap_or_else(|| {
-            groups.iter().flat_map(|(p, _)| p.iter().cloned()).collect()
-        });
+        let docs_paths: Vec<String> = s
+            .docs_paths
+            .clone()
+            .unwrap_or_else(|| groups.iter().flat_map(|(p, _)| p.iter().cloned()).collect());
         for (dirs, kind) in groups {
             for d in dirs {
                 walk(&pkg.root, d, |rel_in_dir, orig, ext| {
@@ -336,7 +342,10 @@ fn discover_files(packages: &[Package]) -> Result<Vec<SourceFile>> {
                 Error::from(
                     Diagnostic::new(
                         DiagKind::Io,
-                        format!("file is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+                        format!(
+                            "file is not valid UTF-8 (byte {})",
+                            e.utf8_error().valid_up_to()
+                        ),
                     )
                     .file(&original_path),
                 )
@@ -358,10 +367,15 @@ fn walk(root: &Path, dir: &str, mut f: impl FnMut(String, String, &str)) {
     if !base.is_dir() {
         return;
     }
+    // A nested dbt project (a fixture, an unlinked package) is not part of this one.
     for entry in walkdir::WalkDir::new(&base)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0
+                || !(e.file_type().is_dir() && e.path().join("dbt_project.yml").is_file())
+        })
         .filter_map(|e| e.ok())
     {
         if !entry.file_type().is_file() {

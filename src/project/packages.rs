@@ -16,10 +16,20 @@ struct PackagesFile {
 /// One declared dependency.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackageSpec {
-    Local { path: String },
-    Hub { package: String, version: String },
-    Git { git: String, revision: Option<String> },
-    Tarball { tarball: String },
+    Local {
+        path: String,
+    },
+    Hub {
+        package: String,
+        version: String,
+    },
+    Git {
+        git: String,
+        revision: Option<String>,
+    },
+    Tarball {
+        tarball: String,
+    },
 }
 
 impl PackageSpec {
@@ -28,7 +38,13 @@ impl PackageSpec {
             PackageSpec::Local { path } => format!("local: {path}"),
             PackageSpec::Hub { package, version } => format!("{package} {version}"),
             PackageSpec::Git { git, revision } => {
-                format!("git: {git}{}", revision.as_deref().map(|r| format!("@{r}")).unwrap_or_default())
+                format!(
+                    "git: {git}{}",
+                    revision
+                        .as_deref()
+                        .map(|r| format!("@{r}"))
+                        .unwrap_or_default()
+                )
             }
             PackageSpec::Tarball { tarball } => format!("tarball: {tarball}"),
         }
@@ -86,7 +102,10 @@ pub fn read_specs(project_dir: &Path) -> Result<Vec<PackageSpec>> {
             } else {
                 return Err(Diagnostic::new(
                     DiagKind::Package,
-                    format!("package entry {} has none of local/package/git/tarball", i + 1),
+                    format!(
+                        "package entry {} has none of local/package/git/tarball",
+                        i + 1
+                    ),
                 )
                 .file(name)
                 .into());
@@ -139,7 +158,8 @@ pub fn install(project_dir: &Path, install_dir: &Path) -> Result<Vec<Installed>>
                     )
                     .file("packages.yml")
                 })?;
-                let settings = super::ProjectSettings::parse(&format!("{path}/dbt_project.yml"), &text)?;
+                let settings =
+                    super::ProjectSettings::parse(&format!("{path}/dbt_project.yml"), &text)?;
                 let dest = install_dir.join(&settings.name);
                 if dest.exists() || dest.symlink_metadata().is_ok() {
                     remove_path(&dest);
@@ -185,7 +205,10 @@ pub fn install(project_dir: &Path, install_dir: &Path) -> Result<Vec<Installed>>
 }
 
 fn remove_path(p: &Path) {
-    if p.symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+    if p.symlink_metadata()
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+    {
         let _ = std::fs::remove_file(p);
     } else {
         let _ = std::fs::remove_dir_all(p);

@@ -168,7 +168,8 @@ pub fn load_target(
         )
         .hint("pass --profiles-dir, set DBT_PROFILES_DIR, or put a profiles.yml in the project (strata init writes one)")
     })?;
-    let mut doc: Yaml = serde_yaml::from_str(&text).map_err(|e| yaml_diagnostic(&file, &text, &e))?;
+    let mut doc: Yaml =
+        serde_yaml::from_str(&text).map_err(|e| yaml_diagnostic(&file, &text, &e))?;
     doc.apply_merge()
         .map_err(|e| yaml_diagnostic(&file, &text, &e))?;
     let profile = doc.get(profile_name).ok_or_else(|| {
@@ -210,7 +211,12 @@ pub fn load_target(
                 DiagKind::Config,
                 format!("profile '{profile_name}' has no 'outputs'"),
             )
-            .at(&file, Some(&text), line_of(&text, &format!("{profile_name}:")), 1)
+            .at(
+                &file,
+                Some(&text),
+                line_of(&text, &format!("{profile_name}:")),
+                1,
+            )
         })?;
     let out = outputs.get(target_name.as_str()).ok_or_else(|| {
         let names: Vec<&str> = outputs.keys().filter_map(|k| k.as_str()).collect();

@@ -142,7 +142,8 @@ pub fn parse_schema_file(file: &str, text: &str) -> Result<SchemaFile, Diagnosti
             .map_err(|e| shape_or_syntax(file, text, &e));
     }
     let mut v: Yaml = serde_yaml::from_str(text).map_err(|e| yaml_diagnostic(file, text, &e))?;
-    v.apply_merge().map_err(|e| yaml_diagnostic(file, text, &e))?;
+    v.apply_merge()
+        .map_err(|e| yaml_diagnostic(file, text, &e))?;
     if v.is_null() {
         return Ok(SchemaFile::default());
     }

@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests: fixture copies and CLI runs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn copy_dir(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "target" || name == "dbt_packages" {
+            continue;
+        }
+        let to = dest.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+/// A private copy of a fixture project (with `strata deps` already run).
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(name), dir.path());
+    if dir.path().join("packages.yml").exists() {
+        let r = strata(dir.path(), &["deps"]);
+        assert_eq!(r.code, 0, "deps failed: {}", r.stderr);
+    }
+    dir
+}
+
+/// A project made of the given files, on top of a minimal dbt_project.yml and profiles.yml.
+pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        ("dbt_project.yml", "name: proj\nversion: '1.0'\nprofile: proj\n"),
+        (
+            "profiles.yml",
+            "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: localhost\n      user: u\n      dbname: db\n      schema: main\n",
+        ),
+    ];
+    for (path, text) in base.iter().chain(files.iter()) {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+pub fn strata(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DBT_PROFILES_DIR")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run strata");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: normalize(&String::from_utf8_lossy(&out.stderr), dir),
+    }
+}
+
+/// Removes what changes between runs: temp paths and log timestamps.
+pub fn normalize(s: &str, dir: &Path) -> String {
+    let s = s.replace(&dir.display().to_string(), "<project>");
+    s.lines()
+        .map(|l| {
+            let b = l.as_bytes();
+            if b.len() > 10 && b[2] == b':' && b[5] == b':' && &l[8..10] == "  " {
+                l[10..].to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn read(dir: &Path, rel: &str) -> String {
+    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}

@@ -1,0 +1,245 @@
+//! `strata compile` on the fixture project: compiled SQL, ephemeral CTEs,
+//! package macros, dispatch, vars and the manifest's schema.
+
+mod common;
+
+use common::*;
+
+fn compiled(dir: &std::path::Path, rel: &str) -> String {
+    read(dir, &format!("target/compiled/{rel}"))
+}
+
+#[test]
+fn compiles_the_fixture_project() {
+    let dir = copy_fixture("basic");
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let p = dir.path();
+    insta::assert_snapshot!(
+        "ephemeral_chain_and_macros",
+        compiled(p, "shop/models/marts/finance/orders.sql")
+    );
+    insta::assert_snapshot!(
+        "custom_schema_and_loop",
+        compiled(p, "shop/models/marts/customers.sql")
+    );
+    insta::assert_snapshot!(
+        "dispatch_override_and_source",
+        compiled(p, "shop/models/staging/stg_payments.sql")
+    );
+    insta::assert_snapshot!(
+        "package_model_vars",
+        compiled(p, "util_pkg/models/pkg_model.sql")
+    );
+    insta::assert_snapshot!(
+        "relationships_test_with_where",
+        compiled(p, "shop/models/schema.yml/relationships_orders_customer_id__customer_id__ref_customers_.sql")
+    );
+    insta::assert_snapshot!(
+        "accepted_values_hashed_name",
+        compiled(
+            p,
+            "shop/models/schema.yml/accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758.sql"
+        )
+    );
+    insta::assert_snapshot!(
+        "custom_generic_test",
+        compiled(p, "shop/models/schema.yml/is_positive_orders_amount.sql")
+    );
+    insta::assert_snapshot!(
+        "singular_test",
+        compiled(p, "shop/tests/assert_no_negative_paid.sql")
+    );
+}
+
+#[test]
+fn cli_vars_override_project_and_package_vars() {
+    let dir = copy_fixture("basic");
+    let r = strata(
+        dir.path(),
+        &[
+            "compile",
+            "--vars",
+            "{region: us, pkg_greeting: from-cli}",
+            "-s",
+            "orders",
+            "pkg_model",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(compiled(dir.path(), "shop/models/marts/finance/orders.sql").contains("'us' as region"));
+    let pkg = compiled(dir.path(), "util_pkg/models/pkg_model.sql");
+    assert!(pkg.contains("'from-cli' as greeting"), "{pkg}");
+    assert!(pkg.contains("'package-default' as pkg_only"), "{pkg}");
+}
+
+#[test]
+fn target_changes_schema_naming() {
+    let dir = copy_fixture("basic");
+    let r = strata(
+        dir.path(),
+        &["compile", "--target", "prod", "-s", "customers"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sql = compiled(dir.path(), "shop/models/marts/customers.sql");
+    assert!(sql.contains("\"shopdb\".\"marts\".\"fct_orders\""), "{sql}");
+    // A single selected model's SQL is printed, as dbt does.
+    assert!(r
+        .stdout
+        .contains("from \"shopdb\".\"marts\".\"fct_orders\""));
+}
+
+#[test]
+fn manifest_validates_against_dbt_v12_schema() {
+    let dir = copy_fixture("basic");
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("schemas/manifest-v12.json")).unwrap(),
+    )
+    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&manifest)
+        .take(5)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let nodes = manifest["nodes"].as_object().unwrap();
+    let orders = &nodes["model.shop.orders"];
+    assert_eq!(orders["alias"], "fct_orders");
+    assert_eq!(orders["schema"], "analytics_marts");
+    assert_eq!(orders["description"], "One row per order, with payments.");
+    assert_eq!(
+        orders["config"]["meta"]["owner"], "finance",
+        "YAML merge keys apply"
+    );
+    assert_eq!(
+        orders["depends_on"]["nodes"],
+        serde_json::json!(["model.shop.stg_payments", "model.shop.stg_orders_filtered"])
+    );
+    assert!(
+        nodes.contains_key("test.shop.unique_orders_order_id.fed79b3a6e")
+            || nodes
+                .keys()
+                .any(|k| k.starts_with("test.shop.unique_orders_order_id."))
+    );
+    assert!(nodes.contains_key("operation.shop.shop-on-run-start-0"));
+    assert!(nodes.contains_key("snapshot.shop.orders_snapshot"));
+    assert_eq!(
+        nodes["snapshot.shop.orders_snapshot"]["schema"],
+        "snapshots"
+    );
+    assert!(manifest["sources"]
+        .as_object()
+        .unwrap()
+        .contains_key("source.shop.stripe.payments"));
+    assert!(manifest["docs"]
+        .as_object()
+        .unwrap()
+        .contains_key("doc.shop.orders_doc"));
+    assert_eq!(
+        manifest["parent_map"]["model.shop.customers"],
+        serde_json::json!(["model.shop.orders"])
+    );
+    assert!(manifest["selectors"]
+        .as_object()
+        .unwrap()
+        .contains_key("finance_only"));
+    assert!(manifest["macros"]
+        .as_object()
+        .unwrap()
+        .contains_key("macro.util_pkg.cents_to_dollars"));
+}
+
+#[test]
+fn secrets_never_reach_artifacts() {
+    let dir = project(&[(
+        "models/m.sql",
+        "select '{{ env_var(\"DBT_ENV_SECRET_TOKEN\") }}' as token",
+    )]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["compile"])
+        .current_dir(dir.path())
+        .env("DBT_ENV_SECRET_TOKEN", "hunter2-s3cr3t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = read(dir.path(), "target/manifest.json");
+    assert!(!manifest.contains("hunter2-s3cr3t"));
+    assert!(manifest.contains("*****"));
+    assert!(!read(dir.path(), "target/compiled/proj/models/m.sql").contains("hunter2-s3cr3t"));
+}
+
+#[test]
+fn parse_writes_manifest_without_compiled_sql() {
+    let dir = copy_fixture("basic");
+    let r = strata(dir.path(), &["parse"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    assert_eq!(manifest["nodes"]["model.shop.orders"]["compiled"], false);
+    assert!(!dir.path().join("target/compiled").exists());
+}
+
+#[test]
+fn init_scaffolds_a_project_that_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = strata(dir.path(), &["init", "my_shop"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let proj = dir.path().join("my_shop");
+    let r = strata(&proj, &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sql = read(
+        &proj,
+        "target/compiled/my_shop/models/example/my_second_model.sql",
+    );
+    assert!(
+        sql.contains("\"strata\".\"analytics\".\"my_first_model\""),
+        "{sql}"
+    );
+    let again = strata(dir.path(), &["init", "my_shop"]);
+    assert_eq!(again.code, 2);
+}
+
+#[test]
+fn clean_removes_targets_and_packages() {
+    let dir = copy_fixture("basic");
+    assert_eq!(strata(dir.path(), &["compile"]).code, 0);
+    let r = strata(dir.path(), &["clean"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!dir.path().join("target").exists());
+    assert!(!dir.path().join("dbt_packages").exists());
+}
+
+#[test]
+fn demo_project_compiles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["compile", "--project-dir"])
+        .arg(root)
+        .arg("--target-path")
+        .arg(target.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fact = std::fs::read_to_string(
+        target
+            .path()
+            .join("compiled/payments/models/marts/core/fact_transactions.sql"),
+    )
+    .unwrap();
+    assert!(fact.contains("\"payments\".\"payments_staging\".\"stg_transactions\""));
+}

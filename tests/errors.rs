@@ -1,0 +1,195 @@
+//! Bad input: every error names the file, line and column, quotes the line,
+//! gives a hint, exits 2, and independent errors are reported together.
+
+mod common;
+
+use common::*;
+
+fn fails(files: &[(&str, &str)], args: &[&str]) -> String {
+    let dir = project(files);
+    let r = strata(dir.path(), args);
+    assert_eq!(
+        r.code, 2,
+        "expected exit 2, got {}: {}{}",
+        r.code, r.stdout, r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    r.stderr
+}
+
+#[test]
+fn yaml_syntax_error() {
+    insta::assert_snapshot!(fails(
+        &[(
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: a\n    description: \"unclosed\n  - name: b\n"
+        )],
+        &["parse"],
+    ));
+}
+
+#[test]
+fn yaml_shape_error() {
+    insta::assert_snapshot!(fails(
+        &[(
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: a\n    columns: not-a-list\n"
+        )],
+        &["parse"],
+    ));
+}
+
+#[test]
+fn unknown_refs_are_reported_together_with_suggestions() {
+    insta::assert_snapshot!(fails(
+        &[
+            ("models/stg_orders.sql", "select 1 as id"),
+            ("models/orders.sql", "select *\nfrom {{ ref('stg_ordrs') }}"),
+            (
+                "models/other.sql",
+                "select * from {{ ref('nothing_like_it') }}"
+            ),
+        ],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn unknown_source() {
+    insta::assert_snapshot!(fails(
+        &[
+            (
+                "models/src.yml",
+                "version: 2\nsources:\n  - name: raw\n    tables:\n      - name: orders\n"
+            ),
+            ("models/a.sql", "select * from {{ source('raw', 'order') }}"),
+        ],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn unknown_macro() {
+    insta::assert_snapshot!(fails(
+        &[("models/a.sql", "select\n  {{ cents_to_dolars('x') }} as y")],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn missing_var_names_the_model() {
+    insta::assert_snapshot!(fails(
+        &[(
+            "models/a.sql",
+            "select 1\nwhere x > {{ var('start_date') }}"
+        )],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn missing_env_var() {
+    insta::assert_snapshot!(fails(
+        &[(
+            "models/a.sql",
+            "select '{{ env_var('STRATA_SURELY_UNSET_VAR') }}'"
+        )],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn jinja_syntax_error() {
+    insta::assert_snapshot!(fails(
+        &[("models/a.sql", "select 1\n{% if true %}\nwhere 1 = 1\n")],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn macro_syntax_error_points_into_macro_file() {
+    insta::assert_snapshot!(fails(
+        &[
+            ("macros/m.sql", "{% macro ok() %}1{% endmacro %}\n\n{% macro broken() %}\n{{ 1 + }}\n{% endmacro %}"),
+            ("models/a.sql", "select {{ ok() }}"),
+        ],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn compiler_error_from_macro() {
+    insta::assert_snapshot!(fails(
+        &[
+            ("macros/m.sql", "{% macro must_be_positive(x) %}\n{% if x <= 0 %}{{ exceptions.raise_compiler_error('x must be positive, got ' ~ x) }}{% endif %}{{ x }}\n{% endmacro %}"),
+            ("models/a.sql", "select {{ must_be_positive(-1) }} as v"),
+        ],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn cycle_prints_the_cycle() {
+    insta::assert_snapshot!(fails(
+        &[
+            ("models/a.sql", "select * from {{ ref('c') }}"),
+            ("models/b.sql", "select * from {{ ref('a') }}"),
+            ("models/c.sql", "select * from {{ ref('b') }}"),
+        ],
+        &["compile"],
+    ));
+}
+
+#[test]
+fn bad_selectors() {
+    let files = [("models/a.sql", "select 1")];
+    insta::assert_snapshot!("bad_method", fails(&files, &["ls", "-s", "tga:x"]));
+    insta::assert_snapshot!("bad_at", fails(&files, &["ls", "-s", "@a+"]));
+    insta::assert_snapshot!(
+        "unknown_yaml_selector",
+        fails(&files, &["ls", "--selector", "nope"])
+    );
+}
+
+#[test]
+fn missing_profile_and_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = strata(dir.path(), &["parse"]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("no_project", r.stderr);
+    let r = strata(
+        project(&[("profiles.yml", "other:\n  outputs: {}\n")]).path(),
+        &["parse"],
+    );
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("unknown_profile", r.stderr);
+}
+
+#[test]
+fn unknown_project_keys_warn_but_do_not_fail() {
+    let dir = project(&[
+        (
+            "dbt_project.yml",
+            "name: proj\nprofile: proj\nmodle-paths: [models]\n",
+        ),
+        ("models/a.sql", "select 1"),
+    ]);
+    let r = strata(dir.path(), &["parse"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown key 'modle-paths'"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn duplicate_model_names() {
+    insta::assert_snapshot!(fails(
+        &[
+            ("models/a/x.sql", "select 1"),
+            ("models/b/x.sql", "select 2")
+        ],
+        &["parse"],
+    ));
+}
