@@ -506,8 +506,16 @@ pub fn write_compiled(
     }
     compiled.par_iter().try_for_each(|(_, c)| {
         let p = target_dir.join(&c.compiled_path);
-        std::fs::write(&p, crate::secrets::scrub(&c.sql).as_bytes())
-            .map_err(|source| Error::Write { path: p, source })
+        let sql = crate::secrets::scrub(&c.sql);
+        // Rewriting an unchanged file costs more than reading it on most filesystems.
+        if let Ok(meta) = std::fs::metadata(&p) {
+            if meta.len() == sql.len() as u64
+                && std::fs::read(&p).is_ok_and(|old| old == sql.as_bytes())
+            {
+                return Ok(());
+            }
+        }
+        std::fs::write(&p, sql.as_bytes()).map_err(|source| Error::Write { path: p, source })
     })
 }
 

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
+use std::sync::LazyLock;
+
 use rayon::prelude::*;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{json, Map, Value as Json};
 
 use crate::compile::CompiledNode;
@@ -22,201 +25,271 @@ fn obj(v: Json) -> Map<String, Json> {
     }
 }
 
-fn node_config(n: &Node) -> Json {
-    let mut base = match n.resource_type {
-        ResourceType::Test => json!({
+/// Config defaults dbt writes for every node of a kind, in dbt's key order.
+fn config_defaults(rt: ResourceType) -> &'static [(&'static str, Json)] {
+    static TEST: LazyLock<Vec<(&'static str, Json)>> = LazyLock::new(|| {
+        defaults(json!({
             "enabled": true, "alias": null, "schema": "dbt_test__audit", "database": null,
-            "tags": [], "meta": {}, "group": null, "static_analysis": null, "materialized": "test", "severity": "ERROR",
-            "store_failures": null, "store_failures_as": null, "sql_header": null, "where": null, "limit": null,
-            "fail_calc": "count(*)", "warn_if": "!= 0", "error_if": "!= 0",
-        }),
-        _ => {
-            let mut b = json!({
-                "enabled": true, "alias": null, "schema": null, "database": null, "tags": [],
-                "meta": {}, "group": null, "static_analysis": null, "materialized": n.config.materialized,
-                "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null,
-                "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {},
-                "column_types": {}, "full_refresh": null, "unique_key": null,
-                "on_schema_change": "ignore", "on_configuration_change": "apply", "grants": {},
-                "packages": [], "docs": {"show": true, "node_color": null},
-                "contract": {"enforced": false, "alias_types": true},
-                "event_time": null, "concurrent_batches": null,
-            });
-            match n.resource_type {
-                ResourceType::Model => {
-                    b["access"] = json!("protected");
-                    b["latest_version_pointer"] = json!({"enabled": null, "alias": null});
-                    b["freshness"] = Json::Null;
-                    b["on_error"] = Json::Null;
-                }
-                ResourceType::Seed => {
-                    b["delimiter"] = json!(",");
-                    b["quote_columns"] = Json::Null;
-                }
-                ResourceType::Snapshot => {
-                    for k in [
-                        "strategy",
-                        "target_schema",
-                        "target_database",
-                        "updated_at",
-                        "check_cols",
-                    ] {
-                        b[k] = Json::Null;
-                    }
-                    b["snapshot_meta_column_names"] = json!({});
-                    b["dbt_valid_to_current"] = Json::Null;
-                }
-                _ => {}
-            }
-            b
+            "tags": [], "meta": {}, "group": null, "static_analysis": null, "materialized": "test",
+            "severity": "ERROR", "store_failures": null, "store_failures_as": null,
+            "sql_header": null, "where": null, "limit": null, "fail_calc": "count(*)",
+            "warn_if": "!= 0", "error_if": "!= 0",
+        }))
+    });
+    static NODE: LazyLock<Vec<(&'static str, Json)>> = LazyLock::new(|| defaults(node_base()));
+    static MODEL: LazyLock<Vec<(&'static str, Json)>> = LazyLock::new(|| {
+        let mut b = node_base();
+        b["access"] = json!("protected");
+        b["latest_version_pointer"] = json!({"enabled": null, "alias": null});
+        b["freshness"] = Json::Null;
+        b["on_error"] = Json::Null;
+        defaults(b)
+    });
+    static SEED: LazyLock<Vec<(&'static str, Json)>> = LazyLock::new(|| {
+        let mut b = node_base();
+        b["delimiter"] = json!(",");
+        b["quote_columns"] = Json::Null;
+        defaults(b)
+    });
+    static SNAPSHOT: LazyLock<Vec<(&'static str, Json)>> = LazyLock::new(|| {
+        let mut b = node_base();
+        for k in ["strategy", "target_schema", "target_database", "updated_at", "check_cols"] {
+            b[k] = Json::Null;
         }
-    };
-    if let Some(m) = base.as_object_mut() {
-        for (k, v) in &n.config.all {
-            m.insert(k.clone(), v.clone());
-        }
-        m.insert("tags".into(), json!(n.config.tags));
-        m.insert("enabled".into(), json!(n.config.enabled));
+        b["snapshot_meta_column_names"] = json!({});
+        b["dbt_valid_to_current"] = Json::Null;
+        defaults(b)
+    });
+    match rt {
+        ResourceType::Test => &TEST,
+        ResourceType::Model => &MODEL,
+        ResourceType::Seed => &SEED,
+        ResourceType::Snapshot => &SNAPSHOT,
+        _ => &NODE,
     }
-    base
 }
 
-fn columns_json(cols: &indexmap::IndexMap<String, Column>) -> Json {
-    Json::Object(
-        cols.iter()
-            .map(|(k, c)| {
-                (
-                    k.clone(),
-                    json!({
-                        "name": c.name, "description": c.description, "meta": c.meta,
-                        "data_type": c.data_type, "constraints": c.constraints, "quote": c.quote,
-                        "config": {"meta": c.meta, "tags": c.tags}, "tags": c.tags,
-                        "granularity": null, "doc_blocks": [],
-                    }),
-                )
-            })
-            .collect(),
-    )
+fn node_base() -> Json {
+    json!({
+        "enabled": true, "alias": null, "schema": null, "database": null, "tags": [],
+        "meta": {}, "group": null, "static_analysis": null, "materialized": "view",
+        "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null,
+        "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {},
+        "column_types": {}, "full_refresh": null, "unique_key": null,
+        "on_schema_change": "ignore", "on_configuration_change": "apply", "grants": {},
+        "packages": [], "docs": {"show": true, "node_color": null},
+        "contract": {"enforced": false, "alias_types": true},
+        "event_time": null, "concurrent_batches": null,
+    })
+}
+
+fn defaults(v: Json) -> Vec<(&'static str, Json)> {
+    let keys: &[&'static str] = &[
+        "enabled", "alias", "schema", "database", "tags", "meta", "group", "static_analysis",
+        "materialized", "incremental_strategy", "batch_size", "lookback", "begin", "persist_docs",
+        "post-hook", "pre-hook", "quoting", "column_types", "full_refresh", "unique_key",
+        "on_schema_change", "on_configuration_change", "grants", "packages", "docs", "contract",
+        "event_time", "concurrent_batches", "access", "latest_version_pointer", "freshness",
+        "on_error", "delimiter", "quote_columns", "strategy", "target_schema", "target_database",
+        "updated_at", "check_cols", "snapshot_meta_column_names", "dbt_valid_to_current",
+        "severity", "store_failures", "store_failures_as", "sql_header", "where", "limit",
+        "fail_calc", "warn_if", "error_if",
+    ];
+    keys.iter()
+        .filter_map(|k| v.get(*k).map(|d| (*k, d.clone())))
+        .collect()
+}
+
+/// A node's config: dbt's defaults overlaid with the resolved values.
+struct ConfigOut<'a>(&'a Node);
+
+impl Serialize for ConfigOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0;
+        let all = &n.config.all;
+        let defs = config_defaults(n.resource_type);
+        let mut map = s.serialize_map(None)?;
+        for (k, d) in defs {
+            match *k {
+                "enabled" => map.serialize_entry(k, &n.config.enabled)?,
+                "tags" => map.serialize_entry(k, &n.config.tags)?,
+                "materialized" => map.serialize_entry(k, &n.config.materialized)?,
+                _ => map.serialize_entry(k, all.get(*k).unwrap_or(d))?,
+            }
+        }
+        for (k, v) in all.iter() {
+            if !defs.iter().any(|(d, _)| d == k) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+struct ColumnsOut<'a>(&'a indexmap::IndexMap<String, Column>);
+
+impl Serialize for ColumnsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, c) in self.0 {
+            map.serialize_entry(
+                k,
+                &json!({
+                    "name": c.name, "description": c.description, "meta": c.meta,
+                    "data_type": c.data_type, "constraints": c.constraints, "quote": c.quote,
+                    "config": {"meta": c.meta, "tags": c.tags}, "tags": c.tags,
+                    "granularity": null, "doc_blocks": [],
+                }),
+            )?;
+        }
+        map.end()
+    }
+}
+
+struct RefsOut<'a>(&'a [crate::jinja::RefCall]);
+
+impl Serialize for RefsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in self.0 {
+            seq.serialize_element(&RefOut(r))?;
+        }
+        seq.end()
+    }
+}
+
+struct RefOut<'a>(&'a crate::jinja::RefCall);
+
+impl Serialize for RefOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("name", &self.0.name)?;
+        map.serialize_entry("package", &self.0.package)?;
+        map.serialize_entry("version", &self.0.version)?;
+        map.end()
+    }
 }
 
 /// One node as manifest JSON; `compiled` adds the compile-time fields.
-pub fn node_json(
-    n: &Node,
-    m: &Manifest,
-    compiled: Option<&CompiledNode>,
-    target_path: &str,
-) -> Json {
-    let refs: Vec<Json> = n
-        .refs
-        .iter()
-        .map(|r| json!({"name": r.name, "package": r.package, "version": r.version}))
-        .collect();
-    let sources: Vec<Json> = n.sources.iter().map(|(s, t)| json!([s, t])).collect();
-    let mut v = json!({
-        "database": n.database,
-        "schema": n.schema,
-        "name": n.name,
-        "resource_type": n.resource_type.as_str(),
-        "package_name": n.package,
-        "path": n.path,
-        "original_file_path": n.original_file_path,
-        "unique_id": n.unique_id,
-        "fqn": n.fqn,
-        "alias": n.alias,
-        "checksum": if n.checksum.is_empty() { json!({"name": "none", "checksum": ""}) } else { json!({"name": "sha256", "checksum": n.checksum}) },
-        "config": node_config(n),
-        "tags": n.config.tags,
-        "description": n.description,
-        "columns": columns_json(&n.columns),
-        "meta": n.meta,
-        "group": null,
-        "docs": {"show": n.docs_show, "node_color": null},
-        "patch_path": n.patch_path,
-        "build_path": null,
-        "unrendered_config": n.config_call,
-        "created_at": 0.0,
-        "relation_name": n.relation_name(&m.quoting),
-        "raw_code": n.raw_code,
-        "doc_blocks": n.doc_blocks,
-        "depends_on": {"macros": n.depends_on_macros, "nodes": n.depends_on_nodes},
-    });
-    let o = v.as_object_mut().expect("object literal");
-    o.insert("config_call_dict".into(), json!(n.config_call));
-    o.insert("unrendered_config_call_dict".into(), json!({}));
-    if n.resource_type != ResourceType::Seed {
-        o.insert("language".into(), json!("sql"));
-        o.insert("refs".into(), json!(refs));
-        o.insert("sources".into(), json!(sources));
-        o.insert("metrics".into(), json!([]));
-        o.insert("functions".into(), json!([]));
-        o.insert(
-            "compiled_path".into(),
-            json!(compiled.map(|c| format!("{target_path}/{}", c.compiled_path))),
-        );
-        o.insert("compiled".into(), json!(compiled.is_some()));
-        o.insert(
-            "compiled_code".into(),
-            json!(compiled.map(|c| crate::secrets::scrub(&c.sql).into_owned())),
-        );
-        o.insert("extra_ctes_injected".into(), json!(compiled.is_some()));
-        o.insert(
-            "extra_ctes".into(),
-            json!(compiled
-                .map(|c| c
-                    .extra_ctes
-                    .iter()
-                    .map(|(id, sql)| json!({"id": id, "sql": sql}))
-                    .collect::<Vec<_>>())
-                .unwrap_or_default()),
-        );
+pub struct NodeOut<'a> {
+    pub n: &'a Node,
+    pub quoting: &'a crate::jinja::QuotePolicy,
+    pub compiled: Option<&'a CompiledNode>,
+    pub target_path: &'a str,
+}
+
+impl Serialize for NodeOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.n;
+        let c = self.compiled;
+        let empty: [String; 0] = [];
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("database", &n.database)?;
+        map.serialize_entry("schema", &n.schema)?;
+        map.serialize_entry("name", &n.name)?;
+        map.serialize_entry("resource_type", n.resource_type.as_str())?;
+        map.serialize_entry("package_name", &n.package)?;
+        map.serialize_entry("path", &n.path)?;
+        map.serialize_entry("original_file_path", &n.original_file_path)?;
+        map.serialize_entry("unique_id", &n.unique_id)?;
+        map.serialize_entry("fqn", &n.fqn)?;
+        map.serialize_entry("alias", &n.alias)?;
+        if n.checksum.is_empty() {
+            map.serialize_entry("checksum", &json!({"name": "none", "checksum": ""}))?;
+        } else {
+            map.serialize_entry("checksum", &json!({"name": "sha256", "checksum": n.checksum}))?;
+        }
+        map.serialize_entry("config", &ConfigOut(n))?;
+        let tags: Vec<&str> = if n.resource_type == ResourceType::Operation {
+            vec![if n.name.contains("-on-run-end-") { "on-run-end" } else { "on-run-start" }]
+        } else {
+            n.config.tags.iter().map(String::as_str).collect()
+        };
+        map.serialize_entry("tags", &tags)?;
+        map.serialize_entry("description", &n.description)?;
+        map.serialize_entry("columns", &ColumnsOut(&n.columns))?;
+        map.serialize_entry("meta", &n.meta)?;
+        map.serialize_entry("group", &Json::Null)?;
+        map.serialize_entry("docs", &json!({"show": n.docs_show, "node_color": null}))?;
+        map.serialize_entry("patch_path", &n.patch_path)?;
+        map.serialize_entry("build_path", &Json::Null)?;
+        map.serialize_entry("unrendered_config", &n.config_call)?;
+        map.serialize_entry("created_at", &0.0)?;
+        map.serialize_entry("config_call_dict", &n.config_call)?;
+        map.serialize_entry("unrendered_config_call_dict", &json!({}))?;
+        map.serialize_entry("relation_name", &n.relation_name(self.quoting))?;
+        map.serialize_entry("raw_code", &n.raw_code)?;
+        map.serialize_entry("doc_blocks", &n.doc_blocks)?;
+        if n.resource_type == ResourceType::Seed {
+            map.serialize_entry("root_path", &Json::Null)?;
+            map.serialize_entry("depends_on", &json!({"macros": n.depends_on_macros}))?;
+            return map.end();
+        }
+        map.serialize_entry("depends_on", &json!({"macros": n.depends_on_macros, "nodes": n.depends_on_nodes}))?;
+        map.serialize_entry("language", "sql")?;
+        map.serialize_entry("refs", &RefsOut(&n.refs))?;
+        let sources: Vec<[&str; 2]> = n.sources.iter().map(|(a, b)| [a.as_str(), b.as_str()]).collect();
+        map.serialize_entry("sources", &sources)?;
+        map.serialize_entry("metrics", &empty)?;
+        map.serialize_entry("functions", &empty)?;
+        map.serialize_entry(
+            "compiled_path",
+            &c.map(|c| format!("{}/{}", self.target_path, c.compiled_path)),
+        )?;
+        map.serialize_entry("compiled", &c.is_some())?;
+        map.serialize_entry("compiled_code", &c.map(|c| crate::secrets::scrub(&c.sql)))?;
+        map.serialize_entry("extra_ctes_injected", &c.is_some())?;
+        let ctes: Vec<Json> = c
+            .map(|c| c.extra_ctes.iter().map(|(id, sql)| json!({"id": id, "sql": sql})).collect())
+            .unwrap_or_default();
+        map.serialize_entry("extra_ctes", &ctes)?;
         let enforced = n
             .config
             .get("contract")
             .and_then(|c| c.get("enforced"))
             .and_then(Json::as_bool)
             .unwrap_or(false);
-        o.insert(
-            "contract".into(),
-            json!({"enforced": enforced, "alias_types": true, "checksum": null}),
-        );
-    } else {
-        o.insert("root_path".into(), json!(null));
-        o.insert("depends_on".into(), json!({"macros": n.depends_on_macros}));
-    }
-    match n.resource_type {
-        ResourceType::Model => {
-            o.insert("access".into(), json!("protected"));
-            o.insert("constraints".into(), json!([]));
-            o.insert("version".into(), Json::Null);
-            o.insert("latest_version".into(), Json::Null);
-            o.insert("deprecation_date".into(), Json::Null);
-            o.insert("primary_key".into(), json!([]));
-            o.insert("time_spine".into(), Json::Null);
-        }
-        ResourceType::Operation => {
-            let (kind, idx) = n.name.rsplit_once('-').unwrap_or((&n.name, "0"));
-            let kind = if kind.ends_with("on-run-end") {
-                "on-run-end"
-            } else {
-                "on-run-start"
-            };
-            o.insert("tags".into(), json!([kind]));
-            o.insert("index".into(), json!(idx.parse::<u64>().unwrap_or(0)));
-        }
-        ResourceType::Test => {
-            if let Some(t) = &n.test {
-                o.insert("column_name".into(), json!(t.column_name));
-                o.insert("file_key_name".into(), json!(t.file_key_name));
-                o.insert("attached_node".into(), json!(t.attached_node));
-                o.insert(
-                    "test_metadata".into(),
-                    json!({"name": t.name, "kwargs": t.kwargs, "namespace": t.namespace}),
-                );
+        map.serialize_entry("contract", &json!({"enforced": enforced, "alias_types": true, "checksum": null}))?;
+        match n.resource_type {
+            ResourceType::Model => {
+                map.serialize_entry("access", "protected")?;
+                map.serialize_entry("constraints", &empty)?;
+                map.serialize_entry("version", &Json::Null)?;
+                map.serialize_entry("latest_version", &Json::Null)?;
+                map.serialize_entry("deprecation_date", &Json::Null)?;
+                map.serialize_entry("primary_key", &empty)?;
+                map.serialize_entry("time_spine", &Json::Null)?;
             }
+            ResourceType::Operation => {
+                let idx = n.name.rsplit('-').next().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+                map.serialize_entry("index", &idx)?;
+            }
+            ResourceType::Test => {
+                if let Some(t) = &n.test {
+                    map.serialize_entry("column_name", &t.column_name)?;
+                    map.serialize_entry("file_key_name", &t.file_key_name)?;
+                    map.serialize_entry("attached_node", &t.attached_node)?;
+                    map.serialize_entry(
+                        "test_metadata",
+                        &json!({"name": t.name, "kwargs": t.kwargs, "namespace": t.namespace}),
+                    )?;
+                }
+            }
+            _ => {}
         }
-        _ => {}
+        map.end()
     }
-    v
+}
+
+/// One node as a JSON value (used where a tree is needed).
+pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target_path: &str) -> Json {
+    serde_json::to_value(NodeOut {
+        n,
+        quoting: &m.quoting,
+        compiled,
+        target_path,
+    })
+    .unwrap_or(Json::Null)
 }
 
 fn source_json(s: &Source) -> Json {
@@ -235,7 +308,7 @@ fn source_json(s: &Source) -> Json {
         "quoting": {"database": s.quoting.database, "schema": s.quoting.schema, "identifier": s.quoting.identifier, "column": null},
         "loaded_at_field": s.loaded_at_field, "loaded_at_query": s.loaded_at_query,
         "freshness": if s.freshness.is_object() { s.freshness.clone() } else { json!({"warn_after": {"count": null, "period": null}, "error_after": {"count": null, "period": null}, "filter": null}) },
-        "external": null, "description": s.description, "columns": columns_json(&s.columns),
+        "external": null, "description": s.description, "columns": serde_json::to_value(ColumnsOut(&s.columns)).unwrap_or_default(),
         "meta": s.meta, "source_meta": s.source_meta, "tags": s.tags, "config": cfg,
         "patch_path": null, "unrendered_config": {}, "relation_name": s.relation_name,
         "created_at": 0.0, "unrendered_database": null, "unrendered_schema": null, "doc_blocks": [],
@@ -281,8 +354,13 @@ pub fn write(
         .nodes
         .par_iter()
         .map(|(id, n)| {
-            let j = node_json(n, m, compiled.get(id), meta.target_path);
-            (id.clone(), serde_json::to_string(&j).unwrap_or_default())
+            let out = NodeOut {
+                n,
+                quoting: &m.quoting,
+                compiled: compiled.get(id),
+                target_path: meta.target_path,
+            };
+            (id.clone(), serde_json::to_string(&out).unwrap_or_default())
         })
         .collect();
     parts.sort_by(|a, b| a.0.cmp(&b.0));
