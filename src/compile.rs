@@ -142,13 +142,20 @@ pub fn compiled_path(n: &Node) -> String {
 pub struct Compiler<'a> {
     pub parsed: &'a Parsed,
     resolver: Arc<ManifestResolver>,
+    /// Render dbt's four built-in generic tests without Jinja when the project
+    /// does not override them (`STRATA_JINJA_TESTS=1` turns this off).
+    pub native_tests: bool,
 }
 
 impl<'a> Compiler<'a> {
     pub fn new(parsed: &'a Parsed) -> Self {
         let resolver = Arc::new(ManifestResolver::new(&parsed.manifest));
         parsed.jinja.set_resolver(resolver.clone());
-        Compiler { parsed, resolver }
+        Compiler {
+            parsed,
+            resolver,
+            native_tests: std::env::var_os("STRATA_JINJA_TESTS").is_none(),
+        }
     }
 
     fn jinja(&self) -> &JinjaEnv {
@@ -328,43 +335,63 @@ impl<'a> Compiler<'a> {
         let Some(t) = &n.test else {
             return self.render_sql(n);
         };
-        let ctx = self.jinja().ctx(self.node_info(n, vec![]), Phase::Compile);
+        // The argument context is built only when an argument needs Jinja.
+        let mut arg_ctx: Option<Arc<jinja::RenderCtx>> = None;
+        let mut ctx_for_args = || {
+            arg_ctx
+                .get_or_insert_with(|| self.jinja().ctx(self.node_info(n, vec![]), Phase::Compile))
+                .clone()
+        };
         let fast_model = !self.jinja().macros().is_overridden("get_where_subquery")
             && n.config.get("where").is_none_or(Json::is_null);
+        let mut ephemerals = Vec::new();
         let mut kwargs: Vec<(String, Value)> = Vec::with_capacity(t.kwargs.len());
         for (k, v) in &t.kwargs {
             let value = if k == "column_name" {
                 crate::jinja::to_value(v)
-            } else if k == "model" && fast_model {
-                match v.as_str().and_then(|s| MODEL_KWARG.captures(s)) {
-                    Some(c) => {
-                        let rel = match (c.get(2), c.get(3), c.get(4)) {
-                            (Some(name), _, _) => self
-                                .resolver
-                                .resolve_ref(
-                                    &n.package,
-                                    &RefCall {
-                                        name: name.as_str().into(),
-                                        package: None,
-                                        version: None,
-                                    },
-                                )
-                                .map(|r| r.relation.render()),
-                            (_, Some(s), Some(tb)) => self
-                                .resolver
-                                .resolve_source(s.as_str(), tb.as_str())
-                                .map(|r| r.1.render()),
-                            _ => Err("bad model argument".into()),
-                        }
-                        .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&t.yaml_path))?;
-                        Value::from(rel)
-                    }
-                    None => self.render_arg(n, v, &ctx)?,
+            } else if let (true, Some(c)) = (
+                k == "model" && fast_model,
+                v.as_str().and_then(|s| MODEL_KWARG.captures(s)),
+            ) {
+                let rel = match (c.get(2), c.get(3), c.get(4)) {
+                    (Some(name), _, _) => self
+                        .resolver
+                        .resolve_ref(
+                            &n.package,
+                            &RefCall {
+                                name: name.as_str().into(),
+                                package: None,
+                                version: None,
+                            },
+                        )
+                        .map(|r| {
+                            if r.ephemeral {
+                                ephemerals.push(r.unique_id.clone());
+                            }
+                            r.relation.render()
+                        }),
+                    (_, Some(s), Some(tb)) => self
+                        .resolver
+                        .resolve_source(s.as_str(), tb.as_str())
+                        .map(|r| r.1.render()),
+                    _ => Err("bad model argument".into()),
                 }
+                .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&t.yaml_path))?;
+                Value::from(rel)
+            } else if needs_jinja(v) {
+                self.render_arg(n, v, &ctx_for_args())?
             } else {
-                self.render_arg(n, v, &ctx)?
+                crate::jinja::to_value(v)
             };
             kwargs.push((k.clone(), value));
+        }
+        if let Some(ctx) = &arg_ctx {
+            ephemerals.extend(ctx.take_capture().ephemerals);
+        }
+        if t.namespace.is_none() && self.native_tests {
+            if let Some(sql) = native_test(&t.name, &kwargs, self.jinja().macros()) {
+                return Ok((sql, ephemerals));
+            }
         }
         let kw = Value::from_pairs(kwargs);
         let ctx = self.jinja().ctx(
@@ -376,21 +403,19 @@ impl<'a> Compiler<'a> {
             None => format!("test_{}", t.name),
         };
         let src = format!("{{{{ {macro_name}(**_dbt_generic_test_kwargs) }}}}");
-        let sql = self
-            .jinja()
-            .render(&t.yaml_path, &src, &ctx)
-            .map_err(|e| {
-                let mut d = self.diag(n, &e);
-                if d.kind == DiagKind::UnknownMacro {
-                    d.message = format!("data test '{}' has no definition: {}", t.name, d.message);
-                    d.hint = Some(format!(
-                        "define it with {{% test {}(model, column_name) %}} in a macro-path or tests/generic/",
-                        t.name
-                    ));
-                }
-                d
-            })?;
-        Ok((sql, ctx.take_capture().ephemerals))
+        let sql = self.jinja().render(&t.yaml_path, &src, &ctx).map_err(|e| {
+            let mut d = self.diag(n, &e);
+            if d.kind == DiagKind::UnknownMacro {
+                d.message = format!("data test '{}' has no definition: {}", t.name, d.message);
+                d.hint = Some(format!(
+                    "define it with {{% test {}(model, column_name) %}} in a macro-path or tests/generic/",
+                    t.name
+                ));
+            }
+            d
+        })?;
+        ephemerals.extend(ctx.take_capture().ephemerals);
+        Ok((sql, ephemerals))
     }
 
     /// dbt's rendering of test arguments: function-looking strings are evaluated,
@@ -429,6 +454,70 @@ impl<'a> Compiler<'a> {
             other => Ok(crate::jinja::to_value(other)),
         }
     }
+}
+
+fn needs_jinja(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.contains("{{") || s.contains("{%") || LOOKS_LIKE_FUNC.is_match(s),
+        Json::Array(a) => a.iter().any(needs_jinja),
+        Json::Object(o) => o.values().any(needs_jinja),
+        _ => false,
+    }
+}
+
+/// The SQL of Strata's built-in `not_null`, `unique`, `accepted_values` and
+/// `relationships` macros, produced directly; byte-identical to rendering them
+/// (checked by a test). `None` when the project overrides the test or any of its
+/// dispatch targets, or an argument is missing.
+fn native_test(
+    name: &str,
+    kwargs: &[(String, Value)],
+    reg: &jinja::MacroRegistry,
+) -> Option<String> {
+    if !matches!(
+        name,
+        "not_null" | "unique" | "accepted_values" | "relationships"
+    ) {
+        return None;
+    }
+    let macro_name = format!("test_{name}");
+    if reg.is_overridden(&macro_name)
+        || reg
+            .dispatch_prefixes
+            .iter()
+            .any(|p| reg.is_overridden(&format!("{p}__{macro_name}")))
+    {
+        return None;
+    }
+    let get = |k: &str| kwargs.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    let model = get("model")?.to_string();
+    let col = get("column_name")?.to_string();
+    Some(match name {
+        "not_null" => format!("\nselect {col}\nfrom {model}\nwhere {col} is null\n"),
+        "unique" => format!(
+            "\nselect\n    {col} as unique_field,\n    count(*) as n_records\nfrom {model}\nwhere {col} is not null\ngroup by {col}\nhaving count(*) > 1\n"
+        ),
+        "accepted_values" => {
+            let values = get("values")?;
+            let quote = get("quote").is_none_or(|q| q.is_true());
+            let items: Vec<String> = values
+                .try_iter()
+                .ok()?
+                .map(|v| if quote { format!("'{v}'") } else { v.to_string() })
+                .collect();
+            format!(
+                "\nwith all_values as (\n    select\n        {col} as value_field,\n        count(*) as n_records\n    from {model}\n    group by {col}\n)\nselect *\nfrom all_values\nwhere value_field not in (\n    {}\n)\n",
+                items.join(", ")
+            )
+        }
+        _ => {
+            let to = get("to")?.to_string();
+            let field = get("field")?.to_string();
+            format!(
+                "\nwith child as (\n    select {col} as from_field\n    from {model}\n    where {col} is not null\n),\nparent as (\n    select {field} as to_field\n    from {to}\n)\nselect from_field\nfrom child\nleft join parent on child.from_field = parent.to_field\nwhere parent.to_field is null\n"
+            )
+        }
+    })
 }
 
 /// dbt's CTE injection: after a leading `with` (adding a comma) or as a new `with`.

@@ -243,3 +243,28 @@ fn demo_project_compiles() {
     .unwrap();
     assert!(fact.contains("\"payments\".\"payments_staging\".\"stg_transactions\""));
 }
+
+/// Built-in generic tests are produced natively for speed; the result must be
+/// byte-identical to rendering Strata's own Jinja macros.
+#[test]
+fn native_builtin_tests_match_their_jinja_macros() {
+    let native = copy_fixture("basic");
+    let jinja = copy_fixture("basic");
+    assert_eq!(strata(native.path(), &["compile"]).code, 0);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("compile")
+        .current_dir(jinja.path())
+        .env("STRATA_JINJA_TESTS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = "target/compiled/shop/models/schema.yml";
+    let mut compared = 0;
+    for e in std::fs::read_dir(native.path().join(dir)).unwrap() {
+        let name = e.unwrap().file_name();
+        let rel = format!("{dir}/{}", name.to_string_lossy());
+        assert_eq!(read(native.path(), &rel), read(jinja.path(), &rel), "{rel}");
+        compared += 1;
+    }
+    assert!(compared >= 7, "compared {compared} files");
+}

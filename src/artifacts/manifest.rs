@@ -53,7 +53,13 @@ fn config_defaults(rt: ResourceType) -> &'static [(&'static str, Json)] {
     });
     static SNAPSHOT: LazyLock<Vec<(&'static str, Json)>> = LazyLock::new(|| {
         let mut b = node_base();
-        for k in ["strategy", "target_schema", "target_database", "updated_at", "check_cols"] {
+        for k in [
+            "strategy",
+            "target_schema",
+            "target_database",
+            "updated_at",
+            "check_cols",
+        ] {
             b[k] = Json::Null;
         }
         b["snapshot_meta_column_names"] = json!({});
@@ -85,15 +91,56 @@ fn node_base() -> Json {
 
 fn defaults(v: Json) -> Vec<(&'static str, Json)> {
     let keys: &[&'static str] = &[
-        "enabled", "alias", "schema", "database", "tags", "meta", "group", "static_analysis",
-        "materialized", "incremental_strategy", "batch_size", "lookback", "begin", "persist_docs",
-        "post-hook", "pre-hook", "quoting", "column_types", "full_refresh", "unique_key",
-        "on_schema_change", "on_configuration_change", "grants", "packages", "docs", "contract",
-        "event_time", "concurrent_batches", "access", "latest_version_pointer", "freshness",
-        "on_error", "delimiter", "quote_columns", "strategy", "target_schema", "target_database",
-        "updated_at", "check_cols", "snapshot_meta_column_names", "dbt_valid_to_current",
-        "severity", "store_failures", "store_failures_as", "sql_header", "where", "limit",
-        "fail_calc", "warn_if", "error_if",
+        "enabled",
+        "alias",
+        "schema",
+        "database",
+        "tags",
+        "meta",
+        "group",
+        "static_analysis",
+        "materialized",
+        "incremental_strategy",
+        "batch_size",
+        "lookback",
+        "begin",
+        "persist_docs",
+        "post-hook",
+        "pre-hook",
+        "quoting",
+        "column_types",
+        "full_refresh",
+        "unique_key",
+        "on_schema_change",
+        "on_configuration_change",
+        "grants",
+        "packages",
+        "docs",
+        "contract",
+        "event_time",
+        "concurrent_batches",
+        "access",
+        "latest_version_pointer",
+        "freshness",
+        "on_error",
+        "delimiter",
+        "quote_columns",
+        "strategy",
+        "target_schema",
+        "target_database",
+        "updated_at",
+        "check_cols",
+        "snapshot_meta_column_names",
+        "dbt_valid_to_current",
+        "severity",
+        "store_failures",
+        "store_failures_as",
+        "sql_header",
+        "where",
+        "limit",
+        "fail_calc",
+        "warn_if",
+        "error_if",
     ];
     keys.iter()
         .filter_map(|k| v.get(*k).map(|d| (*k, d.clone())))
@@ -132,16 +179,40 @@ impl Serialize for ColumnsOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, c) in self.0 {
-            map.serialize_entry(
-                k,
-                &json!({
-                    "name": c.name, "description": c.description, "meta": c.meta,
-                    "data_type": c.data_type, "constraints": c.constraints, "quote": c.quote,
-                    "config": {"meta": c.meta, "tags": c.tags}, "tags": c.tags,
-                    "granularity": null, "doc_blocks": [],
-                }),
-            )?;
+            map.serialize_entry(k, &ColumnOut(c))?;
         }
+        map.end()
+    }
+}
+
+struct ColumnOut<'a>(&'a Column);
+
+impl Serialize for ColumnOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let empty: [u8; 0] = [];
+        let mut map = s.serialize_map(Some(10))?;
+        map.serialize_entry("name", &c.name)?;
+        map.serialize_entry("description", &c.description)?;
+        map.serialize_entry("meta", &c.meta)?;
+        map.serialize_entry("data_type", &c.data_type)?;
+        map.serialize_entry("constraints", &c.constraints)?;
+        map.serialize_entry("quote", &c.quote)?;
+        map.serialize_entry("config", &ColumnConfigOut(c))?;
+        map.serialize_entry("tags", &c.tags)?;
+        map.serialize_entry("granularity", &Json::Null)?;
+        map.serialize_entry("doc_blocks", &empty)?;
+        map.end()
+    }
+}
+
+struct ColumnConfigOut<'a>(&'a Column);
+
+impl Serialize for ColumnConfigOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("meta", &self.0.meta)?;
+        map.serialize_entry("tags", &self.0.tags)?;
         map.end()
     }
 }
@@ -197,11 +268,18 @@ impl Serialize for NodeOut<'_> {
         if n.checksum.is_empty() {
             map.serialize_entry("checksum", &json!({"name": "none", "checksum": ""}))?;
         } else {
-            map.serialize_entry("checksum", &json!({"name": "sha256", "checksum": n.checksum}))?;
+            map.serialize_entry(
+                "checksum",
+                &json!({"name": "sha256", "checksum": n.checksum}),
+            )?;
         }
         map.serialize_entry("config", &ConfigOut(n))?;
         let tags: Vec<&str> = if n.resource_type == ResourceType::Operation {
-            vec![if n.name.contains("-on-run-end-") { "on-run-end" } else { "on-run-start" }]
+            vec![if n.name.contains("-on-run-end-") {
+                "on-run-end"
+            } else {
+                "on-run-start"
+            }]
         } else {
             n.config.tags.iter().map(String::as_str).collect()
         };
@@ -225,10 +303,17 @@ impl Serialize for NodeOut<'_> {
             map.serialize_entry("depends_on", &json!({"macros": n.depends_on_macros}))?;
             return map.end();
         }
-        map.serialize_entry("depends_on", &json!({"macros": n.depends_on_macros, "nodes": n.depends_on_nodes}))?;
+        map.serialize_entry(
+            "depends_on",
+            &json!({"macros": n.depends_on_macros, "nodes": n.depends_on_nodes}),
+        )?;
         map.serialize_entry("language", "sql")?;
         map.serialize_entry("refs", &RefsOut(&n.refs))?;
-        let sources: Vec<[&str; 2]> = n.sources.iter().map(|(a, b)| [a.as_str(), b.as_str()]).collect();
+        let sources: Vec<[&str; 2]> = n
+            .sources
+            .iter()
+            .map(|(a, b)| [a.as_str(), b.as_str()])
+            .collect();
         map.serialize_entry("sources", &sources)?;
         map.serialize_entry("metrics", &empty)?;
         map.serialize_entry("functions", &empty)?;
@@ -240,7 +325,12 @@ impl Serialize for NodeOut<'_> {
         map.serialize_entry("compiled_code", &c.map(|c| crate::secrets::scrub(&c.sql)))?;
         map.serialize_entry("extra_ctes_injected", &c.is_some())?;
         let ctes: Vec<Json> = c
-            .map(|c| c.extra_ctes.iter().map(|(id, sql)| json!({"id": id, "sql": sql})).collect())
+            .map(|c| {
+                c.extra_ctes
+                    .iter()
+                    .map(|(id, sql)| json!({"id": id, "sql": sql}))
+                    .collect()
+            })
             .unwrap_or_default();
         map.serialize_entry("extra_ctes", &ctes)?;
         let enforced = n
@@ -249,7 +339,10 @@ impl Serialize for NodeOut<'_> {
             .and_then(|c| c.get("enforced"))
             .and_then(Json::as_bool)
             .unwrap_or(false);
-        map.serialize_entry("contract", &json!({"enforced": enforced, "alias_types": true, "checksum": null}))?;
+        map.serialize_entry(
+            "contract",
+            &json!({"enforced": enforced, "alias_types": true, "checksum": null}),
+        )?;
         match n.resource_type {
             ResourceType::Model => {
                 map.serialize_entry("access", "protected")?;
@@ -261,7 +354,12 @@ impl Serialize for NodeOut<'_> {
                 map.serialize_entry("time_spine", &Json::Null)?;
             }
             ResourceType::Operation => {
-                let idx = n.name.rsplit('-').next().and_then(|i| i.parse::<u64>().ok()).unwrap_or(0);
+                let idx = n
+                    .name
+                    .rsplit('-')
+                    .next()
+                    .and_then(|i| i.parse::<u64>().ok())
+                    .unwrap_or(0);
                 map.serialize_entry("index", &idx)?;
             }
             ResourceType::Test => {
@@ -282,7 +380,12 @@ impl Serialize for NodeOut<'_> {
 }
 
 /// One node as a JSON value (used where a tree is needed).
-pub fn node_json(n: &Node, m: &Manifest, compiled: Option<&CompiledNode>, target_path: &str) -> Json {
+pub fn node_json(
+    n: &Node,
+    m: &Manifest,
+    compiled: Option<&CompiledNode>,
+    target_path: &str,
+) -> Json {
     serde_json::to_value(NodeOut {
         n,
         quoting: &m.quoting,

@@ -71,5 +71,7 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
             println!("{}", crate::secrets::scrub(&c.sql));
         }
     }
+    std::mem::forget(compiled);
+    s.finish();
     Ok(Outcome::Success)
 }

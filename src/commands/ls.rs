@@ -89,6 +89,7 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
     if selected.is_empty() {
         s.reporter.warn("nothing matched the selection");
     }
+    s.finish();
     Ok(Outcome::Success)
 }
 

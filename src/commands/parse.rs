@@ -38,5 +38,6 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
             path.display()
         ),
     );
+    s.finish();
     Ok(Outcome::Success)
 }

@@ -7,7 +7,7 @@ use md5::{Digest, Md5};
 use regex::Regex;
 use serde_json::Value as Json;
 
-use super::pyrepr::{py_repr, py_str};
+use super::pyrepr::{py_repr, py_str, repr_str};
 use crate::jinja::RefCall;
 use crate::project::config::{yaml_key, yaml_to_json};
 use crate::project::schema::TestSpec;
@@ -98,35 +98,60 @@ pub fn synthesize_names(
     }
 }
 
-fn hashable(v: &Json) -> Json {
+/// Appends Python's `repr` of dbt's "hashable" form of a value: dict keys sorted,
+/// lists kept, every scalar turned into its `str()`.
+fn hashable_repr(v: &Json, out: &mut String) {
     match v {
         Json::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Json::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), hashable(&m[k])))
-                    .collect(),
-            )
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&repr_str(k));
+                out.push_str(": ");
+                hashable_repr(&m[k], out);
+            }
+            out.push('}');
         }
-        Json::Array(a) => Json::Array(a.iter().map(hashable).collect()),
-        other => Json::String(py_str(other)),
+        Json::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                hashable_repr(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&repr_str(&py_str(other))),
     }
 }
 
-/// The 10-character suffix of a generic test's unique id.
-pub fn test_hash(
-    name: &str,
-    test_name: &str,
-    namespace: Option<&str>,
-    kwargs: &IndexMap<String, Json>,
-) -> String {
-    let md = serde_json::json!({
-        "namespace": namespace.map(Json::from).unwrap_or(Json::Null),
-        "name": test_name,
-        "kwargs": Json::Object(kwargs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-    });
-    let hex = md5_hex(&format!("{name}{}", py_repr(&hashable(&md))));
+/// The 10-character suffix of a generic test's unique id: the md5 of the name and
+/// the repr of `{"kwargs": ..., "name": ..., "namespace": ...}` (keys sorted).
+pub fn test_hash(name: &str, test_name: &str, namespace: Option<&str>, kwargs: &IndexMap<String, Json>) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str(name);
+    s.push_str("{'kwargs': {");
+    let mut keys: Vec<&String> = kwargs.keys().collect();
+    keys.sort();
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&repr_str(k));
+        s.push_str(": ");
+        hashable_repr(&kwargs[k], &mut s);
+    }
+    s.push_str("}, 'name': ");
+    s.push_str(&repr_str(test_name));
+    s.push_str(", 'namespace': ");
+    s.push_str(&repr_str(namespace.unwrap_or("None")));
+    s.push('}');
+    let hex = md5_hex(&s);
     hex[hex.len() - 10..].to_string()
 }
 

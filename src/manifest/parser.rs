@@ -373,6 +373,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
     }
 
     // Generic tests declared in YAML, and sources and exposures.
+    let mut tasks: Vec<TestTask<'_>> = Vec::new();
     for (i, s) in &schemas {
         let f = &project.files[*i];
         let pkg = project.packages[f.package].name().to_string();
@@ -388,31 +389,27 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                     name: p.name.clone(),
                     yaml_key: key,
                 };
-                add_tests(
-                    project,
-                    &jinja,
-                    f,
-                    yml,
-                    &pkg,
-                    &target,
-                    None,
-                    &p.data_tests,
-                    &mut nodes,
-                    &mut diags,
-                );
-                for c in &p.columns {
-                    add_tests(
-                        project,
-                        &jinja,
-                        f,
+                for e in &p.data_tests {
+                    tasks.push(TestTask {
+                        file: *i,
                         yml,
-                        &pkg,
-                        &target,
-                        Some(c),
-                        &c.data_tests,
-                        &mut nodes,
-                        &mut diags,
-                    );
+                        pkg: pkg.clone(),
+                        target: target.clone(),
+                        column: None,
+                        entry: e,
+                    });
+                }
+                for c in &p.columns {
+                    for e in &c.data_tests {
+                        tasks.push(TestTask {
+                            file: *i,
+                            yml,
+                            pkg: pkg.clone(),
+                            target: target.clone(),
+                            column: Some(c),
+                            entry: e,
+                        });
+                    }
                 }
             }
         }
@@ -422,31 +419,27 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                     source: src.name.clone(),
                     table: t.name.clone(),
                 };
-                add_tests(
-                    project,
-                    &jinja,
-                    f,
-                    yml,
-                    &pkg,
-                    &target,
-                    None,
-                    &t.data_tests,
-                    &mut nodes,
-                    &mut diags,
-                );
-                for c in &t.columns {
-                    add_tests(
-                        project,
-                        &jinja,
-                        f,
+                for e in &t.data_tests {
+                    tasks.push(TestTask {
+                        file: *i,
                         yml,
-                        &pkg,
-                        &target,
-                        Some(c),
-                        &c.data_tests,
-                        &mut nodes,
-                        &mut diags,
-                    );
+                        pkg: pkg.clone(),
+                        target: target.clone(),
+                        column: None,
+                        entry: e,
+                    });
+                }
+                for c in &t.columns {
+                    for e in &c.data_tests {
+                        tasks.push(TestTask {
+                            file: *i,
+                            yml,
+                            pkg: pkg.clone(),
+                            target: target.clone(),
+                            column: Some(c),
+                            entry: e,
+                        });
+                    }
                 }
                 let source = build_source(project, f, &pkg, src, t, quoting);
                 match source {
@@ -476,6 +469,16 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         }
     }
 
+    let built: Vec<Result<Node, Diagnostic>> = tasks
+        .par_iter()
+        .map(|t| build_test(project, &jinja, t))
+        .collect();
+    for b in built {
+        match b {
+            Ok(n) => nodes.push(n),
+            Err(d) => diags.push(d),
+        }
+    }
     timing("tests+sources", t0);
     // Project hooks become operation nodes, as in dbt's manifest.
     for pkg in &project.packages {
@@ -878,20 +881,25 @@ fn finalize_config(cfg: &mut ConfigMap) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn add_tests(
+/// One data test entry of a properties file, built into a node in parallel.
+struct TestTask<'a> {
+    file: usize,
+    yml: &'a str,
+    pkg: String,
+    target: TestTarget,
+    column: Option<&'a ColumnDef>,
+    entry: &'a Yaml,
+}
+
+fn build_test(
     project: &Project,
     jinja: &JinjaEnv,
-    f: &SourceFile,
-    yml: &str,
-    pkg: &str,
-    target: &TestTarget,
-    column: Option<&ColumnDef>,
-    entries: &[Yaml],
-    nodes: &mut Vec<Node>,
-    diags: &mut Diagnostics,
-) {
-    for e in entries {
+    task: &TestTask<'_>,
+) -> Result<Node, Diagnostic> {
+    let f = &project.files[task.file];
+    let (yml, pkg, target, column) = (task.yml, task.pkg.as_str(), &task.target, task.column);
+    {
+        let e = task.entry;
         let spec = match parse_test_entry(e) {
             Ok(s) => s,
             Err(msg) => {
@@ -899,7 +907,7 @@ fn add_tests(
                     TestTarget::Node { name, .. } => format!("name: {name}"),
                     TestTarget::Source { table, .. } => format!("name: {table}"),
                 };
-                diags.push(
+                return Err(
                     Diagnostic::new(DiagKind::Yaml, format!("invalid data test: {msg}")).at(
                         yml,
                         Some(&f.contents),
@@ -907,7 +915,6 @@ fn add_tests(
                         1,
                     ),
                 );
-                continue;
             }
         };
         let col_name = column.map(|c| {
@@ -1001,7 +1008,7 @@ fn add_tests(
             .cloned()
             .unwrap_or(Json::Object(Default::default()));
         node.config = NodeConfig::resolve(cfg, "test");
-        nodes.push(node);
+        Ok(node)
     }
 }
 

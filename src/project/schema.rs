@@ -18,8 +18,6 @@ pub struct SchemaFile {
     pub macros: Vec<MacroPatch>,
     pub exposures: Vec<ExposureDef>,
     pub unit_tests: Vec<Yaml>,
-    #[serde(flatten)]
-    pub other: Mapping,
 }
 
 /// Properties of a model, seed, snapshot or analysis.
@@ -42,8 +40,6 @@ pub struct NodePatch {
     pub versions: Vec<Yaml>,
     /// YAML-defined snapshots: the relation to snapshot (`ref(...)`/`source(...)`).
     pub relation: Option<String>,
-    #[serde(flatten)]
-    pub other: Mapping,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -59,8 +55,6 @@ pub struct ColumnDef {
     #[serde(alias = "tests")]
     pub data_tests: Vec<Yaml>,
     pub config: Option<Mapping>,
-    #[serde(flatten)]
-    pub other: Mapping,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -80,8 +74,6 @@ pub struct SourceDef {
     pub config: Option<Mapping>,
     pub overrides: Option<String>,
     pub tables: Vec<SourceTableDef>,
-    #[serde(flatten)]
-    pub other: Mapping,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -101,8 +93,6 @@ pub struct SourceTableDef {
     pub columns: Vec<ColumnDef>,
     #[serde(alias = "tests")]
     pub data_tests: Vec<Yaml>,
-    #[serde(flatten)]
-    pub other: Mapping,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
