@@ -576,11 +576,46 @@ fn first_token(sql: &str) -> usize {
     i
 }
 
-/// Writes compiled SQL under `<target>/compiled/...`, in parallel.
-pub fn write_compiled(
-    target_dir: &Path,
-    compiled: &HashMap<String, CompiledNode>,
-) -> Result<(), Error> {
+/// Name of the file, inside `<target>/compiled`, that records a hash of each
+/// compiled file Strata wrote, so unchanged files are neither read nor rewritten.
+const WRITE_INDEX: &str = ".strata-index";
+
+fn content_hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Writes compiled SQL under `<target>/compiled/...`, in parallel. A file whose
+/// content hash matches the previous write and that still exists is left alone.
+pub fn write_compiled(target_dir: &Path, compiled: &HashMap<String, CompiledNode>) -> Result<(), Error> {
+    let root = target_dir.join("compiled");
+    let index_path = root.join(WRITE_INDEX);
+    let previous: rustc_hash::FxHashMap<String, u64> = std::fs::read_to_string(&index_path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_once('\t'))
+                .filter_map(|(h, p)| Some((p.to_string(), u64::from_str_radix(h, 16).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Listing directories is far cheaper than a stat per file.
+    let existing: rustc_hash::FxHashSet<String> = if previous.is_empty() {
+        Default::default()
+    } else {
+        walkdir::WalkDir::new(&root)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| {
+                e.path()
+                    .strip_prefix(target_dir)
+                    .ok()
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+            })
+            .collect()
+    };
     let mut dirs: BTreeSet<std::path::PathBuf> = BTreeSet::new();
     for c in compiled.values() {
         if let Some(p) = target_dir.join(&c.compiled_path).parent() {
@@ -593,18 +628,34 @@ pub fn write_compiled(
             source,
         })?;
     }
-    compiled.par_iter().try_for_each(|(_, c)| {
-        let p = target_dir.join(&c.compiled_path);
-        let sql = crate::secrets::scrub(&c.sql);
-        // Rewriting an unchanged file costs more than reading it on most filesystems.
-        if let Ok(meta) = std::fs::metadata(&p) {
-            if meta.len() == sql.len() as u64
-                && std::fs::read(&p).is_ok_and(|old| old == sql.as_bytes())
-            {
-                return Ok(());
+    let written: Vec<(u64, &str)> = compiled
+        .par_iter()
+        .map(|(_, c)| {
+            let sql = crate::secrets::scrub(&c.sql);
+            let hash = content_hash(&sql);
+            let unchanged = previous.get(&c.compiled_path) == Some(&hash) && existing.contains(&c.compiled_path);
+            if !unchanged {
+                let p = target_dir.join(&c.compiled_path);
+                std::fs::write(&p, sql.as_bytes()).map_err(|source| Error::Write { path: p, source })?;
             }
+            Ok((hash, c.compiled_path.as_str()))
+        })
+        .collect::<Result<_, Error>>()?;
+    let mut index = String::with_capacity(written.len() * 80);
+    for (h, p) in &written {
+        index.push_str(&format!("{h:016x}\t{p}\n"));
+    }
+    // Entries of files not written this time are kept: a narrower selection
+    // must not make the next full compile rewrite everything.
+    let now: rustc_hash::FxHashSet<&str> = written.iter().map(|(_, p)| *p).collect();
+    for (p, h) in &previous {
+        if !now.contains(p.as_str()) {
+            index.push_str(&format!("{h:016x}\t{p}\n"));
         }
-        std::fs::write(&p, sql.as_bytes()).map_err(|source| Error::Write { path: p, source })
+    }
+    std::fs::write(&index_path, index).map_err(|source| Error::Write {
+        path: index_path.clone(),
+        source,
     })
 }
 

@@ -12,7 +12,6 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::compile::CompiledNode;
 use crate::error::Error;
-use crate::graph::Graph;
 use crate::manifest::{Column, Exposure, Manifest, Node, ResourceType, Source};
 
 pub const SCHEMA_URL: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
@@ -89,8 +88,21 @@ fn node_base() -> Json {
     })
 }
 
+/// Whether a config key is one of the keys written from the defaults tables.
+fn is_default_key(k: &str) -> bool {
+    static KEYS: LazyLock<rustc_hash::FxHashSet<&'static str>> =
+        LazyLock::new(|| DEFAULT_KEYS.iter().copied().collect());
+    KEYS.contains(k)
+}
+
 fn defaults(v: Json) -> Vec<(&'static str, Json)> {
-    let keys: &[&'static str] = &[
+    DEFAULT_KEYS
+        .iter()
+        .filter_map(|k| v.get(*k).map(|d| (*k, d.clone())))
+        .collect()
+}
+
+const DEFAULT_KEYS: &[&str] = &[
         "enabled",
         "alias",
         "schema",
@@ -141,11 +153,7 @@ fn defaults(v: Json) -> Vec<(&'static str, Json)> {
         "fail_calc",
         "warn_if",
         "error_if",
-    ];
-    keys.iter()
-        .filter_map(|k| v.get(*k).map(|d| (*k, d.clone())))
-        .collect()
-}
+];
 
 /// A node's config: dbt's defaults overlaid with the resolved values.
 struct ConfigOut<'a>(&'a Node);
@@ -165,7 +173,7 @@ impl Serialize for ConfigOut<'_> {
             }
         }
         for (k, v) in all.iter() {
-            if !defs.iter().any(|(d, _)| d == k) {
+            if !is_default_key(k) {
                 map.serialize_entry(k, v)?;
             }
         }
@@ -444,7 +452,6 @@ pub struct ManifestMeta<'a> {
 pub fn write(
     path: &Path,
     m: &Manifest,
-    graph: &Graph,
     compiled: &HashMap<String, CompiledNode>,
     meta: &ManifestMeta<'_>,
 ) -> Result<(), Error> {
@@ -453,20 +460,20 @@ pub fn write(
         source,
     };
     let t0 = std::time::Instant::now();
-    let mut parts: Vec<(String, String)> = m
-        .nodes
-        .par_iter()
-        .map(|(id, n)| {
-            let out = NodeOut {
-                n,
-                quoting: &m.quoting,
-                compiled: compiled.get(id),
-                target_path: meta.target_path,
-            };
-            (id.clone(), serde_json::to_string(&out).unwrap_or_default())
-        })
-        .collect();
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut ids: Vec<&String> = m.nodes.keys().collect();
+    ids.sort_unstable();
+    let node_entry = |id: &String| {
+        let out = NodeOut {
+            n: &m.nodes[id],
+            quoting: &m.quoting,
+            compiled: compiled.get(id),
+            target_path: meta.target_path,
+        };
+        let mut buf = serde_json::to_string(id).unwrap_or_default();
+        buf.push(':');
+        buf.push_str(&serde_json::to_string(&out).unwrap_or_default());
+        buf
+    };
     crate::manifest::parser::timing("manifest nodes", t0);
     let metadata = json!({
         "dbt_schema_version": SCHEMA_URL,
@@ -536,12 +543,7 @@ pub fn write(
             )
         })
         .collect();
-    let mut parent_map = Map::new();
-    let mut child_map = Map::new();
-    for id in m.all_ids() {
-        parent_map.insert(id.clone(), json!(graph.parents(id)));
-        child_map.insert(id.clone(), json!(graph.children(id)));
-    }
+    let (parent_map, child_map) = dependency_maps(m);
 
     crate::manifest::parser::timing("manifest maps", t0);
     let file = std::fs::File::create(path).map_err(werr)?;
@@ -552,13 +554,18 @@ pub fn write(
         put("{\"metadata\":")?;
         put(&ser(&metadata))?;
         put(",\"nodes\":{")?;
-        for (i, (id, s)) in parts.iter().enumerate() {
-            if i > 0 {
-                put(",")?;
+        // Serialized in parallel chunks and written as they are ready, so the
+        // whole nodes object never sits in memory at once.
+        let mut first = true;
+        for chunk in ids.chunks(4096) {
+            let parts: Vec<String> = chunk.par_iter().map(|id| node_entry(id)).collect();
+            for part in parts {
+                if !first {
+                    put(",")?;
+                }
+                first = false;
+                put(&part)?;
             }
-            put(&ser(&Json::String(id.clone())))?;
-            put(":")?;
-            put(s)?;
         }
         put("}")?;
         for (k, v) in [
@@ -570,8 +577,8 @@ pub fn write(
             ("groups", json!({})),
             ("selectors", m.selectors.clone()),
             ("disabled", Json::Object(disabled)),
-            ("parent_map", Json::Object(parent_map)),
-            ("child_map", Json::Object(child_map)),
+            ("parent_map", serde_json::to_value(&parent_map).unwrap_or_default()),
+            ("child_map", serde_json::to_value(&child_map).unwrap_or_default()),
             ("group_map", json!({})),
             ("saved_queries", json!({})),
             ("semantic_models", json!({})),
@@ -588,6 +595,49 @@ pub fn write(
     w.flush().map_err(werr)?;
     crate::manifest::parser::timing("manifest written", t0);
     Ok(())
+}
+
+/// A map of unique id → sorted unique ids, serialized without building values.
+struct IdLists<'a>(Vec<(&'a str, Vec<&'a str>)>);
+
+impl Serialize for IdLists<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// `parent_map` and `child_map`, straight from each node's `depends_on`.
+fn dependency_maps(m: &Manifest) -> (IdLists<'_>, IdLists<'_>) {
+    let mut children: rustc_hash::FxHashMap<&str, Vec<&str>> = Default::default();
+    let mut parents: rustc_hash::FxHashMap<&str, Vec<&str>> = Default::default();
+    let deps = m
+        .nodes
+        .values()
+        .map(|n| (n.unique_id.as_str(), &n.depends_on_nodes))
+        .chain(m.exposures.values().map(|e| (e.unique_id.as_str(), &e.depends_on_nodes)));
+    for (id, ds) in deps {
+        let mut ps: Vec<&str> = ds.iter().map(String::as_str).collect();
+        ps.sort_unstable();
+        ps.dedup();
+        for p in &ps {
+            children.entry(p).or_default().push(id);
+        }
+        parents.insert(id, ps);
+    }
+    let mut pm = Vec::with_capacity(m.nodes.len() + m.sources.len());
+    let mut cm = Vec::with_capacity(m.nodes.len() + m.sources.len());
+    for id in m.all_ids() {
+        pm.push((id.as_str(), parents.remove(id.as_str()).unwrap_or_default()));
+        let mut c = children.remove(id.as_str()).unwrap_or_default();
+        c.sort_unstable();
+        c.dedup();
+        cm.push((id.as_str(), c));
+    }
+    (IdLists(pm), IdLists(cm))
 }
 
 fn md5_digest(s: &str) -> md5::digest::Output<md5::Md5> {

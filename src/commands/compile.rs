@@ -13,29 +13,40 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
     let t = std::time::Instant::now();
     let selected = s.select()?;
+    crate::manifest::parser::timing("select", t);
     let compiler = Compiler::new(&s.parsed);
+    crate::manifest::parser::timing("resolver", t);
     let compiled = compiler.compile(&s.graph, &selected)?;
     crate::manifest::parser::timing("compile", t);
     std::fs::create_dir_all(&s.target_dir)
         .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
-    if !args.no_write {
-        write_compiled(&s.target_dir, &compiled)?;
-    }
-    crate::manifest::parser::timing("write compiled", t);
     let invocation = s.parsed.jinja.shared.invocation_id.clone();
     let label = s.target_path_label();
-    manifest::write(
-        &s.target_dir.join("manifest.json"),
-        &s.parsed.manifest,
-        &s.graph,
-        &compiled,
-        &ManifestMeta {
-            invocation_id: &invocation,
-            started_at: s.started_at,
-            target_path: &label,
+    // Compiled files and manifest.json are independent; write them concurrently.
+    let (files, manifest) = rayon::join(
+        || {
+            if args.no_write {
+                Ok(())
+            } else {
+                write_compiled(&s.target_dir, &compiled)
+            }
         },
-    )?;
-    crate::manifest::parser::timing("write manifest", t);
+        || {
+            manifest::write(
+                &s.target_dir.join("manifest.json"),
+                &s.parsed.manifest,
+                &compiled,
+                &ManifestMeta {
+                    invocation_id: &invocation,
+                    started_at: s.started_at,
+                    target_path: &label,
+                },
+            )
+        },
+    );
+    files?;
+    manifest?;
+    crate::manifest::parser::timing("write artifacts", t);
     let m = &s.parsed.manifest;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for id in compiled.keys() {

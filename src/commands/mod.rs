@@ -64,6 +64,7 @@ impl Session {
             reporter.warn(w);
         }
         let parsed = parser::parse(&project)?;
+        parser::timing("parsed", started);
         for w in
             &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..]
         {

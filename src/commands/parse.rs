@@ -18,7 +18,6 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
     manifest::write(
         &path,
         &s.parsed.manifest,
-        &s.graph,
         &HashMap::new(),
         &ManifestMeta {
             invocation_id: &invocation,

@@ -2,7 +2,9 @@
 
 pub mod selector;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
@@ -19,7 +21,7 @@ pub struct Graph {
 impl Graph {
     pub fn build(m: &Manifest) -> Result<Graph, Diagnostic> {
         let mut g = DiGraph::with_capacity(m.nodes.len() + m.sources.len(), m.nodes.len() * 2);
-        let mut index = HashMap::with_capacity(m.nodes.len() + m.sources.len());
+        let mut index = HashMap::with_capacity_and_hasher(m.nodes.len() + m.sources.len(), Default::default());
         for id in m.all_ids() {
             index.insert(id.clone(), g.add_node(id.clone()));
         }

@@ -211,7 +211,7 @@ struct Item<'a> {
     fqn: &'a [String],
     path: &'a str,
     tags: &'a [String],
-    config: Option<&'a indexmap::IndexMap<String, Json>>,
+    config: Option<&'a crate::project::config::ConfigMap>,
     test_name: Option<&'a str>,
     generic: bool,
     source: Option<(&'a str, &'a str)>,

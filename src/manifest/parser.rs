@@ -490,7 +490,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         ] {
             for (i, sql) in hooks.iter().enumerate() {
                 let name = format!("{}-{kind}-{i}", pkg.name());
-                let mut cfg = ConfigMap::new();
+                let mut cfg = ConfigMap::default();
                 finalize_config(&mut cfg);
                 nodes.push(Node {
                     unique_id: format!("operation.{}.{name}", pkg.name()),
@@ -542,7 +542,8 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
 
     timing("names", t0);
     // Enabled nodes and duplicates.
-    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut seen: HashMap<String, String> = HashMap::with_capacity(nodes.len());
+    m.nodes.reserve(nodes.len());
     for n in nodes {
         if !n.config.enabled {
             m.disabled.entry(n.unique_id.clone()).or_default().push(n);
@@ -683,7 +684,7 @@ fn project_configs(
     rt: ResourceType,
     fqn: &[String],
 ) -> ConfigMap {
-    let mut cfg = ConfigMap::new();
+    let mut cfg = ConfigMap::default();
     let pkg = &project.packages[package_idx];
     if !pkg.is_root {
         apply_folder_configs(section(&pkg.settings, rt), fqn, &mut cfg);
@@ -759,7 +760,7 @@ fn build_node(
             sha256(&f.contents.split_whitespace().collect::<Vec<_>>().join(" "))
         },
         raw_code: d.raw_code,
-        config: NodeConfig::resolve(ConfigMap::new(), "view"),
+        config: NodeConfig::resolve(ConfigMap::default(), "view"),
         config_call: IndexMap::new(),
         database: String::new(),
         schema: String::new(),
@@ -966,7 +967,7 @@ fn build_test(
             fqn,
             checksum: String::new(),
             raw_code: t.raw_code,
-            config: NodeConfig::resolve(ConfigMap::new(), "test"),
+            config: NodeConfig::resolve(ConfigMap::default(), "test"),
             config_call: IndexMap::new(),
             database: String::new(),
             schema: String::new(),

@@ -4,8 +4,9 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use serde_yaml::{Mapping, Value as Yaml};
 
-/// A merged set of config keys, in the order they were first set.
-pub type ConfigMap = IndexMap<String, Json>;
+/// A merged set of config keys, in the order they were first set. Fx hashing:
+/// configs are small maps read tens of thousands of times per invocation.
+pub type ConfigMap = IndexMap<String, Json, rustc_hash::FxBuildHasher>;
 
 /// Dict-valued keys that are configs even when written without `+` in dbt_project.yml.
 const DICT_CONFIGS: &[&str] = &[
@@ -151,7 +152,7 @@ pub fn apply_folder_configs(section: &Mapping, fqn: &[String], into: &mut Config
 
 /// Converts a YAML `config:` block to a map with normalized keys.
 pub fn config_from_yaml(m: &Mapping) -> ConfigMap {
-    let mut out = ConfigMap::new();
+    let mut out = ConfigMap::default();
     for (k, v) in m {
         merge_key(&mut out, &yaml_key(k), yaml_to_json(v));
     }
@@ -244,7 +245,7 @@ mod tests {
         let section = yaml(
             "+materialized: view\nmy_proj:\n  +tags: [a]\n  marts:\n    +materialized: table\n    +tags: b\n",
         );
-        let mut out = ConfigMap::new();
+        let mut out = ConfigMap::default();
         let fqn: Vec<String> = ["my_proj", "marts", "orders"]
             .iter()
             .map(|s| s.to_string())
@@ -256,7 +257,7 @@ mod tests {
 
     #[test]
     fn meta_updates_and_hooks_append() {
-        let mut c = ConfigMap::new();
+        let mut c = ConfigMap::default();
         merge_key(&mut c, "meta", serde_json::json!({"a": 1}));
         merge_key(&mut c, "+meta", serde_json::json!({"b": 2}));
         merge_key(&mut c, "pre_hook", serde_json::json!("x"));
