@@ -33,6 +33,8 @@ pub struct CompiledNode {
 pub struct ManifestResolver {
     by_name: HashMap<String, Vec<(String, String)>>,
     relations: HashMap<String, (RelationName, bool)>,
+    /// Each relation's rendered name, computed once.
+    rendered: HashMap<String, String>,
     sources: HashMap<(String, String), (String, RelationName)>,
     root: String,
 }
@@ -41,6 +43,7 @@ impl ManifestResolver {
     pub fn new(m: &Manifest) -> Self {
         let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
         let mut relations = HashMap::new();
+        let mut rendered = HashMap::new();
         for n in m.nodes.values() {
             if !matches!(
                 n.resource_type,
@@ -58,6 +61,7 @@ impl ManifestResolver {
             } else {
                 RelationName::new(&n.database, &n.schema, &n.alias, m.quoting)
             };
+            rendered.insert(n.unique_id.clone(), rel.render());
             relations.insert(n.unique_id.clone(), (rel, eph));
         }
         let sources = m
@@ -75,9 +79,35 @@ impl ManifestResolver {
         ManifestResolver {
             by_name,
             relations,
+            rendered,
             sources,
             root: m.project_name.clone(),
         }
+    }
+}
+
+impl ManifestResolver {
+    fn pick(&self, from_package: &str, r: &RefCall) -> Result<&str, String> {
+        let cands = self
+            .by_name
+            .get(&r.name)
+            .ok_or_else(|| format!("ref('{}') is not a model, seed or snapshot", r.name))?;
+        let pick = |p: &str| cands.iter().find(|(cp, _)| cp == p).map(|(_, u)| u.as_str());
+        match &r.package {
+            Some(p) => pick(p),
+            None => pick(from_package)
+                .or_else(|| pick(&self.root))
+                .or_else(|| cands.first().map(|(_, u)| u.as_str())),
+        }
+        .ok_or_else(|| format!("ref('{}') is not in package '{}'", r.name, r.package.clone().unwrap_or_default()))
+    }
+
+    /// (unique id, rendered relation, ephemeral) without cloning names.
+    pub fn resolve_rendered(&self, from_package: &str, r: &RefCall) -> Result<(&str, &str, bool), String> {
+        let uid = self.pick(from_package, r)?;
+        let rendered = self.rendered.get(uid).map(String::as_str).unwrap_or_default();
+        let eph = self.relations.get(uid).is_some_and(|(_, e)| *e);
+        Ok((uid, rendered, eph))
     }
 }
 
@@ -173,26 +203,38 @@ impl<'a> Compiler<'a> {
         selected: &BTreeSet<String>,
     ) -> Result<HashMap<String, CompiledNode>, Error> {
         let m = self.manifest();
-        let mut ephemerals: Vec<String> = Vec::new();
-        let mut need: BTreeSet<String> = BTreeSet::new();
-        for id in selected {
-            if let Some(n) = m.nodes.get(id) {
-                if n.has_sql() {
-                    need.insert(id.clone());
+        let need: Vec<&String> = selected
+            .iter()
+            .filter(|id| m.nodes.get(*id).is_some_and(|n| n.has_sql()))
+            .collect();
+        // Ephemeral models the selection inlines, found through ephemeral parents only.
+        let mut eph_needed: rustc_hash::FxHashSet<&str> = Default::default();
+        let mut stack: Vec<&str> = Vec::new();
+        for id in &need {
+            let n = &m.nodes[*id];
+            if n.is_ephemeral() {
+                stack.push(id.as_str());
+            }
+            stack.extend(n.depends_on_nodes.iter().map(String::as_str));
+        }
+        while let Some(id) = stack.pop() {
+            match m.nodes.get(id) {
+                Some(n) if n.is_ephemeral() && eph_needed.insert(id) => {
+                    stack.extend(n.depends_on_nodes.iter().map(String::as_str));
                 }
-                for a in graph.walk(id, petgraph::Direction::Incoming, None) {
-                    if m.nodes.get(&a).is_some_and(|x| x.is_ephemeral()) {
-                        need.insert(a);
-                    }
-                }
+                _ => {}
             }
         }
-        for id in graph.topo_order() {
-            if need.contains(&id) && m.nodes[&id].is_ephemeral() {
-                ephemerals.push(id);
-            }
-        }
-        let mut out: HashMap<String, CompiledNode> = HashMap::with_capacity(need.len());
+        let ephemerals: Vec<String> = if eph_needed.is_empty() {
+            Vec::new()
+        } else {
+            graph
+                .topo_order()
+                .into_iter()
+                .filter(|id| eph_needed.contains(id.as_str()))
+                .collect()
+        };
+        let mut out: HashMap<String, CompiledNode> = HashMap::with_capacity(need.len() + ephemerals.len());
         let mut diags = Diagnostics::default();
         // Ephemeral models first, in dependency order, so dependents can inline them.
         for id in &ephemerals {
@@ -203,7 +245,7 @@ impl<'a> Compiler<'a> {
                 Err(d) => diags.push(d),
             }
         }
-        let rest: Vec<&String> = need.iter().filter(|id| !out.contains_key(*id)).collect();
+        let rest: Vec<&String> = need.into_iter().filter(|id| !out.contains_key(*id)).collect();
         let results: Vec<Result<CompiledNode, Diagnostic>> = rest
             .par_iter()
             .map(|id| self.compile_node(&m.nodes[*id], &out))
@@ -300,14 +342,14 @@ impl<'a> Compiler<'a> {
             let mut refs = Vec::with_capacity(n.refs.len());
             let mut ephemerals = Vec::new();
             for r in &n.refs {
-                let rr = self
+                let (uid, rendered, eph) = self
                     .resolver
-                    .resolve_ref(&n.package, r)
+                    .resolve_rendered(&n.package, r)
                     .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&n.display_path))?;
-                if rr.ephemeral && !ephemerals.contains(&rr.unique_id) {
-                    ephemerals.push(rr.unique_id.clone());
+                if eph && !ephemerals.iter().any(|e| e == uid) {
+                    ephemerals.push(uid.to_string());
                 }
-                refs.push(rr.relation.render());
+                refs.push(rendered.to_string());
             }
             let mut sources = Vec::with_capacity(n.sources.len());
             for (s, t) in &n.sources {
@@ -348,7 +390,7 @@ impl<'a> Compiler<'a> {
         let mut kwargs: Vec<(String, Value)> = Vec::with_capacity(t.kwargs.len());
         for (k, v) in &t.kwargs {
             let value = if k == "column_name" {
-                crate::jinja::to_value(v)
+                crate::jinja::json_value(v)
             } else if let (true, Some(c)) = (
                 k == "model" && fast_model,
                 v.as_str().and_then(|s| MODEL_KWARG.captures(s)),
@@ -381,7 +423,7 @@ impl<'a> Compiler<'a> {
             } else if needs_jinja(v) {
                 self.render_arg(n, v, &ctx_for_args())?
             } else {
-                crate::jinja::to_value(v)
+                crate::jinja::json_value(v)
             };
             kwargs.push((k.clone(), value));
         }
