@@ -92,20 +92,39 @@ impl ManifestResolver {
             .by_name
             .get(&r.name)
             .ok_or_else(|| format!("ref('{}') is not a model, seed or snapshot", r.name))?;
-        let pick = |p: &str| cands.iter().find(|(cp, _)| cp == p).map(|(_, u)| u.as_str());
+        let pick = |p: &str| {
+            cands
+                .iter()
+                .find(|(cp, _)| cp == p)
+                .map(|(_, u)| u.as_str())
+        };
         match &r.package {
             Some(p) => pick(p),
             None => pick(from_package)
                 .or_else(|| pick(&self.root))
                 .or_else(|| cands.first().map(|(_, u)| u.as_str())),
         }
-        .ok_or_else(|| format!("ref('{}') is not in package '{}'", r.name, r.package.clone().unwrap_or_default()))
+        .ok_or_else(|| {
+            format!(
+                "ref('{}') is not in package '{}'",
+                r.name,
+                r.package.clone().unwrap_or_default()
+            )
+        })
     }
 
     /// (unique id, rendered relation, ephemeral) without cloning names.
-    pub fn resolve_rendered(&self, from_package: &str, r: &RefCall) -> Result<(&str, &str, bool), String> {
+    pub fn resolve_rendered(
+        &self,
+        from_package: &str,
+        r: &RefCall,
+    ) -> Result<(&str, &str, bool), String> {
         let uid = self.pick(from_package, r)?;
-        let rendered = self.rendered.get(uid).map(String::as_str).unwrap_or_default();
+        let rendered = self
+            .rendered
+            .get(uid)
+            .map(String::as_str)
+            .unwrap_or_default();
         let eph = self.relations.get(uid).is_some_and(|(_, e)| *e);
         Ok((uid, rendered, eph))
     }
@@ -234,7 +253,8 @@ impl<'a> Compiler<'a> {
                 .filter(|id| eph_needed.contains(id.as_str()))
                 .collect()
         };
-        let mut out: HashMap<String, CompiledNode> = HashMap::with_capacity(need.len() + ephemerals.len());
+        let mut out: HashMap<String, CompiledNode> =
+            HashMap::with_capacity(need.len() + ephemerals.len());
         let mut diags = Diagnostics::default();
         // Ephemeral models first, in dependency order, so dependents can inline them.
         for id in &ephemerals {
@@ -245,7 +265,10 @@ impl<'a> Compiler<'a> {
                 Err(d) => diags.push(d),
             }
         }
-        let rest: Vec<&String> = need.into_iter().filter(|id| !out.contains_key(*id)).collect();
+        let rest: Vec<&String> = need
+            .into_iter()
+            .filter(|id| !out.contains_key(*id))
+            .collect();
         let results: Vec<Result<CompiledNode, Diagnostic>> = rest
             .par_iter()
             .map(|id| self.compile_node(&m.nodes[*id], &out))
@@ -631,7 +654,10 @@ fn content_hash(s: &str) -> u64 {
 
 /// Writes compiled SQL under `<target>/compiled/...`, in parallel. A file whose
 /// content hash matches the previous write and that still exists is left alone.
-pub fn write_compiled(target_dir: &Path, compiled: &HashMap<String, CompiledNode>) -> Result<(), Error> {
+pub fn write_compiled(
+    target_dir: &Path,
+    compiled: &HashMap<String, CompiledNode>,
+) -> Result<(), Error> {
     let root = target_dir.join("compiled");
     let index_path = root.join(WRITE_INDEX);
     let previous: rustc_hash::FxHashMap<String, u64> = std::fs::read_to_string(&index_path)
@@ -675,10 +701,12 @@ pub fn write_compiled(target_dir: &Path, compiled: &HashMap<String, CompiledNode
         .map(|(_, c)| {
             let sql = crate::secrets::scrub(&c.sql);
             let hash = content_hash(&sql);
-            let unchanged = previous.get(&c.compiled_path) == Some(&hash) && existing.contains(&c.compiled_path);
+            let unchanged = previous.get(&c.compiled_path) == Some(&hash)
+                && existing.contains(&c.compiled_path);
             if !unchanged {
                 let p = target_dir.join(&c.compiled_path);
-                std::fs::write(&p, sql.as_bytes()).map_err(|source| Error::Write { path: p, source })?;
+                std::fs::write(&p, sql.as_bytes())
+                    .map_err(|source| Error::Write { path: p, source })?;
             }
             Ok((hash, c.compiled_path.as_str()))
         })

@@ -21,7 +21,8 @@ pub struct Graph {
 impl Graph {
     pub fn build(m: &Manifest) -> Result<Graph, Diagnostic> {
         let mut g = DiGraph::with_capacity(m.nodes.len() + m.sources.len(), m.nodes.len() * 2);
-        let mut index = HashMap::with_capacity_and_hasher(m.nodes.len() + m.sources.len(), Default::default());
+        let mut index =
+            HashMap::with_capacity_and_hasher(m.nodes.len() + m.sources.len(), Default::default());
         for id in m.all_ids() {
             index.insert(id.clone(), g.add_node(id.clone()));
         }

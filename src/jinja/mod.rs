@@ -417,7 +417,11 @@ pub fn json_value(j: &serde_json::Value) -> Value {
         },
         J::String(s) => Value::from(s.as_str()),
         J::Array(a) => Value::from(a.iter().map(json_value).collect::<Vec<_>>()),
-        J::Object(o) => Value::from_pairs(o.iter().map(|(k, v)| (k.as_str(), json_value(v))).collect::<Vec<_>>()),
+        J::Object(o) => Value::from_pairs(
+            o.iter()
+                .map(|(k, v)| (k.as_str(), json_value(v)))
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 

@@ -84,8 +84,14 @@ pub fn synthesize_names(
         }
     }
     let clean: Vec<String> = flat
-        .iter()
-        .map(|a| NON_WORD.replace_all(a, "_").into_owned())
+        .into_iter()
+        .map(|a| {
+            if a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                a
+            } else {
+                NON_WORD.replace_all(&a, "_").into_owned()
+            }
+        })
         .collect();
     let unique = clean.join("__");
     let identifier = format!("{test_type}_{target_name}");
@@ -132,7 +138,12 @@ fn hashable_repr(v: &Json, out: &mut String) {
 
 /// The 10-character suffix of a generic test's unique id: the md5 of the name and
 /// the repr of `{"kwargs": ..., "name": ..., "namespace": ...}` (keys sorted).
-pub fn test_hash(name: &str, test_name: &str, namespace: Option<&str>, kwargs: &IndexMap<String, Json>) -> String {
+pub fn test_hash(
+    name: &str,
+    test_name: &str,
+    namespace: Option<&str>,
+    kwargs: &IndexMap<String, Json>,
+) -> String {
     let mut s = String::with_capacity(256);
     s.push_str(name);
     s.push_str("{'kwargs': {");

@@ -123,9 +123,155 @@ pub struct ExposureDef {
     pub config: Option<Mapping>,
 }
 
-/// Parses one properties file, applying YAML merge keys. Positions are exact for
-/// syntax errors; for shape errors the line of the offending key is looked up.
+/// Files larger than this are split at top-level list items and parsed in parallel.
+const SPLIT_BYTES: usize = 256 * 1024;
+
+/// Parses one properties file. A large file without anchors or merge keys is
+/// split into chunks of whole list items (each chunk padded with blank lines so
+/// reported line numbers stay exact) and the chunks are parsed in parallel.
 pub fn parse_schema_file(file: &str, text: &str) -> Result<SchemaFile, Diagnostic> {
+    if text.len() < SPLIT_BYTES || has_anchors(text) {
+        return parse_schema_text(file, text);
+    }
+    let Some(chunks) = split_items(text, rayon::current_num_threads().max(1) * 4) else {
+        return parse_schema_text(file, text);
+    };
+    use rayon::prelude::*;
+    let parts: Vec<Result<SchemaFile, Diagnostic>> = chunks
+        .par_iter()
+        .map(|c| parse_schema_text(file, c))
+        .collect();
+    let mut out = SchemaFile::default();
+    for p in parts {
+        let p = p?;
+        out.models.extend(p.models);
+        out.seeds.extend(p.seeds);
+        out.snapshots.extend(p.snapshots);
+        out.analyses.extend(p.analyses);
+        out.sources.extend(p.sources);
+        out.macros.extend(p.macros);
+        out.exposures.extend(p.exposures);
+        out.unit_tests.extend(p.unit_tests);
+        if p.version.is_some() {
+            out.version = p.version;
+        }
+    }
+    Ok(out)
+}
+
+/// Anchors, aliases or merge keys tie parts of a file together: no splitting.
+fn has_anchors(text: &str) -> bool {
+    text.contains("<<")
+        || text.lines().any(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.split_once(": ")
+                .map(|(_, v)| v.trim_start())
+                .unwrap_or(t)
+                .starts_with(['&', '*'])
+        })
+}
+
+/// Splits a properties file into documents of whole top-level list items.
+/// Each document repeats its section key and keeps every line at its original
+/// line number. `None` when the layout is not the plain `key:\n  - item` form.
+fn split_items(text: &str, pieces: usize) -> Option<Vec<String>> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // (section key, line index of each item start, end line index of the section)
+    let mut sections: Vec<(String, Vec<usize>, usize)> = Vec::new();
+    let mut other: Vec<usize> = Vec::new();
+    let mut current: Option<usize> = None;
+    let mut item_indent: Option<usize> = None;
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_end();
+        if t.is_empty() || t.trim_start().starts_with('#') {
+            continue;
+        }
+        let indent = t.len() - t.trim_start().len();
+        if indent == 0 {
+            if let Some(c) = current.take() {
+                sections[c].2 = i;
+            }
+            if t.starts_with("- ") || t.starts_with('-') && t.len() == 1 {
+                return None;
+            }
+            let key = t
+                .strip_suffix(':')
+                .filter(|k| !k.contains(':') && !k.contains(' '));
+            match key {
+                Some(k)
+                    if matches!(
+                        k,
+                        "models"
+                            | "seeds"
+                            | "snapshots"
+                            | "analyses"
+                            | "sources"
+                            | "macros"
+                            | "exposures"
+                    ) =>
+                {
+                    sections.push((k.to_string(), vec![], lines.len()));
+                    current = Some(sections.len() - 1);
+                    item_indent = None;
+                }
+                _ => other.push(i),
+            }
+            continue;
+        }
+        if let Some(c) = current {
+            let first_item = item_indent.is_none() && t.trim_start().starts_with("- ");
+            if first_item {
+                item_indent = Some(indent);
+            }
+            if Some(indent) == item_indent && t.trim_start().starts_with("- ") {
+                sections[c].1.push(i);
+            } else if item_indent.is_none() {
+                return None;
+            }
+        } else if !other.is_empty() {
+            other.push(i);
+        } else {
+            return None;
+        }
+    }
+    let total_items: usize = sections.iter().map(|s| s.1.len()).sum();
+    if total_items < pieces * 2 {
+        return None;
+    }
+    let per = total_items.div_ceil(pieces);
+    let mut docs = Vec::new();
+    let pad = |from_line: usize| "\n".repeat(from_line.saturating_sub(1));
+    for (key, starts, end) in &sections {
+        for group in starts.chunks(per) {
+            let first = group[0];
+            let last_end = starts
+                .iter()
+                .position(|&s| s == *group.last().unwrap_or(&first))
+                .and_then(|p| starts.get(p + 1).copied())
+                .unwrap_or(*end);
+            let mut doc = format!("{key}:");
+            doc.push_str(&pad(first));
+            doc.push('\n');
+            for l in &lines[first..last_end] {
+                doc.push_str(l);
+            }
+            docs.push(doc);
+        }
+    }
+    // Everything outside the split sections (version, other keys) as one document.
+    let mut rest = String::new();
+    let mut last = 0;
+    for &i in &other {
+        rest.push_str(&"\n".repeat(i.saturating_sub(last)));
+        rest.push_str(lines[i].trim_end_matches('\n'));
+        last = i;
+    }
+    rest.push('\n');
+    docs.push(rest);
+    Some(docs)
+}
+
+fn parse_schema_text(file: &str, text: &str) -> Result<SchemaFile, Diagnostic> {
     if !text.contains("<<") {
         return serde_yaml::from_str::<Option<SchemaFile>>(text)
             .map(Option::unwrap_or_default)
@@ -296,5 +442,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.models[0].description.as_deref(), Some("shared"));
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn split_chunks_parse_like_the_whole_file_and_keep_lines() {
+        let mut text = String::from("version: 2\n\nmodels:\n");
+        for i in 0..400 {
+            text.push_str(&format!(
+                "  - name: m{i}\n    description: \"model {i}\"\n    columns:\n      - name: id\n        data_tests: [unique]\n"
+            ));
+        }
+        text.push_str("sources:\n  - name: raw\n    tables:\n      - name: t\n");
+        let chunks = split_items(&text, 8).expect("splittable");
+        assert!(chunks.len() > 2);
+        let mut names = Vec::new();
+        for c in &chunks {
+            let f = parse_schema_text("x.yml", c).unwrap();
+            names.extend(f.models.into_iter().map(|m| m.name));
+        }
+        assert_eq!(names.len(), 400);
+        assert_eq!(names[399], "m399");
+        // A broken item far down the file reports its real line.
+        let bad = text.replace(
+            "  - name: m300\n    description: \"model 300\"",
+            "  - name: m300\n    description: [oops",
+        );
+        let padded = bad + &"#\n".repeat(SPLIT_BYTES / 2);
+        let err = parse_schema_file("x.yml", &padded).unwrap_err();
+        let line = err.location.unwrap().line;
+        assert_eq!(line, 3 + 300 * 5 + 2, "{}", err.message);
     }
 }
