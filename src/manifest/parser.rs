@@ -620,6 +620,10 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         );
     }
 
+    // The parsed YAML is large and no longer needed: free it off the critical path.
+    drop(macro_patches);
+    drop(tasks);
+    std::thread::spawn(move || drop((schemas, patches)));
     timing("index", t0);
     resolve_docs(&mut m, &mut diags);
     resolve_dependencies(project, &mut m, &mut diags);
