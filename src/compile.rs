@@ -297,7 +297,15 @@ impl<'a> Compiler<'a> {
                 &n.alias,
                 self.manifest().quoting,
             )),
-            config: Some(Arc::new(n.config.all.clone())),
+            config: Some(Arc::new({
+                // `config.get` sees resolved defaults too, as in dbt.
+                let mut c = n.config.all.clone();
+                c.entry("materialized".into())
+                    .or_insert_with(|| Json::from(n.config.materialized.clone()));
+                c.entry("enabled".into())
+                    .or_insert(Json::Bool(n.config.enabled));
+                c
+            })),
             is_incremental: false,
             extra,
         }

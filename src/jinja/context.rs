@@ -472,6 +472,8 @@ pub fn log_fn(state: &State, msg: Value, kwargs: Kwargs) -> Result<String, Error
     let info: bool = kwargs.get::<Option<bool>>("info")?.unwrap_or(false);
     let _ = kwargs.assert_all_used();
     let ctx = ctx_of(state)?;
+    // Logged while compiling: a template that logs is rendered in both phases.
+    ctx.mark_sensitive();
     if ctx.phase == Phase::Compile && info {
         eprintln!("{}", crate::secrets::scrub(&msg.to_string()));
     }
@@ -480,6 +482,7 @@ pub fn log_fn(state: &State, msg: Value, kwargs: Kwargs) -> Result<String, Error
 
 pub fn print_fn(state: &State, msg: Value) -> Result<String, Error> {
     let ctx = ctx_of(state)?;
+    ctx.mark_sensitive();
     if ctx.phase == Phase::Compile {
         eprintln!("{}", crate::secrets::scrub(&msg.to_string()));
     }

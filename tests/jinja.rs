@@ -1,0 +1,200 @@
+//! The dbt Jinja context: built-in functions, modules, macros with `return()`,
+//! mutable containers, dispatch, materialization blocks and phase-sensitive code.
+
+mod common;
+
+use common::*;
+
+fn compile_one(files: &[(&str, &str)], model: &str) -> String {
+    let dir = project(files);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    read(
+        dir.path(),
+        &format!("target/compiled/proj/models/{model}.sql"),
+    )
+}
+
+#[test]
+fn builtin_functions_and_modules() {
+    let sql = compile_one(
+        &[
+            (
+                "macros/helpers.sql",
+                "{% macro pick(xs) %}{% for x in xs %}{% if x > 1 %}{{ return(x) }}{% endif %}{% endfor %}{{ return(none) }}{% endmacro %}\n\
+                 {% macro cols() %}{% set out = [] %}{% for c in ['a', 'b'] %}{% do out.append(c ~ '_x') %}{% endfor %}{{ return(out) }}{% endmacro %}",
+            ),
+            (
+                "models/m.sql",
+                "{% set d = {} %}{% do d.update({'k': 'v'}) %}\
+                 select\n\
+                 {{ pick([1, 5, 7]) }} as first_big,\n\
+                 '{{ cols() | join(',') }}' as cols,\n\
+                 '{{ d['k'] }}' as dict_update,\n\
+                 '{{ local_md5('abc') }}' as md5,\n\
+                 '{{ tojson({'a': [1, 2]}) }}' as js,\n\
+                 '{{ fromjson('{\"x\": 3}')['x'] }}' as from_js,\n\
+                 '{{ fromyaml('a: [1, 2]')['a'] | length }}' as from_yaml,\n\
+                 '{{ zip([1, 2], ['a', 'b']) | list | length }}' as zipped,\n\
+                 '{{ set([1, 1, 2]) | length }}' as set_len,\n\
+                 '{{ modules.re.sub('[0-9]+', 'N', 'a1b22') }}' as re_sub,\n\
+                 '{{ modules.re.match('(a)(b)', 'abc').group(2) }}' as re_group,\n\
+                 '{{ modules.itertools.chain([1], [2, 3]) | length }}' as chained,\n\
+                 '{{ modules.datetime.datetime.strptime('2024-01-02 03:04:05', '%Y-%m-%d %H:%M:%S').strftime('%d/%m') }}' as dt,\n\
+                 {{ adapter.quote('Mixed Case') }} as quoted,\n\
+                 '{{ api.Relation.create(database='d', schema='s', identifier='t') }}' as rel,\n\
+                 '{{ api.Relation.create(database='d', schema='s', identifier='t').include(database=false) }}' as rel_no_db,\n\
+                 '{{ 'Hello'.upper() }}{{ ' x '.strip() }}' as py_methods,\n\
+                 '{{ project_name }}/{{ target.name }}/{{ target.schema }}' as ctx,\n\
+                 {{ this }} as this_rel,\n\
+                 '{{ execute }}' as execute_flag,\n\
+                 '{{ 'y' if is_incremental() else 'n' }}' as incremental,\n\
+                 '{{ config.get('materialized') }}' as materialized\n\
+                 {{ log('hello from log', info=true) }}{{ exceptions.warn('careful') }}",
+            ),
+        ],
+        "m",
+    );
+    insta::assert_snapshot!(sql);
+}
+
+#[test]
+fn materialization_and_test_blocks_are_recognised() {
+    let dir = project(&[
+        (
+            "macros/mat.sql",
+            "{% materialization my_view, default %}\n{{ return({'relations': []}) }}\n{% endmaterialization %}\n\
+             {% materialization my_view, adapter='postgres' %}\nselect 1\n{% endmaterialization %}",
+        ),
+        ("tests/generic/is_even.sql", "{% test is_even(model, column_name) %}\nselect * from {{ model }} where {{ column_name }} % 2 = 1\n{% endtest %}"),
+        ("models/m.sql", "select 2 as n"),
+        ("models/schema.yml", "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: n\n        data_tests: [is_even]\n"),
+    ]);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    let macros = manifest["macros"].as_object().unwrap();
+    assert!(macros.contains_key("macro.proj.materialization_my_view_default"));
+    assert!(macros.contains_key("macro.proj.materialization_my_view_postgres"));
+    assert!(macros.contains_key("macro.proj.test_is_even"));
+    let sql = read(
+        dir.path(),
+        "target/compiled/proj/models/schema.yml/is_even_m_n.sql",
+    );
+    assert_eq!(
+        sql,
+        "\nselect * from \"db\".\"main\".\"m\" where n % 2 = 1\n"
+    );
+}
+
+#[test]
+fn compile_phase_values_are_rendered_again() {
+    // `execute` and `config.get` differ between parse and compile; the model is
+    // rendered a second time rather than reusing the parse output.
+    let sql = compile_one(
+        &[(
+            "models/m.sql",
+            "{{ config(materialized='table', meta={'owner': 'ops'}) }}\
+             select {% if execute %}'{{ config.get('meta')['owner'] }}'{% else %}null{% endif %} as owner, '{{ this.identifier }}' as ident",
+        )],
+        "m",
+    );
+    assert_eq!(sql, "select 'ops' as owner, 'm' as ident");
+}
+
+#[test]
+fn whitespace_matches_jinja2_defaults() {
+    let sql = compile_one(
+        &[(
+            "models/m.sql",
+            "{% set cols = ['a', 'b'] %}\nselect\n  {%- for c in cols %}\n  {{ c }}{% if not loop.last %},{% endif %}\n  {%- endfor %}\nfrom t\n",
+        )],
+        "m",
+    );
+    // Jinja2: no trim_blocks/lstrip_blocks, the final newline dropped with the file strip.
+    assert_eq!(sql, "\nselect\n  a,\n  b\nfrom t");
+}
+
+#[test]
+fn require_dbt_version_and_log_format_json() {
+    let dir = project(&[
+        (
+            "dbt_project.yml",
+            "name: proj\nprofile: proj\nrequire-dbt-version: ['>=2.0.0']\n",
+        ),
+        ("models/a.sql", "select 1"),
+    ]);
+    let r = strata(dir.path(), &["parse", "--log-format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(events.iter().any(
+        |e| e["level"] == "warn" && e["msg"].as_str().unwrap().contains("require-dbt-version")
+    ));
+    assert!(events.iter().any(|e| e["code"] == "parse"));
+}
+
+#[test]
+fn deps_reports_packages_that_need_a_network() {
+    let dir = project(&[(
+        "packages.yml",
+        "packages:\n  - package: dbt-labs/dbt_utils\n    version: [\">=1.0.0\", \"<2.0.0\"]\n",
+    )]);
+    let r = strata(dir.path(), &["deps"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("dbt-labs/dbt_utils"), "{}", r.stderr);
+    assert!(r.stderr.contains("dbt_packages/dbt_utils"), "{}", r.stderr);
+    // An already installed copy is used as is.
+    std::fs::create_dir_all(dir.path().join("dbt_packages/dbt_utils/macros")).unwrap();
+    std::fs::write(
+        dir.path().join("dbt_packages/dbt_utils/dbt_project.yml"),
+        "name: dbt_utils\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dbt_packages/dbt_utils/macros/star.sql"),
+        "{% macro star() %}*{% endmacro %}",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["deps"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("already installed"));
+    std::fs::write(
+        dir.path().join("models/a.sql"),
+        "select {{ dbt_utils.star() }} from t",
+    )
+    .unwrap_or_else(|_| {
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::write(
+            dir.path().join("models/a.sql"),
+            "select {{ dbt_utils.star() }} from t",
+        )
+        .unwrap();
+    });
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        read(dir.path(), "target/compiled/proj/models/a.sql"),
+        "select * from t"
+    );
+}
+
+#[test]
+fn debug_shows_the_resolved_target_without_secrets() {
+    let dir = copy_fixture("basic");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("debug")
+        .current_dir(dir.path())
+        .env("SHOP_TEST_PASSWORD", "pa55-w0rd")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("profile:       shop"));
+    assert!(text.contains("schema:        analytics"));
+    assert!(!text.contains("pa55-w0rd"));
+}
