@@ -1402,9 +1402,19 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                         },
                     )
                     .at(&n.display_path, file_src.as_deref(), line, col);
-                    d.hint = suggest(&r.name, names.iter().copied()).or_else(|| {
-                        Some("check the spelling, or whether the file is under a model-path".into())
-                    });
+                    d.hint = if disabled.iter().any(|(_, name)| *name == r.name) {
+                        Some(format!(
+                            "enable '{}' (it sets enabled: false) or remove this ref()",
+                            r.name
+                        ))
+                    } else {
+                        suggest(&r.name, names.iter().copied()).or_else(|| {
+                            Some(
+                                "check the spelling, or whether the file is under a model-path"
+                                    .into(),
+                            )
+                        })
+                    };
                     diags.push(d);
                 }
             }
