@@ -8,6 +8,7 @@ pub mod compile;
 pub mod error;
 pub mod graph;
 pub mod jinja;
+pub mod localpg;
 pub mod manifest;
 pub mod project;
 pub mod report;
