@@ -29,8 +29,32 @@ pub enum Command {
     Clean(CommonArgs),
     /// Create a new project from Strata's template.
     Init(InitArgs),
-    /// Show the resolved project, profile and target configuration.
+    /// Show the resolved project, profile and target, and check the connection.
     Debug(CommonArgs),
+    /// Manage the project's local PostgreSQL (targets with `local: true`).
+    Pg(PgArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PgArgs {
+    #[command(subcommand)]
+    pub action: PgAction,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum PgAction {
+    /// Create the cluster under .strata/postgres if needed, and start it.
+    Start,
+    /// Stop the cluster.
+    Stop,
+    /// Say whether the cluster is running, and where.
+    Status,
+    /// Print the connection URL.
+    Url,
+    /// Open psql on the target database.
+    Psql,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -1,6 +1,7 @@
 //! Strata: loads dbt-format projects, compiles them into a dependency graph and
 //! writes dbt-compatible artifacts.
 
+pub mod adapter;
 pub mod artifacts;
 pub mod cli;
 pub mod commands;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Clean(a) => commands::clean::run(a),
         Command::Init(a) => commands::init::run(a),
         Command::Debug(a) => commands::debug::run(a),
+        Command::Pg(a) => commands::pg::run(a),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

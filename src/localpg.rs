@@ -24,7 +24,13 @@ impl PgBinaries {
             .flatten()
             .filter_map(|e| e.ok())
             .filter_map(|e| {
-                let v: u32 = e.file_name().to_string_lossy().split('.').next()?.parse().ok()?;
+                let v: u32 = e
+                    .file_name()
+                    .to_string_lossy()
+                    .split('.')
+                    .next()?
+                    .parse()
+                    .ok()?;
                 let bin = e.path().join("bin");
                 bin.join("initdb").is_file().then_some((v, bin))
             })
@@ -89,7 +95,10 @@ pub struct LocalConn {
 impl LocalCluster {
     /// The cluster of a project (not created until `ensure_running`).
     pub fn for_project(project_dir: &Path, user: &str) -> Result<LocalCluster> {
-        let root = absolute(&project_dir.join(".strata").join("postgres"));
+        let dir = project_dir
+            .canonicalize()
+            .unwrap_or_else(|_| absolute(project_dir));
+        let root = dir.join(".strata").join("postgres");
         Self::at(root, user)
     }
 
@@ -158,9 +167,11 @@ impl LocalCluster {
             if msg.is_empty() {
                 msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
             }
-            return Err(Diagnostic::new(DiagKind::Io, format!("{what} failed: {msg}"))
-                .hint(format!("see {}", self.log_file().display()))
-                .into());
+            return Err(
+                Diagnostic::new(DiagKind::Io, format!("{what} failed: {msg}"))
+                    .hint(format!("see {}", self.log_file().display()))
+                    .into(),
+            );
         }
         Ok(out)
     }
@@ -183,7 +194,10 @@ impl LocalCluster {
     /// Creates the cluster if needed and starts it if it is not running.
     pub fn ensure_running(&mut self) -> Result<LocalConn> {
         std::fs::create_dir_all(&self.root).map_err(|e| {
-            Diagnostic::new(DiagKind::Io, format!("cannot create {}: {e}", self.root.display()))
+            Diagnostic::new(
+                DiagKind::Io,
+                format!("cannot create {}: {e}", self.root.display()),
+            )
         })?;
         if !self.is_initialized() {
             self.chown(&self.root)?;
@@ -204,11 +218,17 @@ impl LocalCluster {
             self.port = free_port()?;
         }
         std::fs::write(self.root.join("port"), self.port.to_string()).map_err(|e| {
-            Diagnostic::new(DiagKind::Io, format!("cannot write {}: {e}", self.root.display()))
+            Diagnostic::new(
+                DiagKind::Io,
+                format!("cannot write {}: {e}", self.root.display()),
+            )
         })?;
         let socket = self.socket_dir();
         std::fs::create_dir_all(&socket).map_err(|e| {
-            Diagnostic::new(DiagKind::Io, format!("cannot create {}: {e}", socket.display()))
+            Diagnostic::new(
+                DiagKind::Io,
+                format!("cannot create {}: {e}", socket.display()),
+            )
         })?;
         self.chown(&socket)?;
         self.chown(&self.root)?;
@@ -249,7 +269,11 @@ impl LocalCluster {
         cmd.arg("-D").arg(self.data_dir()).arg("status");
         if let Some(u) = &self.run_as {
             let mut w = Command::new("runuser");
-            w.arg("-u").arg(u).arg("--").arg(cmd.get_program()).args(cmd.get_args());
+            w.arg("-u")
+                .arg(u)
+                .arg("--")
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
             cmd = w;
         }
         Ok(cmd.output().map(|o| o.status.success()).unwrap_or(false))
@@ -260,7 +284,12 @@ impl LocalCluster {
             return Ok(false);
         }
         let mut cmd = self.bins.cmd("pg_ctl");
-        cmd.arg("-D").arg(self.data_dir()).arg("-m").arg("fast").arg("-w").arg("stop");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-m")
+            .arg("fast")
+            .arg("-w")
+            .arg("stop");
         self.run(cmd, "pg_ctl stop")?;
         Ok(true)
     }
@@ -273,7 +302,10 @@ impl LocalCluster {
     }
 
     pub fn url(&self, dbname: &str) -> String {
-        format!("postgresql://{}@127.0.0.1:{}/{}", self.user, self.port, dbname)
+        format!(
+            "postgresql://{}@127.0.0.1:{}/{}",
+            self.user, self.port, dbname
+        )
     }
 
     /// A `psql` command connected to `dbname`.
@@ -294,7 +326,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -307,5 +341,7 @@ pub fn free_port() -> Result<u16> {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| Diagnostic::new(DiagKind::Io, format!("no free port on 127.0.0.1: {e}")).into())
+        .map_err(|e| {
+            Diagnostic::new(DiagKind::Io, format!("no free port on 127.0.0.1: {e}")).into()
+        })
 }

@@ -42,7 +42,20 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
     println!("database:      {}", t.database);
     println!("schema:        {}", t.schema);
     println!("threads:       {}", t.threads);
-    println!("connection:    not checked yet (the warehouse adapters add this check)");
-    println!("All checks passed!");
-    Ok(Outcome::Success)
+    match crate::adapter::connect(&project.dir, t, Some(1)).and_then(|a| {
+        a.server_version().map_err(|e| {
+            crate::error::Diagnostic::new(crate::error::DiagKind::Io, e.message).into()
+        })
+    }) {
+        Ok(v) => {
+            println!("connection:    OK ({v})");
+            println!("All checks passed!");
+            Ok(Outcome::Success)
+        }
+        Err(e) => {
+            println!("connection:    FAILED");
+            eprintln!("{e}");
+            Ok(Outcome::Failed)
+        }
+    }
 }

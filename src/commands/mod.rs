@@ -7,6 +7,7 @@ pub mod deps;
 pub mod init;
 pub mod ls;
 pub mod parse;
+pub mod pg;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -96,3 +96,4 @@ pub fn normalize(s: &str, dir: &Path) -> String {
 pub fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
+pub mod pg;

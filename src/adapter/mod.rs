@@ -1,0 +1,180 @@
+//! Warehouse adapters. Materializations produce statement batches; an adapter
+//! decides how to execute a batch atomically (a session transaction over the
+//! Postgres protocol, or one batch call for the Redshift Data API). Warehouse
+//! differences are capability methods, never matches on the warehouse type.
+
+pub mod postgres;
+
+use std::fmt;
+
+/// Statements to run in order, optionally as one atomic unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub statements: Vec<String>,
+    pub atomic: bool,
+}
+
+impl Batch {
+    pub fn atomic(statements: Vec<String>) -> Batch {
+        Batch {
+            statements,
+            atomic: true,
+        }
+    }
+}
+
+/// What the warehouse reported for a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Rows affected by each statement, when the warehouse reports it.
+    pub rows_affected: Vec<Option<u64>>,
+}
+
+/// A small query result: column names and text values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// A failure reported by the warehouse or the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterError {
+    pub message: String,
+    /// Index of the failing statement within its batch.
+    pub statement: Option<usize>,
+    /// Whether retrying on a fresh connection may succeed.
+    pub transient: bool,
+}
+
+impl fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AdapterError {}
+
+/// A connection to one warehouse. Methods block the calling thread; the
+/// scheduler calls them from its worker threads.
+pub trait Adapter: Send + Sync {
+    /// The `type` of the profile target (`postgres`, `redshift`).
+    fn type_name(&self) -> &'static str;
+    /// A one-line description of the server, for `strata debug`.
+    fn server_version(&self) -> Result<String, AdapterError>;
+    /// Runs a batch; an atomic batch either fully applies or leaves no trace.
+    fn execute(&self, batch: &Batch) -> Result<BatchResult, AdapterError>;
+    /// Runs one query and returns its rows as text.
+    fn query(&self, sql: &str) -> Result<Table, AdapterError>;
+    /// Cancels every statement in flight, server side.
+    fn cancel_all(&self);
+    /// Whether DDL can run inside a transaction and be rolled back.
+    fn transactional_ddl(&self) -> bool;
+    /// Whether bulk loads can stream rows from the client (`COPY ... FROM STDIN`).
+    fn copy_from_client(&self) -> bool;
+}
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{DiagKind, Diagnostic};
+use crate::localpg::LocalCluster;
+use crate::project::profiles::{Connection, PostgresConnection, Target};
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The local cluster of a `local: true` Postgres target, started and with the
+/// target database created.
+pub fn ensure_local(
+    project_dir: &Path,
+    c: &PostgresConnection,
+    dbname: &str,
+) -> crate::error::Result<LocalCluster> {
+    let user = c.user.clone().unwrap_or_else(|| "strata".into());
+    let mut cluster = LocalCluster::for_project(project_dir, &user)?;
+    cluster.ensure_running()?;
+    let admin = postgres::PostgresAdapter::new(postgres::PgSettings {
+        host: "127.0.0.1".into(),
+        port: cluster.port,
+        user: user.clone(),
+        password: None,
+        dbname: "postgres".into(),
+        connect_timeout: Duration::from_secs(10),
+        keepalives_idle: None,
+        retries: 3,
+        search_path: None,
+        role: None,
+        threads: 1,
+    })
+    .map_err(|e| Diagnostic::new(DiagKind::Io, e.message))?;
+    let exists = admin
+        .query(&format!(
+            "select 1 from pg_database where datname = {}",
+            quote_literal(dbname)
+        ))
+        .map_err(|e| Diagnostic::new(DiagKind::Io, e.message))?;
+    if exists.rows.is_empty() {
+        admin
+            .execute(&Batch {
+                statements: vec![format!(
+                    "create database {}",
+                    crate::jinja::relation::quote_ident(dbname)
+                )],
+                atomic: false,
+            })
+            .map_err(|e| {
+                Diagnostic::new(
+                    DiagKind::Io,
+                    format!("cannot create database '{dbname}': {}", e.message),
+                )
+            })?;
+    }
+    Ok(cluster)
+}
+
+/// Opens the adapter for a target, starting the project's local cluster first
+/// when the target says `local: true`.
+pub fn connect(
+    project_dir: &Path,
+    target: &Target,
+    threads: Option<usize>,
+) -> crate::error::Result<Arc<dyn Adapter>> {
+    match &target.connection {
+        Connection::Postgres(c) => {
+            let (host, port) = if c.local.unwrap_or(false) {
+                let cluster = ensure_local(project_dir, c, &target.database)?;
+                ("127.0.0.1".to_string(), cluster.port)
+            } else {
+                (c.host.clone().unwrap_or_else(|| "localhost".into()), c.port.unwrap_or(5432))
+            };
+            let settings = postgres::PgSettings {
+                host,
+                port,
+                user: c.user.clone().unwrap_or_else(|| "strata".into()),
+                password: c.password.clone(),
+                dbname: target.database.clone(),
+                connect_timeout: Duration::from_secs(c.connect_timeout.unwrap_or(10)),
+                keepalives_idle: c.keepalives_idle.filter(|k| *k > 0).map(Duration::from_secs),
+                retries: c.retries.unwrap_or(1),
+                search_path: c.search_path.clone(),
+                role: c.role.clone(),
+                threads: threads.unwrap_or(target.threads).max(1),
+            };
+            let a = postgres::PostgresAdapter::new(settings).map_err(|e| {
+                Diagnostic::new(DiagKind::Io, e.message).hint(
+                    "check host, port, user and password in profiles.yml, or set `local: true` to let Strata run a local Postgres",
+                )
+            })?;
+            Ok(Arc::new(a))
+        }
+        Connection::Redshift(_) => Err(Diagnostic::new(
+            DiagKind::Config,
+            format!("target '{}' is a Redshift target; the Redshift adapter is not available yet", target.name),
+        )
+        .hint("compile and ls work offline; running against Redshift arrives with the Redshift adapter")
+        .into()),
+    }
+}

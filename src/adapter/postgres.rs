@@ -1,0 +1,320 @@
+//! PostgreSQL over tokio-postgres: a pool of `threads` sessions, TLS-less
+//! connections with keepalives and timeouts, retries of connection errors and
+//! server-side cancellation.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio_postgres::{CancelToken, Client, Config, NoTls, SimpleQueryMessage};
+
+use super::{Adapter, AdapterError, Batch, BatchResult, Table};
+
+/// Connection settings resolved from a profile target.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub connect_timeout: Duration,
+    pub keepalives_idle: Option<Duration>,
+    pub retries: u32,
+    pub search_path: Option<String>,
+    pub role: Option<String>,
+    pub threads: usize,
+}
+
+struct Session {
+    client: Client,
+    cancel: CancelToken,
+}
+
+struct Pool {
+    idle: Vec<Session>,
+    open: usize,
+    cancels: Vec<CancelToken>,
+}
+
+pub struct PostgresAdapter {
+    settings: PgSettings,
+    rt: Runtime,
+    pool: Mutex<Pool>,
+    available: Condvar,
+}
+
+fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
+    let transient = e.is_closed() || e.as_db_error().is_none();
+    let message = match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!("\nDETAIL: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                m.push_str(&format!("\nHINT: {h}"));
+            }
+            m
+        }
+        None => {
+            let mut m = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                m.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            m
+        }
+    };
+    AdapterError {
+        message,
+        statement,
+        transient,
+    }
+}
+
+impl PostgresAdapter {
+    pub fn new(settings: PgSettings) -> Result<PostgresAdapter, AdapterError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| AdapterError {
+                message: format!("cannot start the I/O runtime: {e}"),
+                statement: None,
+                transient: false,
+            })?;
+        let adapter = PostgresAdapter {
+            settings,
+            rt,
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+                cancels: Vec::new(),
+            }),
+            available: Condvar::new(),
+        };
+        // Fail early, with the server's words, when the target is unreachable.
+        let s = adapter.acquire()?;
+        adapter.release(s);
+        Ok(adapter)
+    }
+
+    fn config(&self) -> Config {
+        let s = &self.settings;
+        let mut c = Config::new();
+        c.host(&s.host)
+            .port(s.port)
+            .user(&s.user)
+            .dbname(&s.dbname)
+            .connect_timeout(s.connect_timeout)
+            .application_name("strata");
+        if let Some(p) = &s.password {
+            c.password(p);
+        }
+        if let Some(k) = s.keepalives_idle {
+            c.keepalives(true).keepalives_idle(k);
+        }
+        let mut opts = Vec::new();
+        if let Some(sp) = &s.search_path {
+            opts.push(format!("-c search_path={}", sp.replace(' ', "\\ ")));
+        }
+        if let Some(r) = &s.role {
+            opts.push(format!("-c role={r}"));
+        }
+        if !opts.is_empty() {
+            c.options(opts.join(" "));
+        }
+        c
+    }
+
+    fn connect(&self) -> Result<Session, AdapterError> {
+        let config = self.config();
+        let mut attempt = 0;
+        loop {
+            let res = self.rt.block_on(async { config.connect(NoTls).await });
+            match res {
+                Ok((client, connection)) => {
+                    self.rt.spawn(async move {
+                        let _ = connection.await;
+                    });
+                    let cancel = client.cancel_token();
+                    return Ok(Session { client, cancel });
+                }
+                Err(e) if attempt < self.settings.retries => {
+                    attempt += 1;
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200 * attempt as u64));
+                }
+                Err(e) => {
+                    let mut a = err(e, None);
+                    a.message = format!(
+                        "cannot connect to postgres at {}:{} as {} (database {}): {}",
+                        self.settings.host,
+                        self.settings.port,
+                        self.settings.user,
+                        self.settings.dbname,
+                        a.message
+                    );
+                    return Err(a);
+                }
+            }
+        }
+    }
+
+    /// Takes an idle session or opens one, up to `threads` sessions.
+    fn acquire(&self) -> Result<Session, AdapterError> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = pool.idle.pop() {
+                if !s.client.is_closed() {
+                    return Ok(s);
+                }
+                pool.open -= 1;
+                continue;
+            }
+            if pool.open < self.settings.threads.max(1) {
+                pool.open += 1;
+                drop(pool);
+                return match self.connect() {
+                    Ok(s) => {
+                        let mut p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                        p.cancels.push(s.cancel.clone());
+                        Ok(s)
+                    }
+                    Err(e) => {
+                        let mut p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+                        p.open -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            pool = self.available.wait(pool).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn release(&self, s: Session) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if s.client.is_closed() {
+            pool.open -= 1;
+        } else {
+            pool.idle.push(s);
+        }
+        self.available.notify_one();
+    }
+
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&Client) -> Result<T, AdapterError>,
+    ) -> Result<T, AdapterError> {
+        let s = self.acquire()?;
+        let r = f(&s.client);
+        self.release(s);
+        r
+    }
+}
+
+fn rows_affected(msgs: &[SimpleQueryMessage]) -> Option<u64> {
+    msgs.iter().rev().find_map(|m| match m {
+        SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    })
+}
+
+impl Adapter for PostgresAdapter {
+    fn type_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn server_version(&self) -> Result<String, AdapterError> {
+        let t = self.query("select version()")?;
+        Ok(t.rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_default())
+    }
+
+    fn execute(&self, batch: &Batch) -> Result<BatchResult, AdapterError> {
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let mut out = BatchResult::default();
+                if batch.atomic {
+                    client
+                        .batch_execute("begin")
+                        .await
+                        .map_err(|e| err(e, None))?;
+                }
+                for (i, sql) in batch.statements.iter().enumerate() {
+                    match client.simple_query(sql).await {
+                        Ok(msgs) => out.rows_affected.push(rows_affected(&msgs)),
+                        Err(e) => {
+                            if batch.atomic {
+                                let _ = client.batch_execute("rollback").await;
+                            }
+                            return Err(err(e, Some(i)));
+                        }
+                    }
+                }
+                if batch.atomic {
+                    client
+                        .batch_execute("commit")
+                        .await
+                        .map_err(|e| err(e, None))?;
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    fn query(&self, sql: &str) -> Result<Table, AdapterError> {
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let msgs = client
+                    .simple_query(sql)
+                    .await
+                    .map_err(|e| err(e, Some(0)))?;
+                let mut t = Table::default();
+                for m in msgs {
+                    match m {
+                        SimpleQueryMessage::RowDescription(cols) => {
+                            t.columns = cols.iter().map(|c| c.name().to_string()).collect();
+                        }
+                        SimpleQueryMessage::Row(r) => {
+                            if t.columns.is_empty() {
+                                t.columns =
+                                    r.columns().iter().map(|c| c.name().to_string()).collect();
+                            }
+                            t.rows
+                                .push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(t)
+            })
+        })
+    }
+
+    fn cancel_all(&self) {
+        let cancels = self
+            .pool
+            .lock()
+            .map(|p| p.cancels.clone())
+            .unwrap_or_default();
+        for c in cancels {
+            let _ = self.rt.block_on(async { c.cancel_query(NoTls).await });
+        }
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        true
+    }
+
+    fn copy_from_client(&self) -> bool {
+        true
+    }
+}
+
+/// Shared handle used by commands.
+pub type SharedAdapter = Arc<dyn Adapter>;

@@ -1,0 +1,68 @@
+//! A throwaway PostgreSQL cluster per test binary: started on first use on a
+//! free port, stopped and deleted when the test process exits.
+
+use std::sync::{Mutex, OnceLock};
+
+use strata::localpg::LocalCluster;
+
+static CLUSTER: OnceLock<Mutex<Option<LocalCluster>>> = OnceLock::new();
+
+extern "C" fn cleanup() {
+    if let Some(m) = CLUSTER.get() {
+        if let Ok(mut c) = m.lock() {
+            if let Some(c) = c.take() {
+                c.destroy();
+            }
+        }
+    }
+}
+
+/// The port of the shared test cluster (superuser `strata`, trust auth).
+pub fn port() -> u16 {
+    let m = CLUSTER.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("strata-test-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut c = LocalCluster::at(root, "strata").expect("postgres binaries");
+        c.ensure_running().expect("start test cluster");
+        // SAFETY: registering a plain extern "C" function with the C runtime.
+        unsafe {
+            libc::atexit(cleanup);
+        }
+        Mutex::new(Some(c))
+    });
+    m.lock().unwrap().as_ref().map(|c| c.port).expect("cluster")
+}
+
+/// A fresh, uniquely named database on the shared cluster.
+pub fn database(name: &str) -> String {
+    let p = port();
+    let db = format!("t_{name}_{}", std::process::id());
+    let status = std::process::Command::new(psql())
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p.to_string(),
+            "-U",
+            "strata",
+            "-d",
+            "postgres",
+            "-q",
+        ])
+        .arg("-c")
+        .arg(format!("drop database if exists {db}"))
+        .arg("-c")
+        .arg(format!("create database {db}"))
+        .status()
+        .expect("psql");
+    assert!(status.success());
+    db
+}
+
+fn psql() -> String {
+    strata::localpg::PgBinaries::find()
+        .ok()
+        .and_then(|b| b.dir)
+        .map(|d| d.join("psql").display().to_string())
+        .unwrap_or_else(|| "psql".into())
+}

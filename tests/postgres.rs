@@ -1,0 +1,122 @@
+//! The PostgreSQL adapter against a real server: batches, atomicity, queries,
+//! and `strata debug`'s connection check.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pg;
+use strata::adapter::postgres::{PgSettings, PostgresAdapter};
+use strata::adapter::{Adapter, Batch};
+
+fn adapter(db: &str) -> PostgresAdapter {
+    PostgresAdapter::new(PgSettings {
+        host: "127.0.0.1".into(),
+        port: pg::port(),
+        user: "strata".into(),
+        password: None,
+        dbname: db.into(),
+        connect_timeout: Duration::from_secs(10),
+        keepalives_idle: Some(Duration::from_secs(30)),
+        retries: 2,
+        search_path: None,
+        role: None,
+        threads: 4,
+    })
+    .expect("connect")
+}
+
+#[test]
+fn atomic_batch_rolls_back_on_failure() {
+    let db = pg::database("atomic");
+    let a = adapter(&db);
+    a.execute(&Batch::atomic(vec![
+        "create table t (id int)".into(),
+        "insert into t values (1), (2)".into(),
+    ]))
+    .unwrap();
+    let err = a
+        .execute(&Batch::atomic(vec![
+            "insert into t values (3)".into(),
+            "select * from missing_table".into(),
+        ]))
+        .unwrap_err();
+    assert_eq!(err.statement, Some(1));
+    assert!(err.message.contains("missing_table"), "{}", err.message);
+    let t = a.query("select count(*) from t").unwrap();
+    assert_eq!(
+        t.rows[0][0].as_deref(),
+        Some("2"),
+        "the failed batch left no rows"
+    );
+    let r = a
+        .execute(&Batch::atomic(vec!["update t set id = id + 10".into()]))
+        .unwrap();
+    assert_eq!(r.rows_affected, vec![Some(2)]);
+}
+
+#[test]
+fn sessions_run_in_parallel_up_to_threads() {
+    let db = pg::database("parallel");
+    let a = std::sync::Arc::new(adapter(&db));
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            std::thread::spawn(move || a.query("select pg_sleep(0.5)").unwrap())
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_statement() {
+    let db = pg::database("cancel");
+    let a = std::sync::Arc::new(adapter(&db));
+    let b = a.clone();
+    let h = std::thread::spawn(move || b.query("select pg_sleep(30)"));
+    std::thread::sleep(Duration::from_millis(500));
+    a.cancel_all();
+    let res = h.join().unwrap();
+    let e = res.unwrap_err();
+    assert!(e.message.contains("cancel"), "{}", e.message);
+}
+
+#[test]
+fn debug_checks_the_connection() {
+    let db = pg::database("debug");
+    let dir = common::project(&[(
+        "profiles.yml",
+        &format!(
+            "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
+            pg::port()
+        ),
+    )]);
+    let r = common::strata(dir.path(), &["debug"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("connection:    OK (PostgreSQL"),
+        "{}",
+        r.stdout
+    );
+    let bad = common::project(&[(
+        "profiles.yml",
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: 1\n      user: strata\n      dbname: x\n      schema: main\n      connect_timeout: 2\n",
+    )]);
+    let r = common::strata(bad.path(), &["debug"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("connection:    FAILED"));
+    assert!(
+        r.stderr
+            .contains("cannot connect to postgres at 127.0.0.1:1"),
+        "{}",
+        r.stderr
+    );
+}
