@@ -20,6 +20,8 @@ pub enum Command {
     Parse(CommonArgs),
     /// Render every selected node's SQL into target/compiled and write manifest.json.
     Compile(CompileArgs),
+    /// Build the selected models in the warehouse, in dependency order.
+    Run(RunArgs),
     /// List the selected resources.
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -124,6 +126,15 @@ pub struct CompileArgs {
     /// Do not write compiled SQL files, only manifest.json.
     #[arg(long)]
     pub no_write: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Stop at the first failure and cancel statements in flight.
+    #[arg(short = 'x', long)]
+    pub fail_fast: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

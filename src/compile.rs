@@ -285,6 +285,34 @@ impl<'a> Compiler<'a> {
         Ok(out)
     }
 
+    /// Renders a hook or other SQL snippet in a node's compile context
+    /// (`this`, `config`, `target` …); `None` renders in the project context.
+    pub fn render_snippet(&self, n: Option<&Node>, sql: &str) -> Result<String, Diagnostic> {
+        if !sql.contains("{{") && !sql.contains("{%") {
+            return Ok(sql.to_string());
+        }
+        let info = match n {
+            Some(n) => self.node_info(n, vec![]),
+            None => NodeInfo {
+                package: self.manifest().project_name.clone(),
+                name: "hooks".into(),
+                resource_type: "operation".into(),
+                ..Default::default()
+            },
+        };
+        let file = n
+            .map(|n| n.display_path.clone())
+            .unwrap_or_else(|| "dbt_project.yml".into());
+        let ctx = self.jinja().ctx(info, Phase::Compile);
+        self.jinja()
+            .render(
+                &file,
+                &jinja::preprocess::rewrite_mutable_literals(sql),
+                &ctx,
+            )
+            .map_err(|e| jinja::diagnostic_from_jinja(&e, &file, None, 0))
+    }
+
     fn node_info(&self, n: &Node, extra: Vec<(String, Value)>) -> NodeInfo {
         NodeInfo {
             package: n.package.clone(),

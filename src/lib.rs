@@ -11,8 +11,10 @@ pub mod graph;
 pub mod jinja;
 pub mod localpg;
 pub mod manifest;
+pub mod materialize;
 pub mod project;
 pub mod report;
+pub mod scheduler;
 pub mod secrets;
 
 use std::process::ExitCode;
@@ -27,6 +29,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Parse(a) => commands::parse::run(a),
         Command::Compile(a) => commands::compile::run(a),
         Command::Ls(a) => commands::ls::run(a),
+        Command::Run(a) => commands::run::run(a),
         Command::Deps(a) => commands::deps::run(a),
         Command::Clean(a) => commands::clean::run(a),
         Command::Init(a) => commands::init::run(a),

@@ -1,3 +1,4 @@
 //! dbt-compatible artifacts written under the target directory.
 
 pub mod manifest;
+pub mod run_results;

@@ -8,6 +8,7 @@ pub mod init;
 pub mod ls;
 pub mod parse;
 pub mod pg;
+pub mod run;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -1,0 +1,416 @@
+//! `strata run`: builds the selected models in dependency order on `threads`
+//! worker sessions and writes run_results.json.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::{Outcome, Session};
+use crate::adapter::{self, Adapter, Batch};
+use crate::artifacts::manifest::{self as manifest_json, ManifestMeta};
+use crate::artifacts::run_results::{self, NodeResult};
+use crate::cli::RunArgs;
+use crate::compile::{write_compiled, CompiledNode, Compiler};
+use crate::manifest::{Node, ResourceType};
+use crate::materialize::{self, ModelPlanInput, RelationKind, Target};
+use crate::scheduler::{run_dag, JobStatus};
+
+/// `1 of 5 START sql view model schema.name ..... [RUN]`, dbt's layout.
+fn progress(idx: usize, total: usize, text: &str, status: &str) -> String {
+    let head = format!("{idx} of {total} {text} ");
+    let dots = 72usize.saturating_sub(head.chars().count());
+    format!("{head}{} [{status}]", ".".repeat(dots.max(3)))
+}
+
+fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
+    n.config
+        .get(key)
+        .and_then(|h| h.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| {
+                    let sql = h.get("sql")?.as_str()?.to_string();
+                    let tx = h
+                        .get("transaction")
+                        .and_then(|t| t.as_bool())
+                        .unwrap_or(true);
+                    Some((sql, tx))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn existing_relations(
+    a: &dyn Adapter,
+    schemas: &BTreeSet<String>,
+) -> Result<HashMap<(String, String), RelationKind>> {
+    if schemas.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<String> = schemas
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "''")))
+        .collect();
+    let t = a
+        .query(&format!(
+            "select n.nspname, c.relname, c.relkind from pg_catalog.pg_class c \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname in ({}) and c.relkind in ('r', 'v', 'm', 'p')",
+            list.join(", ")
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot list existing relations: {e}"))?;
+    Ok(t.rows
+        .into_iter()
+        .filter_map(|r| {
+            let kind = match r.get(2)?.as_deref()? {
+                "v" => RelationKind::View,
+                "m" => RelationKind::MaterializedView,
+                _ => RelationKind::Table,
+            };
+            Some(((r.first()?.clone()?, r.get(1)?.clone()?), kind))
+        })
+        .collect())
+}
+
+pub fn run(args: &RunArgs) -> Result<Outcome> {
+    let s = Session::open(&args.common)?;
+    let m = &s.parsed.manifest;
+    let selected = s.select()?;
+    let models: Vec<&Node> = selected
+        .iter()
+        .filter_map(|id| m.nodes.get(id))
+        .filter(|n| n.resource_type == ResourceType::Model && !n.is_ephemeral())
+        .collect();
+    let ids: BTreeSet<String> = models.iter().map(|n| n.unique_id.clone()).collect();
+    let compiler = Compiler::new(&s.parsed);
+    let compiled: HashMap<String, CompiledNode> = compiler.compile(&s.graph, &ids)?;
+    std::fs::create_dir_all(&s.target_dir)
+        .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
+    write_compiled(&s.target_dir, &compiled)?;
+
+    let rep = s.reporter;
+    let started = Instant::now();
+    let adapter = adapter::connect(&s.project.dir, &s.project.target, args.common.threads)?;
+    let threads = args
+        .common
+        .threads
+        .unwrap_or(s.project.target.threads)
+        .max(1);
+    rep.info(
+        "run",
+        &format!(
+            "Concurrency: {threads} threads (target='{}'); running {} models",
+            s.project.target.name,
+            models.len()
+        ),
+    );
+
+    // Project hooks and schemas.
+    let run_hooks = |kind: &str| -> Result<()> {
+        for pkg in &s.project.packages {
+            let list = if kind == "on-run-start" {
+                &pkg.settings.on_run_start
+            } else {
+                &pkg.settings.on_run_end
+            };
+            for h in list {
+                let sql = compiler.render_snippet(None, h)?;
+                if sql.trim().is_empty() {
+                    continue;
+                }
+                adapter
+                    .execute(&Batch {
+                        statements: vec![sql],
+                        atomic: false,
+                    })
+                    .map_err(|e| {
+                        anyhow::anyhow!("{kind} hook of package '{}' failed: {e}", pkg.name())
+                    })?;
+            }
+        }
+        Ok(())
+    };
+    run_hooks("on-run-start")?;
+    let schemas: BTreeSet<(String, String)> = models
+        .iter()
+        .map(|n| (n.database.clone(), n.schema.clone()))
+        .collect();
+    for (_, schema) in &schemas {
+        adapter
+            .execute(&Batch {
+                statements: vec![format!(
+                    "create schema if not exists {}",
+                    crate::jinja::relation::quote_ident(schema)
+                )],
+                atomic: false,
+            })
+            .map_err(|e| anyhow::anyhow!("cannot create schema {schema}: {e}"))?;
+    }
+    let existing = existing_relations(
+        adapter.as_ref(),
+        &schemas.iter().map(|(_, s)| s.clone()).collect(),
+    )?;
+
+    // Dependencies among the models being run, looking through ephemeral models.
+    let index: HashMap<&str, usize> = models
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.unique_id.as_str(), i))
+        .collect();
+    let parents: Vec<Vec<usize>> = models
+        .iter()
+        .map(|n| {
+            let mut out = BTreeSet::new();
+            let mut stack: Vec<&str> = n.depends_on_nodes.iter().map(String::as_str).collect();
+            let mut seen = BTreeSet::new();
+            while let Some(d) = stack.pop() {
+                if !seen.insert(d) {
+                    continue;
+                }
+                if let Some(&i) = index.get(d) {
+                    out.insert(i);
+                } else if let Some(p) = m.nodes.get(d).filter(|p| p.is_ephemeral()) {
+                    stack.extend(p.depends_on_nodes.iter().map(String::as_str));
+                }
+            }
+            out.into_iter().collect()
+        })
+        .collect();
+
+    let total = models.len();
+    let counter = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let label = |n: &Node| format!("{}.{}", n.schema, n.alias);
+
+    let statuses = run_dag(
+        &parents,
+        threads,
+        &stop,
+        |i, thread| {
+            let n = models[i];
+            let idx = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let mat = n.config.materialized.as_str();
+            let what = format!("sql {mat} model {}", label(n));
+            rep.info(
+                "node_start",
+                &progress(idx, total, &format!("START {what}"), "RUN"),
+            );
+            let t0 = chrono::Utc::now();
+            let clock = Instant::now();
+            let c = compiled.get(&n.unique_id);
+            let outcome: std::result::Result<(String, Option<u64>), String> = (|| {
+                let c = c.ok_or("not compiled")?;
+                let kind = match mat {
+                    "view" => RelationKind::View,
+                    "table" => RelationKind::Table,
+                    other => {
+                        return Err(format!(
+                            "materialization '{other}' is not supported by Strata yet"
+                        ))
+                    }
+                };
+                let render =
+                    |v: Vec<(String, bool)>| -> std::result::Result<Vec<(String, bool)>, String> {
+                        v.into_iter()
+                            .map(|(sql, tx)| {
+                                compiler
+                                    .render_snippet(Some(n), &sql)
+                                    .map(|s| (s, tx))
+                                    .map_err(|d| d.to_string())
+                            })
+                            .collect()
+                    };
+                let input = ModelPlanInput {
+                    target: Target {
+                        database: n.database.clone(),
+                        schema: n.schema.clone(),
+                        identifier: n.alias.clone(),
+                    },
+                    sql: &c.sql,
+                    existing: existing.get(&(n.schema.clone(), n.alias.clone())).copied(),
+                    pre_hooks: render(hooks(n, "pre-hook"))?,
+                    post_hooks: render(hooks(n, "post-hook"))?,
+                };
+                let plan = materialize::view_or_table(&input, kind);
+                let mut rows = None;
+                for (bi, b) in plan.batches.iter().enumerate() {
+                    let r = adapter.execute(b).map_err(|e| e.message)?;
+                    if bi == plan.main.0 {
+                        rows = r.rows_affected.get(plan.main.1).copied().flatten();
+                    }
+                }
+                let code = if kind == RelationKind::View {
+                    "CREATE VIEW"
+                } else {
+                    "SELECT"
+                };
+                Ok((
+                    code.to_string(),
+                    if kind == RelationKind::View {
+                        None
+                    } else {
+                        rows
+                    },
+                ))
+            })();
+            let t1 = chrono::Utc::now();
+            let secs = clock.elapsed().as_secs_f64();
+            let (status, code, rows, message) = match outcome {
+                Ok((code, rows)) => {
+                    let shown = match rows {
+                        Some(r) => format!("{code} {r} in {secs:.2}s"),
+                        None => format!("{code} in {secs:.2}s"),
+                    };
+                    rep.info(
+                        "node_ok",
+                        &progress(idx, total, &format!("OK created {what}"), &shown),
+                    );
+                    (JobStatus::Success, Some(code.clone()), rows, Some(code))
+                }
+                Err(e) => {
+                    rep.error(&progress(
+                        idx,
+                        total,
+                        &format!("ERROR creating {what}"),
+                        &format!("ERROR in {secs:.2}s"),
+                    ));
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!(
+                            "Database Error in model {} ({})\n  {}\n  compiled code at {}",
+                            n.name,
+                            n.display_path,
+                            e.replace('\n', "\n  "),
+                            s.target_dir
+                                .join(crate::compile::compiled_path(n))
+                                .display()
+                        ));
+                    if args.fail_fast {
+                        stop.store(true, Ordering::SeqCst);
+                        adapter.cancel_all();
+                    }
+                    (JobStatus::Error, None, None, Some(e))
+                }
+            };
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(NodeResult {
+                    unique_id: n.unique_id.clone(),
+                    status: if status == JobStatus::Success {
+                        "success"
+                    } else {
+                        "error"
+                    },
+                    thread,
+                    compile: (t0, t0),
+                    execute: Some((t0, t1)),
+                    execution_time: secs,
+                    code,
+                    rows_affected: rows,
+                    message,
+                    failures: None,
+                    compiled_code: c.map(|c| c.sql.clone()),
+                    relation_name: n.relation_name(&m.quoting),
+                });
+            status
+        },
+        |i, _| {
+            let n = models[i];
+            let idx = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            rep.info(
+                "node_skip",
+                &progress(
+                    idx,
+                    total,
+                    &format!("SKIP relation {} due to an upstream failure", label(n)),
+                    "SKIP",
+                ),
+            );
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(NodeResult {
+                    unique_id: n.unique_id.clone(),
+                    status: "skipped",
+                    thread: 0,
+                    compile: (chrono::Utc::now(), chrono::Utc::now()),
+                    execute: None,
+                    execution_time: 0.0,
+                    code: None,
+                    rows_affected: None,
+                    message: Some("SKIP".into()),
+                    failures: None,
+                    compiled_code: None,
+                    relation_name: n.relation_name(&m.quoting),
+                });
+        },
+    );
+    run_hooks("on-run-end")?;
+
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let invocation = s.parsed.jinja.shared.invocation_id.clone();
+    let elapsed = started.elapsed().as_secs_f64();
+    run_results::write(
+        &s.target_dir.join("run_results.json"),
+        &results,
+        &invocation,
+        s.started_at,
+        elapsed,
+        json!({"which": "run", "select": args.common.select, "exclude": args.common.exclude, "threads": threads}),
+    )?;
+    let label_path = s.target_path_label();
+    manifest_json::write(
+        &s.target_dir.join("manifest.json"),
+        m,
+        &compiled,
+        &ManifestMeta {
+            invocation_id: &invocation,
+            started_at: s.started_at,
+            target_path: &label_path,
+        },
+    )?;
+    let count = |st: JobStatus| statuses.iter().filter(|x| **x == st).count();
+    let (pass, err, skip) = (
+        count(JobStatus::Success),
+        count(JobStatus::Error),
+        count(JobStatus::Skipped),
+    );
+    rep.info(
+        "run_done",
+        &format!("Finished running {total} models in {elapsed:.2}s."),
+    );
+    let errs = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    if errs.is_empty() {
+        rep.info("run_done", "Completed successfully");
+    } else {
+        rep.error(&format!(
+            "Completed with {} error{}:",
+            errs.len(),
+            if errs.len() == 1 { "" } else { "s" }
+        ));
+        for e in &errs {
+            rep.error(e);
+        }
+    }
+    rep.info(
+        "run_done",
+        &format!("Done. PASS={pass} WARN=0 ERROR={err} SKIP={skip} TOTAL={total}"),
+    );
+    std::mem::forget(compiled);
+    let failed = err > 0 || skip > 0 && args.fail_fast;
+    s.finish();
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}

@@ -1,0 +1,219 @@
+//! Materializations as statement plans: what SQL turns a compiled node into a
+//! relation. Plans are pure data, snapshot-tested, and executed by an adapter.
+
+use crate::adapter::Batch;
+use crate::jinja::relation::quote_ident;
+
+/// What exists in the warehouse under a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+    MaterializedView,
+}
+
+impl RelationKind {
+    fn ddl_word(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+        }
+    }
+}
+
+/// A relation's schema-qualified, quoted parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub database: String,
+    pub schema: String,
+    pub identifier: String,
+}
+
+impl Target {
+    pub fn named(&self, identifier: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            quote_ident(&self.database),
+            quote_ident(&self.schema),
+            quote_ident(identifier)
+        )
+    }
+
+    pub fn rendered(&self) -> String {
+        self.named(&self.identifier)
+    }
+}
+
+/// Everything a plan needs about one model.
+#[derive(Debug, Clone)]
+pub struct ModelPlanInput<'a> {
+    pub target: Target,
+    pub sql: &'a str,
+    pub existing: Option<RelationKind>,
+    pub pre_hooks: Vec<(String, bool)>,
+    pub post_hooks: Vec<(String, bool)>,
+}
+
+/// The batches of a plan, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub batches: Vec<Batch>,
+    /// The statement whose rows-affected count is reported.
+    pub main: (usize, usize),
+}
+
+fn suffixed(id: &str, suffix: &str) -> String {
+    // Postgres truncates identifiers at 63 bytes; keep the suffix intact.
+    let max = 63 - suffix.len();
+    let mut base = id.to_string();
+    while base.len() > max {
+        base.pop();
+    }
+    format!("{base}{suffix}")
+}
+
+/// A view or table, built under a temporary name and swapped in within one
+/// transaction, so a failing model leaves the previous relation intact.
+pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
+    let t = &input.target;
+    let tmp = suffixed(&t.identifier, "__dbt_tmp");
+    let backup = suffixed(&t.identifier, "__dbt_backup");
+    let mut outside_before: Vec<String> = Vec::new();
+    let mut outside_after: Vec<String> = Vec::new();
+    let mut tx: Vec<String> = Vec::new();
+    for (sql, in_tx) in &input.pre_hooks {
+        if *in_tx {
+            tx.push(sql.clone());
+        } else {
+            outside_before.push(sql.clone());
+        }
+    }
+    // Leftovers of an interrupted earlier run.
+    tx.push(format!(
+        "drop {} if exists {} cascade",
+        kind.ddl_word(),
+        t.named(&tmp)
+    ));
+    let main_index = tx.len();
+    tx.push(format!(
+        "create {} {} as (\n{}\n)",
+        kind.ddl_word(),
+        t.named(&tmp),
+        input.sql
+    ));
+    if let Some(old) = input.existing {
+        tx.push(format!(
+            "alter {} {} rename to {}",
+            old.ddl_word(),
+            t.rendered(),
+            quote_ident(&backup)
+        ));
+    }
+    tx.push(format!(
+        "alter {} {} rename to {}",
+        kind.ddl_word(),
+        t.named(&tmp),
+        quote_ident(&t.identifier)
+    ));
+    for (sql, in_tx) in &input.post_hooks {
+        if *in_tx {
+            tx.push(sql.clone());
+        } else {
+            outside_after.push(sql.clone());
+        }
+    }
+    if let Some(old) = input.existing {
+        tx.push(format!(
+            "drop {} if exists {} cascade",
+            old.ddl_word(),
+            t.named(&backup)
+        ));
+    }
+    let mut batches = Vec::new();
+    if !outside_before.is_empty() {
+        batches.push(Batch {
+            statements: outside_before,
+            atomic: false,
+        });
+    }
+    let main = (batches.len(), main_index);
+    batches.push(Batch::atomic(tx));
+    if !outside_after.is_empty() {
+        batches.push(Batch {
+            statements: outside_after,
+            atomic: false,
+        });
+    }
+    Plan { batches, main }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(existing: Option<RelationKind>) -> ModelPlanInput<'static> {
+        ModelPlanInput {
+            target: Target {
+                database: "db".into(),
+                schema: "analytics".into(),
+                identifier: "orders".into(),
+            },
+            sql: "select 1 as id",
+            existing,
+            pre_hooks: vec![("set statement_timeout = 0".into(), false)],
+            post_hooks: vec![("analyze \"db\".\"analytics\".\"orders\"".into(), true)],
+        }
+    }
+
+    fn show(p: &Plan) -> String {
+        p.batches
+            .iter()
+            .map(|b| {
+                format!(
+                    "-- batch ({})\n{}",
+                    if b.atomic {
+                        "one transaction"
+                    } else {
+                        "autocommit"
+                    },
+                    b.statements.join(";\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+
+    #[test]
+    fn view_first_run_and_replacing_a_table() {
+        insta::assert_snapshot!(
+            "view_first_run",
+            show(&view_or_table(&input(None), RelationKind::View))
+        );
+        insta::assert_snapshot!(
+            "view_replacing_table",
+            show(&view_or_table(
+                &input(Some(RelationKind::Table)),
+                RelationKind::View
+            ))
+        );
+    }
+
+    #[test]
+    fn table_rerun() {
+        insta::assert_snapshot!(
+            "table_rerun",
+            show(&view_or_table(
+                &input(Some(RelationKind::Table)),
+                RelationKind::Table
+            ))
+        );
+    }
+
+    #[test]
+    fn long_names_keep_their_suffix() {
+        let long = "x".repeat(70);
+        assert_eq!(suffixed(&long, "__dbt_tmp").len(), 63);
+        assert!(suffixed(&long, "__dbt_tmp").ends_with("__dbt_tmp"));
+    }
+}

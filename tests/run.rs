@@ -1,0 +1,193 @@
+//! `strata run` against a real PostgreSQL: views and tables on first run and
+//! rerun, a failing model leaving the old relation intact, skips, threads,
+//! fail-fast and run_results.json.
+
+mod common;
+
+use common::*;
+
+fn psql(db: &str, sql: &str) -> String {
+    let bin = strata::localpg::PgBinaries::find()
+        .ok()
+        .and_then(|b| b.dir)
+        .map(|d| d.join("psql").display().to_string())
+        .unwrap_or_else(|| "psql".into());
+    let out = std::process::Command::new(bin)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg::port().to_string(),
+            "-U",
+            "strata",
+            "-d",
+            db,
+            "-tA",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn warehouse_project(db: &str, threads: usize, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n      threads: {threads}\n",
+        pg::port()
+    );
+    let mut all: Vec<(&str, &str)> = vec![
+        ("profiles.yml", &profile),
+        (
+            "dbt_project.yml",
+            "name: proj\nprofile: proj\nmodels:\n  proj:\n    marts:\n      +materialized: table\n      +schema: marts\n",
+        ),
+    ];
+    all.extend_from_slice(files);
+    project(&all)
+}
+
+const MODELS: &[(&str, &str)] = &[
+    ("models/base.sql", "select g as id from generate_series(1, 10) g"),
+    ("models/marts/totals.sql", "{{ config(post_hook='analyze {{ this }}') }}select count(*) as n, sum(id) as s from {{ ref('base') }}"),
+    ("models/marts/eph.sql", "{{ config(materialized='ephemeral') }}select id from {{ ref('base') }} where id > 5"),
+    ("models/marts/big_ids.sql", "select * from {{ ref('eph') }}"),
+];
+
+#[test]
+fn first_run_rerun_and_results() {
+    let db = pg::database("run_basic");
+    let dir = warehouse_project(&db, 4, MODELS);
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select n || ',' || s from main_marts.totals"),
+        "10,55"
+    );
+    assert_eq!(psql(&db, "select count(*) from main_marts.big_ids"), "5");
+    assert_eq!(
+        psql(
+            &db,
+            "select table_type from information_schema.tables where table_name = 'base'"
+        ),
+        "VIEW"
+    );
+    assert!(
+        r.stderr
+            .contains("Done. PASS=3 WARN=0 ERROR=0 SKIP=0 TOTAL=3"),
+        "{}",
+        r.stderr
+    );
+    // Rerun replaces in place.
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(psql(&db, "select n from main_marts.totals"), "10");
+    let results: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/run_results.json")).unwrap();
+    let totals = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["unique_id"] == "model.proj.totals")
+        .unwrap();
+    assert_eq!(totals["status"], "success");
+    assert_eq!(totals["adapter_response"]["rows_affected"], 1);
+    assert_eq!(
+        totals["relation_name"],
+        "\"".to_string() + &db + "\".\"main_marts\".\"totals\""
+    );
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("schemas/run-results-v6.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&results)
+        .take(5)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn failing_model_keeps_previous_relation_and_skips_descendants() {
+    let db = pg::database("run_fail");
+    let dir = warehouse_project(&db, 2, MODELS);
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    std::fs::write(
+        dir.path().join("models/base.sql"),
+        "select no_such_column from generate_series(1, 3) g",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Database Error in model base (models/base.sql)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("column \"no_such_column\" does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("ERROR=1 SKIP=2"), "{}", r.stderr);
+    // The old view is still there and readable.
+    assert_eq!(psql(&db, "select count(*) from main.base"), "10");
+    let results: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/run_results.json")).unwrap();
+    let statuses: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "skipped").count(), 2);
+}
+
+#[test]
+fn one_and_eight_threads_give_identical_results() {
+    let mut files: Vec<(String, String)> = vec![("models/m0.sql".into(), "select 1 as v".into())];
+    for i in 1..20 {
+        files.push((
+            format!("models/m{i}.sql"),
+            format!("select v + {i} as v from {{{{ ref('m{}') }}}}", i / 2),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut seen = Vec::new();
+    for threads in [1, 8] {
+        let db = pg::database(&format!("run_threads_{threads}"));
+        let dir = warehouse_project(&db, threads, &refs);
+        let r = strata(dir.path(), &["run"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        seen.push(psql(&db, "select string_agg(v::text, ',' order by v) from (select v from main.m19 union all select v from main.m13) x"));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[test]
+fn fail_fast_stops_at_the_first_failure() {
+    let db = pg::database("run_failfast");
+    let dir = warehouse_project(
+        &db,
+        1,
+        &[
+            (
+                "models/a_bad.sql",
+                "{{ config(materialized='table') }}select 1/0 as boom",
+            ),
+            ("models/b.sql", "select 1 as x"),
+            ("models/c.sql", "select 2 as y"),
+        ],
+    );
+    let r = strata(dir.path(), &["run", "--fail-fast"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("division by zero"), "{}", r.stderr);
+    assert!(r.stderr.contains("ERROR=1 SKIP=2"), "{}", r.stderr);
+}
