@@ -193,7 +193,10 @@ fn debug_shows_the_resolved_target_without_secrets() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    // Nothing listens on the fixture's port: the check fails with exit code 1.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("connection:    FAILED"), "{text}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pa55-w0rd"));
     assert!(text.contains("profile:       shop"));
     assert!(text.contains("schema:        analytics"));
     assert!(!text.contains("pa55-w0rd"));
