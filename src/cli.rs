@@ -22,6 +22,10 @@ pub enum Command {
     Compile(CompileArgs),
     /// Build the selected models in the warehouse, in dependency order.
     Run(RunArgs),
+    /// Load the selected seed CSV files with COPY.
+    Seed(RunArgs),
+    /// Seeds and models together, in dependency order.
+    Build(RunArgs),
     /// List the selected resources.
     #[command(alias = "list")]
     Ls(LsArgs),

@@ -30,6 +30,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Compile(a) => commands::compile::run(a),
         Command::Ls(a) => commands::ls::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Seed(a) => commands::run::seed(a),
+        Command::Build(a) => commands::run::build(a),
         Command::Deps(a) => commands::deps::run(a),
         Command::Clean(a) => commands::clean::run(a),
         Command::Init(a) => commands::init::run(a),

@@ -191,3 +191,93 @@ fn fail_fast_stops_at_the_first_failure() {
     assert!(r.stderr.contains("division by zero"), "{}", r.stderr);
     assert!(r.stderr.contains("ERROR=1 SKIP=2"), "{}", r.stderr);
 }
+
+#[test]
+fn seeds_load_with_inferred_types_and_survive_bad_files() {
+    let db = pg::database("seeds");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            (
+                "seeds/people.csv",
+                "id,name,score,joined,active,note\n1,\"Lovelace, Ada\",9.5,2024-01-02,true,\n2,Hopper,7,2024-02-03,false,\"said \"\"hi\"\"\"\n",
+            ),
+            ("seeds/codes.csv", "code,label\n007,bond\n042,answer\n"),
+            ("seeds/_seeds.yml", "version: 2\nseeds:\n  - name: codes\n    config:\n      column_types:\n        code: text\n"),
+            ("models/people_summary.sql", "select count(*) as n, sum(score) as s from {{ ref('people') }}"),
+        ],
+    );
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("OK loaded seed file main.people"),
+        "{}",
+        r.stderr
+    );
+    let types = psql(
+        &db,
+        "select string_agg(column_name || ':' || data_type, ',' order by ordinal_position) from information_schema.columns where table_name = 'people'",
+    );
+    assert_eq!(
+        types,
+        "id:integer,name:text,score:numeric,joined:date,active:boolean,note:text"
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select name || '|' || coalesce(note, 'NULL') from main.people order by id"
+        ),
+        "Lovelace, Ada|NULL\nHopper|said \"hi\""
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select string_agg(code, ',' order by code) from main.codes"
+        ),
+        "007,042"
+    );
+    assert_eq!(
+        psql(&db, "select n || ',' || s from main.people_summary"),
+        "2,16.5"
+    );
+
+    // A ragged row: the error names file and line, and the old table survives.
+    std::fs::write(
+        dir.path().join("seeds/people.csv"),
+        "id,name,score,joined,active,note\n3,X,1,2024-01-01,true,\n4,Y\n",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("seeds/people.csv:3:1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("row has 2 fields but the header has 6"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select count(*) from main.people"), "2");
+
+    // A value the column type rejects: Postgres's COPY error, mapped to the file line.
+    std::fs::write(
+        dir.path().join("seeds/people.csv"),
+        "id,name,score,joined,active,note\n3,X,1,2024-01-01,true,\n",
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["seed"]).code, 0);
+    std::fs::write(
+        dir.path().join("seeds/_seeds.yml"),
+        "version: 2\nseeds:\n  - name: codes\n    config:\n      column_types:\n        code: integer\n        label: integer\n",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["seed", "--full-refresh", "-s", "codes"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("seeds/codes.csv:2"), "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select count(*) from main.codes"),
+        "2",
+        "the previous table survives"
+    );
+    // Truncate and reload keeps the table; --full-refresh recreates it.
+    assert_eq!(psql(&db, "select count(*) from main.people"), "1");
+}

@@ -66,6 +66,15 @@ pub trait Adapter: Send + Sync {
     fn execute(&self, batch: &Batch) -> Result<BatchResult, AdapterError>;
     /// Runs one query and returns its rows as text.
     fn query(&self, sql: &str) -> Result<Table, AdapterError>;
+    /// Runs `before`, streams `data` (CSV) through `copy_sql`, runs `after`,
+    /// all in one transaction; returns the rows loaded.
+    fn load(
+        &self,
+        before: &[String],
+        copy_sql: &str,
+        data: &[u8],
+        after: &[String],
+    ) -> Result<u64, AdapterError>;
     /// Cancels every statement in flight, server side.
     fn cancel_all(&self);
     /// Whether DDL can run inside a transaction and be rolled back.

@@ -55,6 +55,9 @@ fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
             if let Some(h) = db.hint() {
                 m.push_str(&format!("\nHINT: {h}"));
             }
+            if let Some(w) = db.where_() {
+                m.push_str(&format!("\nCONTEXT: {w}"));
+            }
             m
         }
         None => {
@@ -292,6 +295,67 @@ impl Adapter for PostgresAdapter {
                     }
                 }
                 Ok(t)
+            })
+        })
+    }
+
+    fn load(
+        &self,
+        before: &[String],
+        copy_sql: &str,
+        data: &[u8],
+        after: &[String],
+    ) -> Result<u64, AdapterError> {
+        use futures_util::SinkExt;
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                client
+                    .batch_execute("begin")
+                    .await
+                    .map_err(|e| err(e, None))?;
+                let result: Result<u64, AdapterError> = async {
+                    for (i, sql) in before.iter().enumerate() {
+                        client
+                            .simple_query(sql)
+                            .await
+                            .map_err(|e| err(e, Some(i)))?;
+                    }
+                    let sink = client
+                        .copy_in::<_, bytes::Bytes>(copy_sql)
+                        .await
+                        .map_err(|e| err(e, Some(before.len())))?;
+                    futures_util::pin_mut!(sink);
+                    for chunk in data.chunks(1 << 20) {
+                        sink.send(bytes::Bytes::copy_from_slice(chunk))
+                            .await
+                            .map_err(|e| err(e, Some(before.len())))?;
+                    }
+                    let rows = sink
+                        .finish()
+                        .await
+                        .map_err(|e| err(e, Some(before.len())))?;
+                    for (i, sql) in after.iter().enumerate() {
+                        client
+                            .simple_query(sql)
+                            .await
+                            .map_err(|e| err(e, Some(before.len() + 1 + i)))?;
+                    }
+                    Ok(rows)
+                }
+                .await;
+                match result {
+                    Ok(rows) => {
+                        client
+                            .batch_execute("commit")
+                            .await
+                            .map_err(|e| err(e, None))?;
+                        Ok(rows)
+                    }
+                    Err(e) => {
+                        let _ = client.batch_execute("rollback").await;
+                        Err(e)
+                    }
+                }
             })
         })
     }

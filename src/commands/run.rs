@@ -45,6 +45,80 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// Loads one seed with COPY; a malformed file fails before touching the table.
+fn load_seed(
+    s: &Session,
+    n: &Node,
+    adapter: &dyn Adapter,
+    existing: Option<RelationKind>,
+    full_refresh: bool,
+) -> std::result::Result<(String, Option<u64>), String> {
+    use crate::materialize::seed;
+    let pkg = s
+        .project
+        .packages
+        .iter()
+        .find(|p| p.name() == n.package)
+        .ok_or("unknown package")?;
+    let path = pkg.root.join(&n.original_file_path);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let column_types = n
+        .config
+        .get("column_types")
+        .and_then(|c| c.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let delimiter = n
+        .config
+        .get("delimiter")
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.bytes().next())
+        .unwrap_or(b',');
+    let data = seed::read_csv(&n.display_path, &bytes, delimiter, &|c| {
+        column_types
+            .get(c)
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+    })
+    .map_err(|d| d.to_string())?;
+    let quote = n
+        .config
+        .get("quote_columns")
+        .and_then(|q| q.as_bool())
+        .unwrap_or(true);
+    let full_refresh = full_refresh
+        || n.config
+            .get("full_refresh")
+            .and_then(|f| f.as_bool())
+            .unwrap_or(false);
+    let recreate = full_refresh || existing != Some(RelationKind::Table);
+    let relation = n
+        .relation_name(&s.parsed.manifest.quoting)
+        .unwrap_or_default();
+    let plan = seed::plan(
+        &relation,
+        (&n.database, &n.schema, &n.alias),
+        &data,
+        quote,
+        recreate,
+    );
+    let rows = adapter
+        .load(&plan.before, &plan.copy, &data.copy_data, &plan.after)
+        .map_err(|e| {
+            // COPY reports "line N" of the data; the file has a header line first.
+            let m = e.message.clone();
+            match regex::Regex::new(r"COPY [^,]+, line (\d+)")
+                .ok()
+                .and_then(|r| r.captures(&m))
+                .and_then(|c| c[1].parse::<usize>().ok())
+            {
+                Some(l) => format!("{}:{}: {m}", n.display_path, l + 1),
+                None => m,
+            }
+        })?;
+    Ok(("INSERT".into(), Some(rows)))
+}
+
 fn existing_relations(
     a: &dyn Adapter,
     schemas: &BTreeSet<String>,
@@ -77,14 +151,60 @@ fn existing_relations(
         .collect())
 }
 
+/// Which resources a command builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Run,
+    Seed,
+    Build,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Run => "run",
+            Which::Seed => "seed",
+            Which::Build => "build",
+        }
+    }
+
+    fn includes(self, n: &Node) -> bool {
+        match n.resource_type {
+            ResourceType::Model => self != Which::Seed && !n.is_ephemeral(),
+            ResourceType::Seed => self != Which::Run,
+            _ => false,
+        }
+    }
+}
+
 pub fn run(args: &RunArgs) -> Result<Outcome> {
+    execute(args, Which::Run)
+}
+
+pub fn seed(args: &RunArgs) -> Result<Outcome> {
+    execute(args, Which::Seed)
+}
+
+pub fn build(args: &RunArgs) -> Result<Outcome> {
+    execute(args, Which::Build)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
     let m = &s.parsed.manifest;
     let selected = s.select()?;
     let models: Vec<&Node> = selected
         .iter()
         .filter_map(|id| m.nodes.get(id))
-        .filter(|n| n.resource_type == ResourceType::Model && !n.is_ephemeral())
+        .filter(|n| which.includes(n))
         .collect();
     let ids: BTreeSet<String> = models.iter().map(|n| n.unique_id.clone()).collect();
     let compiler = Compiler::new(&s.parsed);
@@ -101,12 +221,20 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         .threads
         .unwrap_or(s.project.target.threads)
         .max(1);
+    let n_seeds = models
+        .iter()
+        .filter(|n| n.resource_type == ResourceType::Seed)
+        .count();
+    let what_runs = match (n_seeds, models.len() - n_seeds) {
+        (0, m) => plural(m, "model"),
+        (sd, 0) => plural(sd, "seed"),
+        (sd, m) => format!("{} and {}", plural(m, "model"), plural(sd, "seed")),
+    };
     rep.info(
-        "run",
+        which.name(),
         &format!(
-            "Concurrency: {threads} threads (target='{}'); running {} models",
-            s.project.target.name,
-            models.len()
+            "Concurrency: {threads} threads (target='{}'); running {what_runs}",
+            s.project.target.name
         ),
     );
 
@@ -197,7 +325,11 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             let n = models[i];
             let idx = counter.fetch_add(1, Ordering::SeqCst) + 1;
             let mat = n.config.materialized.as_str();
-            let what = format!("sql {mat} model {}", label(n));
+            let what = if n.resource_type == ResourceType::Seed {
+                format!("seed file {}", label(n))
+            } else {
+                format!("sql {mat} model {}", label(n))
+            };
             rep.info(
                 "node_start",
                 &progress(idx, total, &format!("START {what}"), "RUN"),
@@ -205,61 +337,68 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             let t0 = chrono::Utc::now();
             let clock = Instant::now();
             let c = compiled.get(&n.unique_id);
-            let outcome: std::result::Result<(String, Option<u64>), String> = (|| {
-                let c = c.ok_or("not compiled")?;
-                let kind = match mat {
-                    "view" => RelationKind::View,
-                    "table" => RelationKind::Table,
-                    other => {
-                        return Err(format!(
-                            "materialization '{other}' is not supported by Strata yet"
-                        ))
-                    }
-                };
-                let render =
-                    |v: Vec<(String, bool)>| -> std::result::Result<Vec<(String, bool)>, String> {
+            let existing_kind = existing.get(&(n.schema.clone(), n.alias.clone())).copied();
+            let outcome: std::result::Result<(String, Option<u64>), String> = if n.resource_type
+                == ResourceType::Seed
+            {
+                load_seed(
+                    &s,
+                    n,
+                    adapter.as_ref(),
+                    existing_kind,
+                    args.common.full_refresh,
+                )
+            } else {
+                (|| {
+                    let c = c.ok_or("not compiled")?;
+                    let kind = match mat {
+                        "view" => RelationKind::View,
+                        "table" => RelationKind::Table,
+                        other => {
+                            return Err(format!(
+                                "materialization '{other}' is not supported by Strata yet"
+                            ))
+                        }
+                    };
+                    let render = |v: Vec<(String, bool)>| -> std::result::Result<Vec<(String, bool)>, String> {
                         v.into_iter()
-                            .map(|(sql, tx)| {
-                                compiler
-                                    .render_snippet(Some(n), &sql)
-                                    .map(|s| (s, tx))
-                                    .map_err(|d| d.to_string())
-                            })
+                            .map(|(sql, tx)| compiler.render_snippet(Some(n), &sql).map(|s| (s, tx)).map_err(|d| d.to_string()))
                             .collect()
                     };
-                let input = ModelPlanInput {
-                    target: Target {
-                        database: n.database.clone(),
-                        schema: n.schema.clone(),
-                        identifier: n.alias.clone(),
-                    },
-                    sql: &c.sql,
-                    existing: existing.get(&(n.schema.clone(), n.alias.clone())).copied(),
-                    pre_hooks: render(hooks(n, "pre-hook"))?,
-                    post_hooks: render(hooks(n, "post-hook"))?,
-                };
-                let plan = materialize::view_or_table(&input, kind);
-                let mut rows = None;
-                for (bi, b) in plan.batches.iter().enumerate() {
-                    let r = adapter.execute(b).map_err(|e| e.message)?;
-                    if bi == plan.main.0 {
-                        rows = r.rows_affected.get(plan.main.1).copied().flatten();
+                    let input = ModelPlanInput {
+                        target: Target {
+                            database: n.database.clone(),
+                            schema: n.schema.clone(),
+                            identifier: n.alias.clone(),
+                        },
+                        sql: &c.sql,
+                        existing: existing_kind,
+                        pre_hooks: render(hooks(n, "pre-hook"))?,
+                        post_hooks: render(hooks(n, "post-hook"))?,
+                    };
+                    let plan = materialize::view_or_table(&input, kind);
+                    let mut rows = None;
+                    for (bi, b) in plan.batches.iter().enumerate() {
+                        let r = adapter.execute(b).map_err(|e| e.message)?;
+                        if bi == plan.main.0 {
+                            rows = r.rows_affected.get(plan.main.1).copied().flatten();
+                        }
                     }
-                }
-                let code = if kind == RelationKind::View {
-                    "CREATE VIEW"
-                } else {
-                    "SELECT"
-                };
-                Ok((
-                    code.to_string(),
-                    if kind == RelationKind::View {
-                        None
+                    let code = if kind == RelationKind::View {
+                        "CREATE VIEW"
                     } else {
-                        rows
-                    },
-                ))
-            })();
+                        "SELECT"
+                    };
+                    Ok((
+                        code.to_string(),
+                        if kind == RelationKind::View {
+                            None
+                        } else {
+                            rows
+                        },
+                    ))
+                })()
+            };
             let t1 = chrono::Utc::now();
             let secs = clock.elapsed().as_secs_f64();
             let (status, code, rows, message) = match outcome {
@@ -268,9 +407,14 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                         Some(r) => format!("{code} {r} in {secs:.2}s"),
                         None => format!("{code} in {secs:.2}s"),
                     };
+                    let verb = if n.resource_type == ResourceType::Seed {
+                        "loaded"
+                    } else {
+                        "created"
+                    };
                     rep.info(
                         "node_ok",
-                        &progress(idx, total, &format!("OK created {what}"), &shown),
+                        &progress(idx, total, &format!("OK {verb} {what}"), &shown),
                     );
                     (JobStatus::Success, Some(code.clone()), rows, Some(code))
                 }
@@ -278,13 +422,25 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                     rep.error(&progress(
                         idx,
                         total,
-                        &format!("ERROR creating {what}"),
+                        &format!(
+                            "ERROR {} {what}",
+                            if n.resource_type == ResourceType::Seed {
+                                "loading"
+                            } else {
+                                "creating"
+                            }
+                        ),
                         &format!("ERROR in {secs:.2}s"),
                     ));
-                    errors
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(format!(
+                    let text = if n.resource_type == ResourceType::Seed {
+                        format!(
+                            "Error in seed {} ({})\n  {}",
+                            n.name,
+                            n.display_path,
+                            e.replace('\n', "\n  ")
+                        )
+                    } else {
+                        format!(
                             "Database Error in model {} ({})\n  {}\n  compiled code at {}",
                             n.name,
                             n.display_path,
@@ -292,7 +448,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                             s.target_dir
                                 .join(crate::compile::compiled_path(n))
                                 .display()
-                        ));
+                        )
+                    };
+                    errors.lock().unwrap_or_else(|p| p.into_inner()).push(text);
                     if args.fail_fast {
                         stop.store(true, Ordering::SeqCst);
                         adapter.cancel_all();
@@ -365,7 +523,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         &invocation,
         s.started_at,
         elapsed,
-        json!({"which": "run", "select": args.common.select, "exclude": args.common.exclude, "threads": threads}),
+        json!({"which": which.name(), "select": args.common.select, "exclude": args.common.exclude, "threads": threads}),
     )?;
     let label_path = s.target_path_label();
     manifest_json::write(
@@ -386,7 +544,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     );
     rep.info(
         "run_done",
-        &format!("Finished running {total} models in {elapsed:.2}s."),
+        &format!("Finished running {what_runs} in {elapsed:.2}s."),
     );
     let errs = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     if errs.is_empty() {

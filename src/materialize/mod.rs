@@ -1,6 +1,8 @@
 //! Materializations as statement plans: what SQL turns a compiled node into a
 //! relation. Plans are pure data, snapshot-tested, and executed by an adapter.
 
+pub mod seed;
+
 use crate::adapter::Batch;
 use crate::jinja::relation::quote_ident;
 

@@ -1,0 +1,298 @@
+//! Seeds: CSV files read and typed like dbt (agate's inference), then loaded
+//! with `COPY ... FROM STDIN` inside one transaction.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::error::{DiagKind, Diagnostic};
+use crate::jinja::relation::quote_ident;
+
+/// The inferred type of a seed column, in agate's order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SeedType {
+    Integer,
+    Number,
+    Date,
+    DateTime,
+    Boolean,
+    Text,
+}
+
+impl SeedType {
+    pub fn sql(self) -> &'static str {
+        match self {
+            SeedType::Integer => "integer",
+            SeedType::Number => "numeric",
+            SeedType::Date => "date",
+            SeedType::DateTime => "timestamp without time zone",
+            SeedType::Boolean => "boolean",
+            SeedType::Text => "text",
+        }
+    }
+}
+
+static INTEGER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-+]?\d+$").expect("static regex"));
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$").expect("static regex"));
+static DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}$").expect("static regex"));
+static DATETIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$").expect("static regex")
+});
+
+fn is_bool(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "false" | "t" | "f" | "yes" | "no" | "y" | "n"
+    )
+}
+
+fn fits(t: SeedType, v: &str) -> bool {
+    match t {
+        SeedType::Integer => INTEGER.is_match(v) && v.trim_start_matches(['-', '+']).len() <= 9,
+        SeedType::Number => NUMBER.is_match(v),
+        SeedType::Date => {
+            DATE.is_match(v) && chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok()
+        }
+        SeedType::DateTime => DATETIME.is_match(v),
+        SeedType::Boolean => is_bool(v),
+        SeedType::Text => true,
+    }
+}
+
+/// The narrowest type every non-empty value fits (all-empty columns are text).
+pub fn infer(values: &mut dyn Iterator<Item = &str>) -> SeedType {
+    let order = [
+        SeedType::Integer,
+        SeedType::Number,
+        SeedType::Date,
+        SeedType::DateTime,
+        SeedType::Boolean,
+        SeedType::Text,
+    ];
+    let mut candidates: Vec<SeedType> = order.to_vec();
+    let mut any = false;
+    for v in values {
+        if v.is_empty() {
+            continue;
+        }
+        any = true;
+        candidates.retain(|t| fits(*t, v));
+        if candidates.len() == 1 {
+            break;
+        }
+    }
+    if !any {
+        return SeedType::Text;
+    }
+    candidates.first().copied().unwrap_or(SeedType::Text)
+}
+
+/// A parsed seed file ready to load.
+#[derive(Debug, Clone)]
+pub struct SeedData {
+    pub columns: Vec<String>,
+    pub types: Vec<String>,
+    /// The rows re-encoded as CSV for `COPY ... WITH (FORMAT csv)`; empty = NULL.
+    pub copy_data: Vec<u8>,
+    pub rows: usize,
+}
+
+/// Reads a CSV, checking every row has the header's width. `column_types`
+/// overrides inferred types by column name.
+pub fn read_csv(
+    file: &str,
+    bytes: &[u8],
+    delimiter: u8,
+    column_types: &dyn Fn(&str) -> Option<String>,
+) -> Result<SeedData, Diagnostic> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        Diagnostic::new(DiagKind::Io, "seed file is not valid UTF-8")
+            .at(file, None, line, 1)
+            .hint("save the CSV as UTF-8")
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = rdr
+        .headers()
+        .map_err(|e| {
+            Diagnostic::new(DiagKind::Io, format!("cannot read the header: {e}")).at(
+                file,
+                Some(text),
+                1,
+                1,
+            )
+        })?
+        .clone();
+    let columns: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+    if columns.is_empty() || columns.iter().any(String::is_empty) {
+        return Err(
+            Diagnostic::new(DiagKind::Io, "the header has an empty column name").at(
+                file,
+                Some(text),
+                1,
+                1,
+            ),
+        );
+    }
+    let mut records: Vec<csv::StringRecord> = Vec::new();
+    for r in rdr.records() {
+        let r = r.map_err(|e| {
+            let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
+            Diagnostic::new(DiagKind::Io, format!("malformed CSV: {e}")).at(
+                file,
+                Some(text),
+                line,
+                1,
+            )
+        })?;
+        if r.len() != columns.len() {
+            let line = r.position().map(|p| p.line() as usize).unwrap_or(1);
+            return Err(Diagnostic::new(
+                DiagKind::Io,
+                format!("row has {} fields but the header has {}", r.len(), columns.len()),
+            )
+            .at(file, Some(text), line, 1)
+            .hint("every row needs one value per header column; quote values that contain the delimiter"));
+        }
+        records.push(r);
+    }
+    let types: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            column_types(c)
+                .unwrap_or_else(|| infer(&mut records.iter().map(|r| &r[i])).sql().to_string())
+        })
+        .collect();
+    let mut w = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    for r in &records {
+        let fields: Vec<&str> = r.iter().collect();
+        w.write_record(&fields).map_err(|e| {
+            Diagnostic::new(DiagKind::Io, format!("cannot re-encode the seed: {e}")).file(file)
+        })?;
+    }
+    let copy_data = w.into_inner().map_err(|e| {
+        Diagnostic::new(DiagKind::Io, format!("cannot re-encode the seed: {e}")).file(file)
+    })?;
+    Ok(SeedData {
+        columns,
+        types,
+        copy_data,
+        rows: records.len(),
+    })
+}
+
+/// The statements around the COPY of a seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedPlan {
+    pub before: Vec<String>,
+    pub copy: String,
+    pub after: Vec<String>,
+}
+
+/// Full refresh (or first load): a new table, swapped in. Otherwise the existing
+/// table is truncated and reloaded. Either way in one transaction.
+pub fn plan(
+    relation: &str,
+    schema_rel: (&str, &str, &str),
+    data: &SeedData,
+    quote_columns: bool,
+    recreate: bool,
+) -> SeedPlan {
+    let (db, schema, ident) = schema_rel;
+    let col = |c: &str| {
+        if quote_columns {
+            quote_ident(c)
+        } else {
+            c.to_string()
+        }
+    };
+    let cols: Vec<String> = data.columns.iter().map(|c| col(c)).collect();
+    let copy_target = |rel: &str| {
+        format!(
+            "copy {rel} ({}) from stdin with (format csv)",
+            cols.join(", ")
+        )
+    };
+    if recreate {
+        let tmp = format!(
+            "{}.{}.{}",
+            quote_ident(db),
+            quote_ident(schema),
+            quote_ident(&format!("{ident}__dbt_tmp"))
+        );
+        let defs: Vec<String> = cols
+            .iter()
+            .zip(&data.types)
+            .map(|(c, t)| format!("{c} {t}"))
+            .collect();
+        SeedPlan {
+            before: vec![
+                format!("drop table if exists {tmp} cascade"),
+                format!("create table {tmp} ({})", defs.join(", ")),
+            ],
+            copy: copy_target(&tmp),
+            after: vec![
+                format!("drop table if exists {relation} cascade"),
+                format!("alter table {tmp} rename to {}", quote_ident(ident)),
+            ],
+        }
+    } else {
+        SeedPlan {
+            before: vec![format!("truncate table {relation}")],
+            copy: copy_target(relation),
+            after: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_follows_agate_order() {
+        let t = |vals: &[&str]| infer(&mut vals.iter().copied());
+        assert_eq!(t(&["1", "2", ""]), SeedType::Integer);
+        assert_eq!(t(&["1", "2.5"]), SeedType::Number);
+        assert_eq!(t(&["2024-01-02"]), SeedType::Date);
+        assert_eq!(t(&["2024-01-02 10:00:00", "2024-01-03"]), SeedType::Text);
+        assert_eq!(t(&["2024-01-02T10:00:00"]), SeedType::DateTime);
+        assert_eq!(t(&["true", "False"]), SeedType::Boolean);
+        assert_eq!(t(&["$1.00"]), SeedType::Text);
+        assert_eq!(t(&["", ""]), SeedType::Text);
+        assert_eq!(t(&["12345678901"]), SeedType::Number);
+    }
+
+    #[test]
+    fn ragged_rows_name_the_line() {
+        let e = read_csv("seeds/x.csv", b"a,b\n1,2\n3\n", b',', &|_| None).unwrap_err();
+        assert_eq!(e.location.unwrap().line, 3);
+        let e = read_csv("seeds/x.csv", b"a,b\n1,\xff\n", b',', &|_| None).unwrap_err();
+        assert_eq!(e.location.unwrap().line, 2);
+    }
+
+    #[test]
+    fn copy_data_keeps_quotes_and_nulls() {
+        let d = read_csv("s.csv", b"id,name\n1,\"a, b\"\n2,\n", b',', &|c| {
+            (c == "id").then(|| "bigint".into())
+        })
+        .unwrap();
+        assert_eq!(d.types, vec!["bigint", "text"]);
+        assert_eq!(String::from_utf8(d.copy_data).unwrap(), "1,\"a, b\"\n2,\n");
+    }
+}
