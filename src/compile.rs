@@ -194,6 +194,8 @@ pub struct Compiler<'a> {
     /// Render dbt's four built-in generic tests without Jinja when the project
     /// does not override them (`STRATA_JINJA_TESTS=1` turns this off).
     pub native_tests: bool,
+    /// Models for which `is_incremental()` is true in this run.
+    pub incremental: rustc_hash::FxHashSet<String>,
 }
 
 impl<'a> Compiler<'a> {
@@ -204,6 +206,7 @@ impl<'a> Compiler<'a> {
             parsed,
             resolver,
             native_tests: std::env::var_os("STRATA_JINJA_TESTS").is_none(),
+            incremental: Default::default(),
         }
     }
 
@@ -334,7 +337,7 @@ impl<'a> Compiler<'a> {
                     .or_insert(Json::Bool(n.config.enabled));
                 c
             })),
-            is_incremental: false,
+            is_incremental: self.incremental.contains(&n.unique_id),
             extra,
         }
     }

@@ -281,3 +281,115 @@ fn seeds_load_with_inferred_types_and_survive_bad_files() {
     // Truncate and reload keeps the table; --full-refresh recreates it.
     assert_eq!(psql(&db, "select count(*) from main.people"), "1");
 }
+
+fn incremental_project(db: &str, model: &str) -> tempfile::TempDir {
+    warehouse_project(
+        db,
+        2,
+        &[
+            ("models/events.sql", model),
+            (
+                "seeds/src.csv",
+                "id,region,v,ts\n1,eu,a,1\n2,us,b,1\n,eu,n,1\n",
+            ),
+        ],
+    )
+}
+
+fn set_source(dir: &std::path::Path, csv: &str) {
+    std::fs::write(dir.join("seeds/src.csv"), csv).unwrap();
+}
+
+#[test]
+fn incremental_strategies_and_null_keys() {
+    for strategy in ["merge", "delete+insert"] {
+        let db = pg::database(&format!("inc_{}", strategy.replace('+', "_")));
+        let model = format!(
+            "{{{{ config(materialized='incremental', unique_key=['id', 'region'], incremental_strategy='{strategy}') }}}}\n\
+             select id, region, v, ts from {{{{ ref('src') }}}}\n\
+             {{% if is_incremental() %}}where ts > (select max(ts) from {{{{ this }}}}){{% endif %}}"
+        );
+        let dir = incremental_project(&db, &model);
+        let r = strata(dir.path(), &["build"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(psql(&db, "select count(*) from main.events"), "3");
+        // id 1 changes, a NULL-key row arrives again, id 3 is new.
+        set_source(
+            dir.path(),
+            "id,region,v,ts\n1,eu,a2,2\n,eu,n2,2\n3,eu,c,2\n",
+        );
+        let r = strata(dir.path(), &["build"]);
+        assert_eq!(r.code, 0, "{strategy}: {}", r.stderr);
+        assert_eq!(
+            psql(&db, "select string_agg(coalesce(id::text, 'null') || '=' || v, ',' order by id nulls last) from main.events"),
+            "1=a2,2=b,3=c,null=n2",
+            "{strategy}"
+        );
+        let compiled = read(dir.path(), "target/compiled/proj/models/events.sql");
+        assert!(
+            compiled.contains("where ts > (select max(ts) from"),
+            "is_incremental() was true: {compiled}"
+        );
+        // --full-refresh rebuilds from the current source only.
+        let r = strata(dir.path(), &["build", "--full-refresh"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(psql(&db, "select count(*) from main.events"), "3");
+    }
+}
+
+#[test]
+fn incremental_append_and_schema_changes() {
+    let db = pg::database("inc_schema");
+    let dir = incremental_project(
+        &db,
+        "{{ config(materialized='incremental', on_schema_change='fail') }}select id, v from {{ ref('src') }}",
+    );
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select count(*) from main.events"),
+        "6",
+        "append adds rows again"
+    );
+    // A new column with on_schema_change=fail stops the model and keeps the table.
+    std::fs::write(
+        dir.path().join("models/events.sql"),
+        "{{ config(materialized='incremental', on_schema_change='fail') }}select id, v, region from {{ ref('src') }}",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("Source columns not in target: [region text]"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select count(*) from main.events"), "6");
+    // append_new_columns adds it.
+    std::fs::write(
+        dir.path().join("models/events.sql"),
+        "{{ config(materialized='incremental', on_schema_change='append_new_columns') }}select id, v, region from {{ ref('src') }}",
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) filter (where region is not null) || '/' || count(*) from main.events"
+        ),
+        "3/9"
+    );
+    // sync_all_columns drops the removed one.
+    std::fs::write(
+        dir.path().join("models/events.sql"),
+        "{{ config(materialized='incremental', on_schema_change='sync_all_columns') }}select id, region from {{ ref('src') }}",
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    assert_eq!(
+        psql(&db, "select string_agg(column_name, ',' order by ordinal_position) from information_schema.columns where table_name = 'events'"),
+        "id,region"
+    );
+}

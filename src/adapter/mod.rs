@@ -37,6 +37,13 @@ pub struct Table {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
+/// A column name and its warehouse data type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+}
+
 /// A failure reported by the warehouse or the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterError {
@@ -75,6 +82,10 @@ pub trait Adapter: Send + Sync {
         data: &[u8],
         after: &[String],
     ) -> Result<u64, AdapterError>;
+    /// The output columns of a query, with their warehouse types, without running it.
+    fn describe(&self, sql: &str) -> Result<Vec<Column>, AdapterError>;
+    /// Columns of an existing relation, in order.
+    fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError>;
     /// Cancels every statement in flight, server side.
     fn cancel_all(&self);
     /// Whether DDL can run inside a transaction and be rolled back.

@@ -360,6 +360,57 @@ impl Adapter for PostgresAdapter {
         })
     }
 
+    fn describe(&self, sql: &str) -> Result<Vec<super::Column>, AdapterError> {
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let stmt = client.prepare(sql).await.map_err(|e| err(e, Some(0)))?;
+                let mut cols = Vec::new();
+                for c in stmt.columns() {
+                    // Exact type names (with modifiers) come from the catalog.
+                    let row = client
+                        .query_one("select format_type($1::oid, null)", &[&c.type_().oid()])
+                        .await
+                        .map_err(|e| err(e, None))?;
+                    cols.push(super::Column {
+                        name: c.name().to_string(),
+                        data_type: row.get::<_, String>(0),
+                    });
+                }
+                Ok(cols)
+            })
+        })
+    }
+
+    fn columns_of(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Vec<super::Column>, AdapterError> {
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let rows = client
+                    .query(
+                        "select a.attname::text, format_type(a.atttypid, a.atttypmod) \
+                         from pg_catalog.pg_attribute a \
+                         join pg_catalog.pg_class c on c.oid = a.attrelid \
+                         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped \
+                         order by a.attnum",
+                        &[&schema, &identifier],
+                    )
+                    .await
+                    .map_err(|e| err(e, None))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| super::Column {
+                        name: r.get::<_, String>(0),
+                        data_type: r.get::<_, String>(1),
+                    })
+                    .collect())
+            })
+        })
+    }
+
     fn cancel_all(&self) {
         let cancels = self
             .pool

@@ -45,6 +45,25 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// dbt's rule: a model's `full_refresh` config, when set, wins over the flag.
+fn full_refresh_of(n: &Node, flag: bool) -> bool {
+    n.config
+        .get("full_refresh")
+        .and_then(|f| f.as_bool())
+        .unwrap_or(flag)
+}
+
+fn string_list(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
 /// Loads one seed with COPY; a malformed file fails before touching the table.
 fn load_seed(
     s: &Session,
@@ -207,11 +226,7 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
         .filter(|n| which.includes(n))
         .collect();
     let ids: BTreeSet<String> = models.iter().map(|n| n.unique_id.clone()).collect();
-    let compiler = Compiler::new(&s.parsed);
-    let compiled: HashMap<String, CompiledNode> = compiler.compile(&s.graph, &ids)?;
-    std::fs::create_dir_all(&s.target_dir)
-        .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
-    write_compiled(&s.target_dir, &compiled)?;
+    let mut compiler = Compiler::new(&s.parsed);
 
     let rep = s.reporter;
     let started = Instant::now();
@@ -239,6 +254,7 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
     );
 
     // Project hooks and schemas.
+    let hook_compiler = Compiler::new(&s.parsed);
     let run_hooks = |kind: &str| -> Result<()> {
         for pkg in &s.project.packages {
             let list = if kind == "on-run-start" {
@@ -247,7 +263,7 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
                 &pkg.settings.on_run_end
             };
             for h in list {
-                let sql = compiler.render_snippet(None, h)?;
+                let sql = hook_compiler.render_snippet(None, h)?;
                 if sql.trim().is_empty() {
                     continue;
                 }
@@ -283,6 +299,21 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
         adapter.as_ref(),
         &schemas.iter().map(|(_, s)| s.clone()).collect(),
     )?;
+    // `is_incremental()` is true for incremental models whose table exists and
+    // that are not being fully refreshed.
+    for n in &models {
+        if n.config.materialized == "incremental"
+            && existing.get(&(n.schema.clone(), n.alias.clone())) == Some(&RelationKind::Table)
+            && !full_refresh_of(n, args.common.full_refresh)
+        {
+            compiler.incremental.insert(n.unique_id.clone());
+        }
+    }
+    let compiled: HashMap<String, CompiledNode> = compiler.compile(&s.graph, &ids)?;
+    std::fs::create_dir_all(&s.target_dir)
+        .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
+    write_compiled(&s.target_dir, &compiled)?;
+    let compiler = compiler;
 
     // Dependencies among the models being run, looking through ephemeral models.
     let index: HashMap<&str, usize> = models
@@ -351,9 +382,10 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
             } else {
                 (|| {
                     let c = c.ok_or("not compiled")?;
+                    let incremental_run = compiler.incremental.contains(&n.unique_id);
                     let kind = match mat {
                         "view" => RelationKind::View,
-                        "table" => RelationKind::Table,
+                        "table" | "incremental" => RelationKind::Table,
                         other => {
                             return Err(format!(
                                 "materialization '{other}' is not supported by Strata yet"
@@ -376,7 +408,41 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
                         pre_hooks: render(hooks(n, "pre-hook"))?,
                         post_hooks: render(hooks(n, "post-hook"))?,
                     };
-                    let plan = materialize::view_or_table(&input, kind);
+                    let plan = if incremental_run {
+                        use crate::materialize::incremental::{
+                            self, IncrementalInput, OnSchemaChange, Strategy,
+                        };
+                        let unique_key = string_list(n.config.get("unique_key"));
+                        let strategy = Strategy::parse(
+                            n.config
+                                .get("incremental_strategy")
+                                .and_then(|v| v.as_str()),
+                            !unique_key.is_empty(),
+                        )?;
+                        let on_schema_change = OnSchemaChange::parse(
+                            n.config.get("on_schema_change").and_then(|v| v.as_str()),
+                        )?;
+                        let source_columns = adapter
+                            .describe(&format!("select * from (\n{}\n) as dbt_sbq", c.sql))
+                            .map_err(|e| e.message)?;
+                        let target_columns = adapter
+                            .columns_of(&n.schema, &n.alias)
+                            .map_err(|e| e.message)?;
+                        incremental::plan(&IncrementalInput {
+                            target: input.target.clone(),
+                            sql: &c.sql,
+                            strategy,
+                            unique_key,
+                            predicates: string_list(n.config.get("incremental_predicates")),
+                            on_schema_change,
+                            source_columns,
+                            target_columns,
+                            pre_hooks: input.pre_hooks.clone(),
+                            post_hooks: input.post_hooks.clone(),
+                        })?
+                    } else {
+                        materialize::view_or_table(&input, kind)
+                    };
                     let mut rows = None;
                     for (bi, b) in plan.batches.iter().enumerate() {
                         let r = adapter.execute(b).map_err(|e| e.message)?;
@@ -386,6 +452,16 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
                     }
                     let code = if kind == RelationKind::View {
                         "CREATE VIEW"
+                    } else if incremental_run {
+                        if n.config
+                            .get("incremental_strategy")
+                            .and_then(|v| v.as_str())
+                            == Some("merge")
+                        {
+                            "MERGE"
+                        } else {
+                            "INSERT"
+                        }
                     } else {
                         "SELECT"
                     };

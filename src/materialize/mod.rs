@@ -1,6 +1,7 @@
 //! Materializations as statement plans: what SQL turns a compiled node into a
 //! relation. Plans are pure data, snapshot-tested, and executed by an adapter.
 
+pub mod incremental;
 pub mod seed;
 
 use crate::adapter::Batch;
