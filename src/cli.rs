@@ -26,6 +26,10 @@ pub enum Command {
     Seed(RunArgs),
     /// Seeds and models together, in dependency order.
     Build(RunArgs),
+    /// Re-run what failed or was skipped in the last run_results.json.
+    Retry(RunArgs),
+    /// Preview the rows of a model (`--select`) or of inline SQL (`--inline`).
+    Show(ShowArgs),
     /// List the selected resources.
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -139,6 +143,18 @@ pub struct RunArgs {
     /// Stop at the first failure and cancel statements in flight.
     #[arg(short = 'x', long)]
     pub fail_fast: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// SQL to preview instead of a selected model; may use ref() and source().
+    #[arg(long)]
+    pub inline: Option<String>,
+    /// How many rows to show.
+    #[arg(long, default_value_t = 5)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

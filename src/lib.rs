@@ -32,6 +32,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Seed(a) => commands::run::seed(a),
         Command::Build(a) => commands::run::build(a),
+        Command::Retry(a) => commands::run::retry(a),
+        Command::Show(a) => commands::show::run(a),
         Command::Deps(a) => commands::deps::run(a),
         Command::Clean(a) => commands::clean::run(a),
         Command::Init(a) => commands::init::run(a),
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(e) => {
             let mut text = format!("{e}");
             let mut cause = e.source();

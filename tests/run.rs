@@ -393,3 +393,97 @@ fn incremental_append_and_schema_changes() {
         "id,region"
     );
 }
+
+#[test]
+fn show_previews_models_and_inline_sql() {
+    let db = pg::database("show");
+    let dir = warehouse_project(&db, 2, MODELS);
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    let r = strata(dir.path(), &["show", "-s", "totals"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "| n   | s   |\n| --- | --- |\n| 10  | 55  |\n");
+    let r = strata(
+        dir.path(),
+        &[
+            "show",
+            "--inline",
+            "select id from {{ ref('base') }} order by id",
+            "--limit",
+            "2",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "| id  |\n| --- |\n| 1   |\n| 2   |\n");
+}
+
+#[test]
+fn retry_reruns_failures_and_skips_only() {
+    let db = pg::database("retry");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("models/ok.sql", "select 1 as x"),
+            ("models/bad.sql", "{{ config(materialized='table') }}select * from {{ var('tbl', 'main.missing_table') }}"),
+            ("models/after_bad.sql", "select * from {{ ref('bad') }}"),
+        ],
+    );
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 1);
+    psql(&db, "create table main.missing_table (y int)");
+    let r = strata(dir.path(), &["retry"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("running 2 models"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("main.ok "),
+        "ok is not re-run: {}",
+        r.stderr
+    );
+    let r = strata(dir.path(), &["retry"]);
+    assert!(r.stderr.contains("Nothing to retry"), "{}", r.stderr);
+}
+
+#[test]
+fn ctrl_c_cancels_and_leaves_the_old_relation() {
+    let db = pg::database("ctrlc");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[(
+            "models/slow.sql",
+            "{{ config(materialized='table') }}select 1 as v",
+        )],
+    );
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    std::fs::write(
+        dir.path().join("models/slow.sql"),
+        "{{ config(materialized='table') }}select 2 as v from (select pg_sleep(30)) s",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("run")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let start = std::time::Instant::now();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        psql(&db, "select v from main.slow"),
+        "1",
+        "the previous table is intact"
+    );
+    assert_eq!(psql(&db, "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()"), "0");
+}

@@ -9,6 +9,7 @@ pub mod ls;
 pub mod parse;
 pub mod pg;
 pub mod run;
+pub mod show;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub enum Outcome {
     Success,
     /// Models or tests failed (exit 1).
     Failed,
+    /// Stopped by Ctrl-C after cancelling statements in flight (exit 130).
+    Interrupted,
 }
 
 pub fn load_options(args: &CommonArgs, offline: bool) -> LoadOptions {

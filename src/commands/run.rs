@@ -17,6 +17,7 @@ use crate::cli::RunArgs;
 use crate::compile::{write_compiled, CompiledNode, Compiler};
 use crate::manifest::{Node, ResourceType};
 use crate::materialize::{self, ModelPlanInput, RelationKind, Target};
+use crate::report::Reporter;
 use crate::scheduler::{run_dag, JobStatus};
 
 /// `1 of 5 START sql view model schema.name ..... [RUN]`, dbt's layout.
@@ -197,16 +198,66 @@ impl Which {
 }
 
 pub fn run(args: &RunArgs) -> Result<Outcome> {
-    execute(args, Which::Run)
+    execute(args, Which::Run, None)
 }
 
 pub fn seed(args: &RunArgs) -> Result<Outcome> {
-    execute(args, Which::Seed)
+    execute(args, Which::Seed, None)
 }
 
 pub fn build(args: &RunArgs) -> Result<Outcome> {
-    execute(args, Which::Build)
+    execute(args, Which::Build, None)
 }
+
+/// Re-runs the nodes that failed or were skipped in the last run_results.json,
+/// with the command that produced it.
+pub fn retry(args: &RunArgs) -> Result<Outcome> {
+    let settings_text = std::fs::read_to_string(args.common.project_dir.join("dbt_project.yml"))
+        .with_context(|| {
+            format!(
+                "no dbt_project.yml in {}",
+                args.common.project_dir.display()
+            )
+        })?;
+    let settings = crate::project::ProjectSettings::parse("dbt_project.yml", &settings_text)?;
+    let target = match &args.common.target_path {
+        Some(p) => p.clone(),
+        None => args.common.project_dir.join(&settings.target_path),
+    };
+    let path = target.join("run_results.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no previous run to retry: cannot read {}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let which = match doc["args"]["which"].as_str() {
+        Some("seed") => Which::Seed,
+        Some("build") => Which::Build,
+        _ => Which::Run,
+    };
+    let ids: BTreeSet<String> = doc["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            matches!(
+                r["status"].as_str(),
+                Some("error" | "skipped" | "fail" | "runtime error")
+            )
+        })
+        .filter_map(|r| r["unique_id"].as_str().map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        Reporter::new(&args.common).info(
+            "retry",
+            "Nothing to retry: the last run had no failures or skips",
+        );
+        return Ok(Outcome::Success);
+    }
+    execute(args, which, Some(ids))
+}
+
+/// Set when Ctrl-C arrives during a run.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {
@@ -216,10 +267,13 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
+pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
     let m = &s.parsed.manifest;
-    let selected = s.select()?;
+    let selected = match only {
+        Some(ids) => ids,
+        None => s.select()?,
+    };
     let models: Vec<&Node> = selected
         .iter()
         .filter_map(|id| m.nodes.get(id))
@@ -343,7 +397,18 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
 
     let total = models.len();
     let counter = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    {
+        // Ctrl-C: start nothing new and cancel what runs, server side; each model's
+        // transaction rolls back, so no relation is left half built.
+        let stop = stop.clone();
+        let adapter = adapter.clone();
+        let _ = ctrlc::set_handler(move || {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+            adapter.cancel_all();
+        });
+    }
     let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let label = |n: &Node| format!("{}.{}", n.schema, n.alias);
@@ -588,7 +653,9 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
                 });
         },
     );
-    run_hooks("on-run-end")?;
+    if !INTERRUPTED.load(Ordering::SeqCst) {
+        run_hooks("on-run-end")?;
+    }
 
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     let invocation = s.parsed.jinja.shared.invocation_id.clone();
@@ -640,6 +707,11 @@ pub fn execute(args: &RunArgs, which: Which) -> Result<Outcome> {
         &format!("Done. PASS={pass} WARN=0 ERROR={err} SKIP={skip} TOTAL={total}"),
     );
     std::mem::forget(compiled);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        rep.error("Interrupted: statements in flight were cancelled and rolled back");
+        s.finish();
+        return Ok(Outcome::Interrupted);
+    }
     let failed = err > 0 || skip > 0 && args.fail_fast;
     s.finish();
     Ok(if failed {
