@@ -762,6 +762,10 @@ pub fn write_compiled(
             index.push_str(&format!("{h:016x}\t{p}\n"));
         }
     }
+    std::fs::create_dir_all(&root).map_err(|source| Error::Write {
+        path: root.clone(),
+        source,
+    })?;
     std::fs::write(&index_path, index).map_err(|source| Error::Write {
         path: index_path.clone(),
         source,

@@ -106,8 +106,10 @@ pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
         input.sql
     ));
     if let Some(old) = input.existing {
+        // `if exists`: replacing an upstream view in this run may have dropped
+        // this one already (dependent views go with `drop ... cascade`).
         tx.push(format!(
-            "alter {} {} rename to {}",
+            "alter {} if exists {} rename to {}",
             old.ddl_word(),
             t.rendered(),
             quote_ident(&backup)
