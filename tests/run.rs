@@ -490,3 +490,51 @@ fn ctrl_c_cancels_and_leaves_the_old_relation() {
     );
     assert_eq!(psql(&db, "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()"), "0");
 }
+
+#[test]
+fn relation_settings_indexes_grants_docs_unlogged() {
+    let db = pg::database("settings");
+    psql(&db, "do $$ begin if not exists (select from pg_roles where rolname = 'strata_reporter') then create role strata_reporter; end if; end $$");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            (
+                "models/marts/wide.sql",
+                "{{ config(unlogged=true, indexes=[{'columns': ['id'], 'unique': true}], grants={'select': ['strata_reporter']}, persist_docs={'relation': true, 'columns': true}) }}\
+                 select g as id, g * 2 as doubled from generate_series(1, 5) g",
+            ),
+            (
+                "models/marts/schema.yml",
+                "version: 2\nmodels:\n  - name: wide\n    description: \"Wide table\"\n    columns:\n      - name: id\n        description: \"Key\"\n      - name: not_produced\n        description: \"ignored\"\n",
+            ),
+        ],
+    );
+    for _ in 0..2 {
+        let r = strata(dir.path(), &["run"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            psql(
+                &db,
+                "select relpersistence from pg_class where relname = 'wide'"
+            ),
+            "u"
+        );
+        assert_eq!(psql(&db, "select count(*) from pg_indexes where tablename = 'wide' and indexdef like '%UNIQUE%(id)%'"), "1");
+        assert_eq!(
+            psql(&db, "select privilege_type from information_schema.role_table_grants where table_name = 'wide' and grantee = 'strata_reporter'"),
+            "SELECT"
+        );
+        assert_eq!(
+            psql(&db, "select obj_description('main_marts.wide'::regclass)"),
+            "Wide table"
+        );
+        assert_eq!(
+            psql(
+                &db,
+                "select col_description('main_marts.wide'::regclass, 1)"
+            ),
+            "Key"
+        );
+    }
+}

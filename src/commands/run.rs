@@ -46,6 +46,66 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// Indexes, grants, unlogged and persisted docs from a model's config.
+fn relation_settings(
+    n: &Node,
+    adapter: &dyn Adapter,
+    sql: &str,
+) -> std::result::Result<materialize::RelationSettings, String> {
+    use serde_json::Value as J;
+    let mut out = materialize::RelationSettings {
+        unlogged: n
+            .config
+            .get("unlogged")
+            .and_then(J::as_bool)
+            .unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(J::Array(idx)) = n.config.get("indexes") {
+        for i in idx {
+            let cols = string_list(i.get("columns"));
+            if cols.is_empty() {
+                return Err(format!("an index of model '{}' has no columns", n.name));
+            }
+            out.indexes.push((
+                cols,
+                i.get("unique").and_then(J::as_bool).unwrap_or(false),
+                i.get("type").and_then(J::as_str).map(str::to_string),
+            ));
+        }
+    }
+    if let Some(J::Object(g)) = n.config.get("grants") {
+        for (privilege, who) in g {
+            let grantees: Vec<String> = string_list(Some(who))
+                .iter()
+                .map(|w| crate::jinja::relation::quote_ident(w))
+                .collect();
+            out.grants.push((privilege.clone(), grantees));
+        }
+    }
+    let pd = n.config.get("persist_docs");
+    let flag = |k: &str| {
+        pd.and_then(|p| p.get(k))
+            .and_then(J::as_bool)
+            .unwrap_or(false)
+    };
+    if flag("relation") && !n.description.is_empty() {
+        out.relation_comment = Some(n.description.clone());
+    }
+    if flag("columns") && n.columns.values().any(|c| !c.description.is_empty()) {
+        let produced = adapter
+            .describe(&format!("select * from (\n{sql}\n) as dbt_sbq"))
+            .map_err(|e| e.message)?;
+        for c in n.columns.values() {
+            if !c.description.is_empty() && produced.iter().any(|p| p.name == c.name) {
+                out.column_comments
+                    .push((c.name.clone(), c.description.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// dbt's rule: a model's `full_refresh` config, when set, wins over the flag.
 fn full_refresh_of(n: &Node, flag: bool) -> bool {
     n.config
@@ -472,6 +532,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                         existing: existing_kind,
                         pre_hooks: render(hooks(n, "pre-hook"))?,
                         post_hooks: render(hooks(n, "post-hook"))?,
+                        settings: relation_settings(n, adapter.as_ref(), &c.sql)?,
                     };
                     let plan = if incremental_run {
                         use crate::materialize::incremental::{
@@ -503,7 +564,20 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                             source_columns,
                             target_columns,
                             pre_hooks: input.pre_hooks.clone(),
-                            post_hooks: input.post_hooks.clone(),
+                            post_hooks: {
+                                let mut p = input.post_hooks.clone();
+                                p.extend(
+                                    materialize::settings_sql(
+                                        &input.target.rendered(),
+                                        &n.alias,
+                                        kind,
+                                        &input.settings,
+                                    )
+                                    .into_iter()
+                                    .map(|sql| (sql, true)),
+                                );
+                                p
+                            },
                         })?
                     } else {
                         materialize::view_or_table(&input, kind)

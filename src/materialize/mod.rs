@@ -56,6 +56,80 @@ pub struct ModelPlanInput<'a> {
     pub existing: Option<RelationKind>,
     pub pre_hooks: Vec<(String, bool)>,
     pub post_hooks: Vec<(String, bool)>,
+    /// Relation settings applied inside the transaction, after the swap.
+    pub settings: RelationSettings,
+}
+
+/// Postgres-specific table options and the things dbt applies to a built relation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelationSettings {
+    pub unlogged: bool,
+    /// (columns, unique, method) of each configured index.
+    pub indexes: Vec<(Vec<String>, bool, Option<String>)>,
+    /// privilege → grantees.
+    pub grants: Vec<(String, Vec<String>)>,
+    pub relation_comment: Option<String>,
+    pub column_comments: Vec<(String, String)>,
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Statements applying indexes, grants and comments to `rel`.
+pub fn settings_sql(
+    rel: &str,
+    identifier: &str,
+    kind: RelationKind,
+    s: &RelationSettings,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if kind != RelationKind::View {
+        for (cols, unique, method) in &s.indexes {
+            let mut h: u32 = 2166136261;
+            for b in format!("{identifier}{}{unique}", cols.join(",")).bytes() {
+                h = (h ^ b as u32).wrapping_mul(16777619);
+            }
+            let name = format!(
+                "{}_idx_{h:08x}",
+                identifier.chars().take(40).collect::<String>()
+            );
+            out.push(format!(
+                "create {}index if not exists {} on {rel} {}({})",
+                if *unique { "unique " } else { "" },
+                quote_ident(&name),
+                method
+                    .as_deref()
+                    .map(|m| format!("using {m} "))
+                    .unwrap_or_default(),
+                cols.join(", ")
+            ));
+        }
+    }
+    for (privilege, grantees) in &s.grants {
+        if !grantees.is_empty() {
+            out.push(format!(
+                "grant {privilege} on {rel} to {}",
+                grantees.join(", ")
+            ));
+        }
+    }
+    if let Some(c) = &s.relation_comment {
+        let word = if kind == RelationKind::View {
+            "view"
+        } else {
+            "table"
+        };
+        out.push(format!("comment on {word} {rel} is {}", quote_literal(c)));
+    }
+    for (col, c) in &s.column_comments {
+        out.push(format!(
+            "comment on column {rel}.{} is {}",
+            quote_ident(col),
+            quote_literal(c)
+        ));
+    }
+    out
 }
 
 /// The batches of a plan, in order.
@@ -99,8 +173,13 @@ pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
         t.named(&tmp)
     ));
     let main_index = tx.len();
+    let unlogged = if kind == RelationKind::Table && input.settings.unlogged {
+        "unlogged "
+    } else {
+        ""
+    };
     tx.push(format!(
-        "create {} {} as (\n{}\n)",
+        "create {unlogged}{} {} as (\n{}\n)",
         kind.ddl_word(),
         t.named(&tmp),
         input.sql
@@ -121,19 +200,26 @@ pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
         t.named(&tmp),
         quote_ident(&t.identifier)
     ));
-    for (sql, in_tx) in &input.post_hooks {
-        if *in_tx {
-            tx.push(sql.clone());
-        } else {
-            outside_after.push(sql.clone());
-        }
-    }
+    // The old relation goes first: its indexes' names must be free again.
     if let Some(old) = input.existing {
         tx.push(format!(
             "drop {} if exists {} cascade",
             old.ddl_word(),
             t.named(&backup)
         ));
+    }
+    tx.extend(settings_sql(
+        &t.rendered(),
+        &t.identifier,
+        kind,
+        &input.settings,
+    ));
+    for (sql, in_tx) in &input.post_hooks {
+        if *in_tx {
+            tx.push(sql.clone());
+        } else {
+            outside_after.push(sql.clone());
+        }
     }
     let mut batches = Vec::new();
     if !outside_before.is_empty() {
@@ -168,6 +254,7 @@ mod tests {
             existing,
             pre_hooks: vec![("set statement_timeout = 0".into(), false)],
             post_hooks: vec![("analyze \"db\".\"analytics\".\"orders\"".into(), true)],
+            settings: RelationSettings::default(),
         }
     }
 
@@ -212,6 +299,25 @@ mod tests {
                 &input(Some(RelationKind::Table)),
                 RelationKind::Table
             ))
+        );
+    }
+
+    #[test]
+    fn table_with_settings() {
+        let mut i = input(None);
+        i.settings = RelationSettings {
+            unlogged: true,
+            indexes: vec![
+                (vec!["id".into()], true, None),
+                (vec!["a".into(), "b".into()], false, Some("btree".into())),
+            ],
+            grants: vec![("select".into(), vec!["reporter".into(), "bi".into()])],
+            relation_comment: Some("Orders, one per row's".into()),
+            column_comments: vec![("id".into(), "The key".into())],
+        };
+        insta::assert_snapshot!(
+            "table_with_settings",
+            show(&view_or_table(&i, RelationKind::Table))
         );
     }
 
