@@ -132,24 +132,7 @@ impl ManifestResolver {
 
 impl Resolver for ManifestResolver {
     fn resolve_ref(&self, from_package: &str, r: &RefCall) -> Result<ResolvedRef, String> {
-        let cands = self
-            .by_name
-            .get(&r.name)
-            .ok_or_else(|| format!("ref('{}') is not a model, seed or snapshot", r.name))?;
-        let pick = |p: &str| cands.iter().find(|(cp, _)| cp == p).map(|(_, u)| u.clone());
-        let uid = match &r.package {
-            Some(p) => pick(p),
-            None => pick(from_package)
-                .or_else(|| pick(&self.root))
-                .or_else(|| cands.first().map(|(_, u)| u.clone())),
-        }
-        .ok_or_else(|| {
-            format!(
-                "ref('{}') is not in package '{}'",
-                r.name,
-                r.package.clone().unwrap_or_default()
-            )
-        })?;
+        let uid = self.pick(from_package, r)?.to_string();
         let (relation, ephemeral) = self
             .relations
             .get(&uid)

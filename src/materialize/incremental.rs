@@ -4,7 +4,7 @@
 //! is NULL replace each other instead of piling up as duplicates.
 
 use super::{Plan, Target};
-use crate::adapter::{Batch, Column};
+use crate::adapter::Column;
 use crate::jinja::relation::quote_ident;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,22 +252,7 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
         }
     }
     tx.push(format!("drop table if exists pg_temp.{tmp}"));
-    let mut batches = Vec::new();
-    if !before.is_empty() {
-        batches.push(Batch {
-            statements: before,
-            atomic: false,
-        });
-    }
-    let main = (batches.len(), main_index);
-    batches.push(Batch::atomic(tx));
-    if !after.is_empty() {
-        batches.push(Batch {
-            statements: after,
-            atomic: false,
-        });
-    }
-    Ok(Plan { batches, main })
+    Ok(super::assemble(before, tx, main_index, after))
 }
 
 #[cfg(test)]

@@ -221,18 +221,28 @@ pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
             outside_after.push(sql.clone());
         }
     }
+    assemble(outside_before, tx, main_index, outside_after)
+}
+
+/// Autocommit statements before, the transaction, autocommit statements after.
+pub fn assemble(
+    before: Vec<String>,
+    tx: Vec<String>,
+    main_index: usize,
+    after: Vec<String>,
+) -> Plan {
     let mut batches = Vec::new();
-    if !outside_before.is_empty() {
+    if !before.is_empty() {
         batches.push(Batch {
-            statements: outside_before,
+            statements: before,
             atomic: false,
         });
     }
     let main = (batches.len(), main_index);
     batches.push(Batch::atomic(tx));
-    if !outside_after.is_empty() {
+    if !after.is_empty() {
         batches.push(Batch {
-            statements: outside_after,
+            statements: after,
             atomic: false,
         });
     }
