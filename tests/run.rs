@@ -538,3 +538,52 @@ fn relation_settings_indexes_grants_docs_unlogged() {
         );
     }
 }
+
+#[test]
+fn materialized_views_are_created_then_refreshed() {
+    let db = pg::database("matview");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("seeds/nums.csv", "n\n1\n2\n"),
+            (
+                "models/mv.sql",
+                "{{ config(materialized='materialized_view', indexes=[{'columns': ['total']}]) }}select sum(n) as total from {{ ref('nums') }}",
+            ),
+        ],
+    );
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    assert_eq!(psql(&db, "select total from main.mv"), "3");
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from pg_matviews where matviewname = 'mv'"
+        ),
+        "1"
+    );
+    std::fs::write(dir.path().join("seeds/nums.csv"), "n\n1\n2\n10\n").unwrap();
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("REFRESH MATERIALIZED VIEW"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select total from main.mv"), "13");
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from pg_indexes where tablename = 'mv'"
+        ),
+        "1"
+    );
+    let r = strata(dir.path(), &["run", "--full-refresh"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("REFRESH MATERIALIZED VIEW"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select total from main.mv"), "13");
+}

@@ -511,6 +511,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                     let kind = match mat {
                         "view" => RelationKind::View,
                         "table" | "incremental" => RelationKind::Table,
+                        "materialized_view" => RelationKind::MaterializedView,
                         other => {
                             return Err(format!(
                                 "materialization '{other}' is not supported by Strata yet"
@@ -580,7 +581,18 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                             },
                         })?
                     } else {
-                        materialize::view_or_table(&input, kind)
+                        if kind == RelationKind::MaterializedView
+                            && existing_kind == Some(RelationKind::MaterializedView)
+                            && !full_refresh_of(n, args.common.full_refresh)
+                        {
+                            let change = n
+                                .config
+                                .get("on_configuration_change")
+                                .and_then(|v| v.as_str());
+                            materialize::refresh_materialized_view(&input, change)?
+                        } else {
+                            materialize::view_or_table(&input, kind)
+                        }
                     };
                     let mut rows = None;
                     for (bi, b) in plan.batches.iter().enumerate() {
@@ -591,6 +603,14 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                     }
                     let code = if kind == RelationKind::View {
                         "CREATE VIEW"
+                    } else if kind == RelationKind::MaterializedView {
+                        if existing_kind == Some(RelationKind::MaterializedView)
+                            && !full_refresh_of(n, args.common.full_refresh)
+                        {
+                            "REFRESH MATERIALIZED VIEW"
+                        } else {
+                            "SELECT"
+                        }
                     } else if incremental_run {
                         if n.config
                             .get("incremental_strategy")

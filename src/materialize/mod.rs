@@ -224,6 +224,55 @@ pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
     assemble(outside_before, tx, main_index, outside_after)
 }
 
+/// An existing materialized view: refreshed in place. `on_configuration_change`
+/// `apply` (the default) also creates configured indexes that are missing;
+/// `continue` only refreshes; `fail` refuses to run when indexes are configured,
+/// as their state cannot be compared without rebuilding.
+pub fn refresh_materialized_view(
+    input: &ModelPlanInput<'_>,
+    on_change: Option<&str>,
+) -> Result<Plan, String> {
+    let rel = input.target.rendered();
+    let mut tx: Vec<String> = Vec::new();
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for (sql, in_tx) in &input.pre_hooks {
+        if *in_tx {
+            tx.push(sql.clone())
+        } else {
+            before.push(sql.clone())
+        }
+    }
+    let mut settings = input.settings.clone();
+    match on_change.unwrap_or("apply") {
+        "apply" => {}
+        "continue" => settings.indexes.clear(),
+        "fail" if !settings.indexes.is_empty() => {
+            return Err(format!(
+                "materialized view {rel} has configuration (indexes) and on_configuration_change is 'fail'; run with --full-refresh to rebuild it"
+            ))
+        }
+        "fail" => {}
+        other => return Err(format!("on_configuration_change '{other}' is not one of apply, continue, fail")),
+    }
+    let main_index = tx.len();
+    tx.push(format!("refresh materialized view {rel}"));
+    tx.extend(settings_sql(
+        &rel,
+        &input.target.identifier,
+        RelationKind::MaterializedView,
+        &settings,
+    ));
+    for (sql, in_tx) in &input.post_hooks {
+        if *in_tx {
+            tx.push(sql.clone())
+        } else {
+            after.push(sql.clone())
+        }
+    }
+    Ok(assemble(before, tx, main_index, after))
+}
+
 /// Autocommit statements before, the transaction, autocommit statements after.
 pub fn assemble(
     before: Vec<String>,
