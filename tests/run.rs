@@ -587,3 +587,56 @@ fn materialized_views_are_created_then_refreshed() {
     );
     assert_eq!(psql(&db, "select total from main.mv"), "13");
 }
+
+#[test]
+fn enforced_contracts_check_types_and_apply_constraints() {
+    let db = pg::database("contract");
+    let yml = "version: 2\nmodels:\n  - name: customers\n    config:\n      contract:\n        enforced: true\n    columns:\n      - name: id\n        data_type: int\n        constraints:\n          - type: not_null\n          - type: primary_key\n      - name: email\n        data_type: varchar(100)\n        constraints:\n          - type: check\n            expression: \"email like '%@%'\"\n";
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            (
+                "models/marts/customers.sql",
+                "select 1 as id, 'a@x.io'::varchar(100) as email",
+            ),
+            ("models/marts/schema.yml", yml),
+        ],
+    );
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select count(*) from information_schema.table_constraints where table_name = 'customers' and constraint_type in ('PRIMARY KEY', 'CHECK')"),
+        "3",
+        "primary key, check, and the not-null check"
+    );
+    // A type mismatch stops the model before anything changes.
+    std::fs::write(
+        dir.path().join("models/marts/customers.sql"),
+        "select 'one' as id, 'a@x.io'::varchar(100) as email",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("| id | integer | text | data type mismatch |"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select id from main_marts.customers"), "1");
+    // A constraint violation fails inside the transaction: the old table stays.
+    std::fs::write(
+        dir.path().join("models/marts/customers.sql"),
+        "select 2 as id, 'no-at-sign'::varchar(100) as email",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("violates check constraint"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select id from main_marts.customers"), "1");
+}

@@ -46,6 +46,62 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// With `contract: {enforced: true}`, checks the model's output against its
+/// YAML columns before anything is built, and returns the declared columns
+/// with their types normalized by the warehouse.
+fn enforced_contract(
+    n: &Node,
+    adapter: &dyn Adapter,
+    sql: &str,
+) -> std::result::Result<Option<Vec<materialize::contract::Declared>>, String> {
+    use materialize::contract::{check, Declared};
+    let enforced = n
+        .config
+        .get("contract")
+        .and_then(|c| c.get("enforced"))
+        .and_then(|e| e.as_bool())
+        .unwrap_or(false);
+    if !enforced {
+        return Ok(None);
+    }
+    let mut declared = Vec::new();
+    for c in n.columns.values() {
+        let Some(t) = &c.data_type else {
+            return Err(format!(
+                "model '{}' enforces a contract, but column '{}' has no data_type in its YAML",
+                n.name, c.name
+            ));
+        };
+        let canon = adapter
+            .query(&format!(
+                "select format_type('{}'::regtype, null)",
+                t.replace('\'', "''")
+            ))
+            .map_err(|e| {
+                format!(
+                    "column '{}': data_type '{t}' is not a type: {}",
+                    c.name, e.message
+                )
+            })?;
+        let base = canon
+            .rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_else(|| t.clone());
+        declared.push(Declared {
+            name: c.name.clone(),
+            data_type: base,
+            ddl_type: t.clone(),
+            constraints: c.constraints.clone(),
+        });
+    }
+    let produced = adapter
+        .describe(&format!("select * from (\n{sql}\n) as dbt_sbq"))
+        .map_err(|e| e.message)?;
+    check(&declared, &produced)?;
+    Ok(Some(declared))
+}
+
 /// Indexes, grants, unlogged and persisted docs from a model's config.
 fn relation_settings(
     n: &Node,
@@ -534,6 +590,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                         pre_hooks: render(hooks(n, "pre-hook"))?,
                         post_hooks: render(hooks(n, "post-hook"))?,
                         settings: relation_settings(n, adapter.as_ref(), &c.sql)?,
+                        contract: enforced_contract(n, adapter.as_ref(), &c.sql)?,
                     };
                     let plan = if incremental_run {
                         use crate::materialize::incremental::{

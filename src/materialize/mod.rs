@@ -1,6 +1,7 @@
 //! Materializations as statement plans: what SQL turns a compiled node into a
 //! relation. Plans are pure data, snapshot-tested, and executed by an adapter.
 
+pub mod contract;
 pub mod incremental;
 pub mod seed;
 
@@ -58,6 +59,8 @@ pub struct ModelPlanInput<'a> {
     pub post_hooks: Vec<(String, bool)>,
     /// Relation settings applied inside the transaction, after the swap.
     pub settings: RelationSettings,
+    /// Enforced contract: tables are created with these columns, then filled.
+    pub contract: Option<Vec<contract::Declared>>,
 }
 
 /// Postgres-specific table options and the things dbt applies to a built relation.
@@ -172,18 +175,33 @@ pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
         kind.ddl_word(),
         t.named(&tmp)
     ));
-    let main_index = tx.len();
     let unlogged = if kind == RelationKind::Table && input.settings.unlogged {
         "unlogged "
     } else {
         ""
     };
-    tx.push(format!(
-        "create {unlogged}{} {} as (\n{}\n)",
-        kind.ddl_word(),
-        t.named(&tmp),
-        input.sql
-    ));
+    let main_index = match (&input.contract, kind) {
+        (Some(declared), RelationKind::Table) => {
+            // The insert that fills the contract's table reports the rows.
+            tx.extend(contract::create_and_fill(
+                t,
+                &tmp,
+                input.settings.unlogged,
+                declared,
+                input.sql,
+            ));
+            tx.len() - 1
+        }
+        _ => {
+            tx.push(format!(
+                "create {unlogged}{} {} as (\n{}\n)",
+                kind.ddl_word(),
+                t.named(&tmp),
+                input.sql
+            ));
+            tx.len() - 1
+        }
+    };
     if let Some(old) = input.existing {
         // `if exists`: replacing an upstream view in this run may have dropped
         // this one already (dependent views go with `drop ... cascade`).
@@ -314,6 +332,7 @@ mod tests {
             pre_hooks: vec![("set statement_timeout = 0".into(), false)],
             post_hooks: vec![("analyze \"db\".\"analytics\".\"orders\"".into(), true)],
             settings: RelationSettings::default(),
+            contract: None,
         }
     }
 
