@@ -30,6 +30,8 @@ pub enum Command {
     Retry(RunArgs),
     /// Preview the rows of a model (`--select`) or of inline SQL (`--inline`).
     Show(ShowArgs),
+    /// Call a macro against the warehouse, with keyword arguments from --args.
+    RunOperation(RunOperationArgs),
     /// List the selected resources.
     #[command(alias = "list")]
     Ls(LsArgs),
@@ -143,6 +145,17 @@ pub struct RunArgs {
     /// Stop at the first failure and cancel statements in flight.
     #[arg(short = 'x', long)]
     pub fail_fast: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunOperationArgs {
+    /// The macro to call (`name` or `package.name`).
+    pub macro_name: String,
+    /// Keyword arguments as YAML or JSON, e.g. '{table: orders, days: 7}'.
+    #[arg(long)]
+    pub args: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -271,6 +271,22 @@ impl<'a> Compiler<'a> {
         Ok(out)
     }
 
+    /// Calls a macro with keyword arguments in the project context (run-operation).
+    pub fn call_macro(&self, name: &str, args: Value) -> Result<String, Diagnostic> {
+        let info = NodeInfo {
+            package: self.manifest().project_name.clone(),
+            name: name.to_string(),
+            resource_type: "operation".into(),
+            extra: vec![("__strata_args".into(), args)],
+            ..Default::default()
+        };
+        let ctx = self.jinja().ctx(info, Phase::Compile);
+        let src = format!("{{{{ {name}(**__strata_args) }}}}");
+        self.jinja()
+            .render("<run-operation>", &src, &ctx)
+            .map_err(|e| jinja::diagnostic_from_jinja(&e, "<run-operation>", None, 0))
+    }
+
     /// Renders a hook or other SQL snippet in a node's compile context
     /// (`this`, `config`, `target` …); `None` renders in the project context.
     pub fn render_snippet(&self, n: Option<&Node>, sql: &str) -> Result<String, Diagnostic> {

@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Build(a) => commands::run::build(a),
         Command::Retry(a) => commands::run::retry(a),
         Command::Show(a) => commands::show::run(a),
+        Command::RunOperation(a) => commands::run_operation::run(a),
         Command::Deps(a) => commands::deps::run(a),
         Command::Clean(a) => commands::clean::run(a),
         Command::Init(a) => commands::init::run(a),

@@ -640,3 +640,44 @@ fn enforced_contracts_check_types_and_apply_constraints() {
     );
     assert_eq!(psql(&db, "select id from main_marts.customers"), "1");
 }
+
+#[test]
+fn run_operation_uses_the_warehouse_from_macros() {
+    let db = pg::database("runop");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("models/people.sql", "{{ config(materialized='table') }}select 1 as id, 'ada' as name union all select 2, 'grace'"),
+            (
+                "macros/ops.sql",
+                "{% macro report(min_id) %}\n\
+                 {% set rel = adapter.get_relation(database=target.database, schema=target.schema, identifier='people') %}\n\
+                 {% set cols = adapter.get_columns_in_relation(rel) %}\n\
+                 {% set res = run_query('select count(*) as n from ' ~ rel ~ ' where id >= ' ~ min_id) %}\n\
+                 {% call statement('names', fetch_result=True) %}select string_agg(name, ',' order by id) from {{ rel }}{% endcall %}\n\
+                 {{ return(rel.type ~ '|' ~ (cols | map(attribute='name') | join(',')) ~ '|' ~ res.rows[0]['n'] ~ '|' ~ load_result('names')['data'][0][0]) }}\n\
+                 {% endmacro %}\n\
+                 {% macro cleanup() %}{% do adapter.drop_relation(adapter.get_relation(target.database, target.schema, 'people')) %}dropped{% endmacro %}",
+            ),
+        ],
+    );
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    let r = strata(
+        dir.path(),
+        &["run-operation", "report", "--args", "{min_id: 2}"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "table|id,name|1|ada,grace");
+    let r = strata(dir.path(), &["run-operation", "cleanup"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from information_schema.tables where table_name = 'people'"
+        ),
+        "0"
+    );
+    let r = strata(dir.path(), &["run-operation", "no_such_macro"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

@@ -84,6 +84,9 @@ pub trait Adapter: Send + Sync {
     ) -> Result<u64, AdapterError>;
     /// The output columns of a query, with their warehouse types, without running it.
     fn describe(&self, sql: &str) -> Result<Vec<Column>, AdapterError>;
+    /// `table`, `view` or `materialized_view` when the relation exists.
+    fn relation_type(&self, schema: &str, identifier: &str)
+        -> Result<Option<String>, AdapterError>;
     /// Columns of an existing relation, in order.
     fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError>;
     /// Cancels every statement in flight, server side.

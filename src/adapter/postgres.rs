@@ -381,6 +381,34 @@ impl Adapter for PostgresAdapter {
         })
     }
 
+    fn relation_type(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let row = client
+                    .query_opt(
+                        "select c.relkind::text from pg_catalog.pg_class c \
+                         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                         where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'v', 'm', 'p')",
+                        &[&schema, &identifier],
+                    )
+                    .await
+                    .map_err(|e| err(e, None))?;
+                Ok(row.map(|r| {
+                    match r.get::<_, String>(0).as_str() {
+                        "v" => "view",
+                        "m" => "materialized_view",
+                        _ => "table",
+                    }
+                    .to_string()
+                }))
+            })
+        })
+    }
+
     fn columns_of(
         &self,
         schema: &str,

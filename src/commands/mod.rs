@@ -9,6 +9,7 @@ pub mod ls;
 pub mod parse;
 pub mod pg;
 pub mod run;
+pub mod run_operation;
 pub mod show;
 
 use std::collections::BTreeSet;

@@ -401,6 +401,8 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
     let rep = s.reporter;
     let started = Instant::now();
     let adapter = adapter::connect(&s.project.dir, &s.project.target, args.common.threads)?;
+    // Models may run introspective queries (run_query, adapter.get_relation …).
+    s.parsed.jinja.set_executor(adapter.clone());
     let threads = args
         .common
         .threads

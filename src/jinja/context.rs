@@ -57,6 +57,9 @@ pub struct Shared {
     pub quoting: QuotePolicy,
     pub macros: Arc<MacroRegistry>,
     pub resolver: Mutex<Option<Arc<dyn Resolver>>>,
+    /// The warehouse, when the command has one: `run_query`, `statement` and the
+    /// introspective `adapter` methods execute against it while compiling.
+    pub executor: Mutex<Option<Arc<dyn crate::adapter::Adapter>>>,
     pub flags: Value,
 }
 
@@ -99,6 +102,8 @@ struct RenderState {
     capture: Capture,
     package_stack: Vec<String>,
     return_value: Option<Value>,
+    /// `statement` results by name, for `load_result`.
+    results: HashMap<String, Value>,
 }
 
 /// The root object of every render: dbt's context variables live here.
@@ -173,6 +178,26 @@ impl RenderCtx {
 
     pub fn take_return(&self) -> Option<Value> {
         self.st().return_value.take()
+    }
+
+    /// The warehouse connection, but only while compiling.
+    pub fn executor(&self) -> Option<Arc<dyn crate::adapter::Adapter>> {
+        if self.phase != Phase::Compile {
+            return None;
+        }
+        self.shared
+            .executor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn store_result(&self, name: &str, v: Value) {
+        self.st().results.insert(name.to_string(), v);
+    }
+
+    pub fn load_result(&self, name: &str) -> Option<Value> {
+        self.st().results.get(name).cloned()
     }
 
     fn this_value(&self) -> Value {

@@ -160,6 +160,7 @@ impl JinjaEnv {
             quoting: settings.quoting,
             macros: Arc::new(reg),
             resolver: Mutex::new(None),
+            executor: Mutex::new(None),
             flags: crate::jinja::to_value(&settings.flags),
         });
         if diags.is_empty() {
@@ -175,6 +176,15 @@ impl JinjaEnv {
             .resolver
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    /// Lets compile-phase renders run queries against the warehouse.
+    pub fn set_executor(&self, a: Arc<dyn crate::adapter::Adapter>) {
+        *self
+            .shared
+            .executor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(a);
     }
 
     pub fn ctx(&self, node: NodeInfo, phase: Phase) -> Arc<RenderCtx> {

@@ -68,11 +68,73 @@ impl Object for AdapterObj {
             "type" => Ok(Value::from(ctx.shared.adapter_type.clone())),
             "get_relation" | "load_relation" => {
                 ctx.mark_sensitive();
-                Ok(Value::from(()))
+                let Some(a) = ctx.executor() else {
+                    return Ok(Value::from(()));
+                };
+                let (database, schema, identifier) = if method == "load_relation" {
+                    let (rel,): (Value,) = from_args(args)?;
+                    (
+                        rel.get_attr("database")?,
+                        rel.get_attr("schema")?,
+                        rel.get_attr("identifier")?,
+                    )
+                } else {
+                    let (d, s, i, kw): (Option<Value>, Option<Value>, Option<Value>, Kwargs) =
+                        from_args(args)?;
+                    let pick = |v: Option<Value>, k: &str| -> Result<Value, Error> {
+                        Ok(v.or(kw.get::<Option<Value>>(k)?).unwrap_or(Value::from(())))
+                    };
+                    (
+                        pick(d, "database")?,
+                        pick(s, "schema")?,
+                        pick(i, "identifier")?,
+                    )
+                };
+                let (schema, identifier) = (schema.to_string(), identifier.to_string());
+                let kind = a
+                    .relation_type(&schema, &identifier)
+                    .map_err(|e| err(e.message))?;
+                Ok(match kind {
+                    None => Value::from(()),
+                    Some(k) => {
+                        let db = if database.is_none() || database.is_undefined() {
+                            ctx.shared.target_database.clone()
+                        } else {
+                            database.to_string()
+                        };
+                        let mut name =
+                            RelationName::new(&db, &schema, &identifier, ctx.shared.quoting);
+                        name.kind = Some(k);
+                        Value::from_object(Relation::resolved(name))
+                    }
+                })
             }
-            "get_columns_in_relation"
-            | "list_relations_without_caching"
-            | "get_missing_columns" => {
+            "get_columns_in_relation" => {
+                ctx.mark_sensitive();
+                let Some(a) = ctx.executor() else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                let (rel,): (Value,) = from_args(args)?;
+                let cols = a
+                    .columns_of(
+                        &rel.get_attr("schema")?.to_string(),
+                        &rel.get_attr("identifier")?.to_string(),
+                    )
+                    .map_err(|e| err(e.message))?;
+                Ok(Value::from(
+                    cols.into_iter()
+                        .map(|c| {
+                            Value::from_pairs(vec![
+                                ("name", Value::from(c.name.clone())),
+                                ("column", Value::from(c.name)),
+                                ("dtype", Value::from(c.data_type.clone())),
+                                ("data_type", Value::from(c.data_type)),
+                            ])
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            }
+            "list_relations_without_caching" | "get_missing_columns" => {
                 ctx.mark_sensitive();
                 Ok(Value::from(Vec::<Value>::new()))
             }
@@ -80,19 +142,50 @@ impl Object for AdapterObj {
                 ctx.mark_sensitive();
                 Ok(Value::from(false))
             }
-            "drop_relation"
-            | "rename_relation"
-            | "create_schema"
-            | "drop_schema"
-            | "expand_target_column_types"
-            | "commit"
-            | "truncate_relation" => {
+            "drop_relation" | "create_schema" | "drop_schema" | "truncate_relation" => {
                 ctx.mark_sensitive();
-                if ctx.phase == Phase::Compile {
-                    return Err(err(format!(
-                        "adapter.{method}() needs a warehouse connection, which `compile` does not open"
-                    )));
-                }
+                let Some(a) = ctx.executor() else {
+                    if ctx.phase == Phase::Compile {
+                        return Err(err(format!(
+                            "adapter.{method}() needs a warehouse connection, which `compile` does not open"
+                        )));
+                    }
+                    return Ok(Value::from(()));
+                };
+                let (rel,): (Value,) = from_args(args)?;
+                let sql = match method {
+                    "drop_relation" => {
+                        let word = match rel
+                            .get_attr("type")
+                            .ok()
+                            .and_then(|t| t.as_str().map(str::to_string))
+                            .as_deref()
+                        {
+                            Some("view") => "view",
+                            Some("materialized_view") => "materialized view",
+                            _ => "table",
+                        };
+                        format!("drop {word} if exists {rel} cascade")
+                    }
+                    "truncate_relation" => format!("truncate table {rel}"),
+                    "create_schema" => format!(
+                        "create schema if not exists {}",
+                        quote_ident(&rel.get_attr("schema")?.to_string())
+                    ),
+                    _ => format!(
+                        "drop schema if exists {} cascade",
+                        quote_ident(&rel.get_attr("schema")?.to_string())
+                    ),
+                };
+                a.execute(&crate::adapter::Batch {
+                    statements: vec![sql],
+                    atomic: false,
+                })
+                .map_err(|e| err(e.message))?;
+                Ok(Value::from(()))
+            }
+            "rename_relation" | "expand_target_column_types" | "commit" => {
+                ctx.mark_sensitive();
                 Ok(Value::from(()))
             }
             _ => Err(Error::new(
@@ -189,25 +282,229 @@ impl Object for StatementObj {
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         let ctx = ctx_of(state)?;
         ctx.mark_sensitive();
-        let (_rest, kwargs): (Rest<Value>, Kwargs) = from_args(args)?;
-        if let Some(caller) = kwargs.get::<Option<Value>>("caller")? {
-            // Rendering the body still records the refs and macros it uses.
-            caller.call(state, &[])?;
+        let (rest, kwargs): (Rest<Value>, Kwargs) = from_args(args)?;
+        let name = rest
+            .first()
+            .map(|v| v.to_string())
+            .or(kwargs.get::<Option<String>>("name")?);
+        let fetch = kwargs.get::<Option<bool>>("fetch_result")?.unwrap_or(false);
+        let _ = kwargs.get::<Option<Value>>("auto_begin")?;
+        let _ = kwargs.get::<Option<Value>>("language")?;
+        let Some(caller) = kwargs.get::<Option<Value>>("caller")? else {
+            return Ok(Value::from(""));
+        };
+        // Rendering the body still records the refs and macros it uses.
+        let sql = caller.call(state, &[])?.to_string();
+        if let Some(a) = ctx.executor() {
+            let t = if fetch {
+                a.query(&sql).map_err(|e| {
+                    err(format!(
+                        "statement '{}' failed: {e}",
+                        name.clone().unwrap_or_default()
+                    ))
+                })?
+            } else {
+                a.execute(&crate::adapter::Batch {
+                    statements: vec![sql],
+                    atomic: false,
+                })
+                .map_err(|e| {
+                    err(format!(
+                        "statement '{}' failed: {e}",
+                        name.clone().unwrap_or_default()
+                    ))
+                })?;
+                crate::adapter::Table::default()
+            };
+            if let Some(n) = name {
+                let data: Vec<Value> = t
+                    .rows
+                    .iter()
+                    .map(|r| Value::from(r.iter().map(cell).collect::<Vec<_>>()))
+                    .collect();
+                let rows = t.rows.len();
+                let result = Value::from_pairs(vec![
+                    (
+                        "response",
+                        Value::from_pairs(vec![
+                            ("code", Value::from("SUCCESS")),
+                            ("rows_affected", Value::from(rows)),
+                        ]),
+                    ),
+                    ("data", Value::from(data)),
+                    ("table", table_value(t)),
+                ]);
+                ctx.store_result(&n, result);
+            }
         }
         Ok(Value::from(""))
     }
 }
 
-pub fn run_query_fn(state: &State, _sql: Value) -> Result<Value, Error> {
+pub fn run_query_fn(state: &State, sql: Value) -> Result<Value, Error> {
     let ctx = ctx_of(state)?;
     ctx.mark_sensitive();
-    Ok(Value::from(()))
+    match ctx.executor() {
+        Some(a) => {
+            let t = a
+                .query(&sql.to_string())
+                .map_err(|e| err(format!("run_query failed: {e}")))?;
+            Ok(table_value(t))
+        }
+        None => Ok(Value::from(())),
+    }
 }
 
-pub fn load_result_fn(state: &State, _name: String) -> Result<Value, Error> {
+pub fn load_result_fn(state: &State, name: String) -> Result<Value, Error> {
     let ctx = ctx_of(state)?;
     ctx.mark_sensitive();
-    Ok(Value::from(()))
+    Ok(ctx.load_result(&name).unwrap_or(Value::from(())))
+}
+
+/// A query result as dbt's agate table: `.rows` (indexable by position or
+/// column name), `.columns` (with `.name` and `.values()`), `.column_names`.
+#[derive(Debug)]
+pub struct TableObj(pub crate::adapter::Table);
+
+pub fn table_value(t: crate::adapter::Table) -> Value {
+    Value::from_object(TableObj(t))
+}
+
+fn cell(v: &Option<String>) -> Value {
+    match v {
+        None => Value::from(()),
+        Some(s) => match (s.parse::<i64>(), s.parse::<f64>()) {
+            (Ok(i), _) => Value::from(i),
+            (_, Ok(f))
+                if s.chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')) =>
+            {
+                Value::from(f)
+            }
+            _ => Value::from(s.as_str()),
+        },
+    }
+}
+
+#[derive(Debug)]
+struct RowObj {
+    columns: Arc<Vec<String>>,
+    values: Vec<Value>,
+}
+
+impl Object for RowObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_i64() {
+            let i = if i < 0 {
+                self.values.len() as i64 + i
+            } else {
+                i
+            };
+            return self.values.get(usize::try_from(i).ok()?).cloned();
+        }
+        let k = key.as_str()?;
+        self.columns
+            .iter()
+            .position(|c| c == k)
+            .and_then(|i| self.values.get(i).cloned())
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.values.clone())
+    }
+}
+
+#[derive(Debug)]
+struct ColumnObj {
+    name: String,
+    values: Vec<Value>,
+}
+
+impl Object for ColumnObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "name" => Some(Value::from(self.name.clone())),
+            _ => None,
+        }
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "values" => Ok(Value::from(self.values.clone())),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+impl TableObj {
+    fn rows(&self) -> Vec<Value> {
+        let columns = Arc::new(self.0.columns.clone());
+        self.0
+            .rows
+            .iter()
+            .map(|r| {
+                Value::from_object(RowObj {
+                    columns: columns.clone(),
+                    values: r.iter().map(cell).collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Object for TableObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_i64() {
+            return self.rows().get(usize::try_from(i).ok()?).cloned();
+        }
+        match key.as_str()? {
+            "rows" => Some(Value::from(self.rows())),
+            "column_names" => Some(Value::from(self.0.columns.clone())),
+            "columns" => Some(Value::from(
+                self.0
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        Value::from_object(ColumnObj {
+                            name: c.clone(),
+                            values: self.0.rows.iter().map(|r| cell(&r[i])).collect(),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        }
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.rows())
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "print_table" => {
+                eprintln!("{}", crate::commands::show::format_table(&self.0));
+                Ok(Value::from(()))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
 }
 
 /// A list that supports `.append()`/`.extend()` etc., for `{% set x = [] %}`.

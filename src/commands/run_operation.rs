@@ -1,0 +1,41 @@
+//! `strata run-operation MACRO --args '{...}'`: calls a macro with the warehouse
+//! connected, so it can use run_query, statement blocks and adapter methods.
+
+use anyhow::Result;
+
+use super::{Outcome, Session};
+use crate::adapter;
+use crate::cli::RunOperationArgs;
+use crate::compile::Compiler;
+use crate::error::DiagKind;
+
+pub fn run(args: &RunOperationArgs) -> Result<Outcome> {
+    let s = Session::open(&args.common)?;
+    let kwargs = crate::project::parse_cli_vars(args.args.as_deref())?;
+    let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(1))?;
+    s.parsed.jinja.set_executor(adapter);
+    let compiler = Compiler::new(&s.parsed);
+    s.reporter.info(
+        "run_operation",
+        &format!("Running macro '{}'", args.macro_name),
+    );
+    let value = crate::jinja::to_value(&kwargs);
+    match compiler.call_macro(&args.macro_name, value) {
+        Ok(out) => {
+            let out = out.trim();
+            if !out.is_empty() {
+                println!("{}", crate::secrets::scrub(out));
+            }
+            s.finish();
+            Ok(Outcome::Success)
+        }
+        // A macro that does not exist is bad input (exit 2); one that fails ran (exit 1).
+        Err(d) if d.kind == DiagKind::UnknownMacro => Err(d.into()),
+        Err(d) => {
+            s.reporter.error(&format!(
+                "Encountered an error while running operation:\n{d}"
+            ));
+            Ok(Outcome::Failed)
+        }
+    }
+}
