@@ -681,3 +681,32 @@ fn run_operation_uses_the_warehouse_from_macros() {
     let r = strata(dir.path(), &["run-operation", "no_such_macro"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn grants_on_kept_relations_are_revoked_to_match_the_config() {
+    let db = pg::database("revoke");
+    for role in ["strata_a", "strata_b"] {
+        psql(&db, &format!("do $$ begin if not exists (select from pg_roles where rolname = '{role}') then create role {role}; end if; end $$"));
+    }
+    let model = |who: &str| {
+        format!("{{{{ config(materialized='incremental', grants={{'select': [{who}]}}) }}}}select 1 as id")
+    };
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[("models/inc.sql", &model("'strata_a', 'strata_b'"))],
+    );
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    let grantees = || {
+        psql(&db, "select string_agg(grantee, ',' order by grantee) from information_schema.role_table_grants where table_name = 'inc' and grantee like 'strata_%'")
+    };
+    assert_eq!(grantees(), "strata_a,strata_b");
+    std::fs::write(dir.path().join("models/inc.sql"), model("'strata_b'")).unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        grantees(),
+        "strata_b",
+        "strata_a was revoked on the incremental run"
+    );
+}

@@ -102,6 +102,38 @@ fn enforced_contract(
     Ok(Some(declared))
 }
 
+/// Grants on an existing relation that its config does not list (the owner's
+/// own privileges are left alone).
+fn stale_grants(
+    adapter: &dyn Adapter,
+    n: &Node,
+    wanted: &[(String, Vec<String>)],
+) -> std::result::Result<Vec<(String, String)>, String> {
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let t = adapter
+        .query(&format!(
+            "select lower(privilege_type), grantee from information_schema.role_table_grants \
+             where table_schema = {} and table_name = {} and grantee <> current_user",
+            lit(&n.schema),
+            lit(&n.alias)
+        ))
+        .map_err(|e| e.message)?;
+    let mut out = Vec::new();
+    for r in t.rows {
+        let (Some(p), Some(g)) = (r.first().cloned().flatten(), r.get(1).cloned().flatten()) else {
+            continue;
+        };
+        let quoted = crate::jinja::relation::quote_ident(&g);
+        let still = wanted
+            .iter()
+            .any(|(wp, who)| wp.eq_ignore_ascii_case(&p) && who.iter().any(|w| *w == quoted));
+        if !still {
+            out.push((p, quoted));
+        }
+    }
+    Ok(out)
+}
+
 /// Indexes, grants, unlogged and persisted docs from a model's config.
 fn relation_settings(
     n: &Node,
@@ -591,7 +623,19 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                         existing: existing_kind,
                         pre_hooks: render(hooks(n, "pre-hook"))?,
                         post_hooks: render(hooks(n, "post-hook"))?,
-                        settings: relation_settings(n, adapter.as_ref(), &c.sql)?,
+                        settings: {
+                            let mut st = relation_settings(n, adapter.as_ref(), &c.sql)?;
+                            // Relations kept in place keep their grants: revoke what the
+                            // config no longer lists, so grants match it.
+                            let kept = incremental_run
+                                || kind == RelationKind::MaterializedView
+                                    && existing_kind == Some(RelationKind::MaterializedView)
+                                    && !full_refresh_of(n, args.common.full_refresh);
+                            if kept {
+                                st.revokes = stale_grants(adapter.as_ref(), n, &st.grants)?;
+                            }
+                            st
+                        },
                         contract: enforced_contract(n, adapter.as_ref(), &c.sql)?,
                     };
                     let plan = if incremental_run {

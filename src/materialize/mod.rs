@@ -71,6 +71,9 @@ pub struct RelationSettings {
     pub indexes: Vec<(Vec<String>, bool, Option<String>)>,
     /// privilege → grantees.
     pub grants: Vec<(String, Vec<String>)>,
+    /// (privilege, grantee) pairs to revoke: granted on a relation that is kept
+    /// in place but no longer in the config.
+    pub revokes: Vec<(String, String)>,
     pub relation_comment: Option<String>,
     pub column_comments: Vec<(String, String)>,
 }
@@ -108,6 +111,9 @@ pub fn settings_sql(
                 cols.join(", ")
             ));
         }
+    }
+    for (privilege, grantee) in &s.revokes {
+        out.push(format!("revoke {privilege} on {rel} from {grantee}"));
     }
     for (privilege, grantees) in &s.grants {
         if !grantees.is_empty() {
