@@ -126,7 +126,7 @@ fn stale_grants(
         let quoted = crate::jinja::relation::quote_ident(&g);
         let still = wanted
             .iter()
-            .any(|(wp, who)| wp.eq_ignore_ascii_case(&p) && who.iter().any(|w| *w == quoted));
+            .any(|(wp, who)| wp.eq_ignore_ascii_case(&p) && who.contains(&quoted));
         if !still {
             out.push((p, quoted));
         }

@@ -396,6 +396,7 @@ mod tests {
                 (vec!["a".into(), "b".into()], false, Some("btree".into())),
             ],
             grants: vec![("select".into(), vec!["reporter".into(), "bi".into()])],
+            revokes: vec![("insert".into(), "\"old_writer\"".into())],
             relation_comment: Some("Orders, one per row's".into()),
             column_comments: vec![("id".into(), "The key".into())],
         };
