@@ -167,6 +167,16 @@ pub fn connect(
 ) -> crate::error::Result<Arc<dyn Adapter>> {
     match &target.connection {
         Connection::Postgres(c) => {
+            if let Some(mode) = c.sslmode.as_deref() {
+                if matches!(mode, "require" | "verify-ca" | "verify-full") {
+                    return Err(Diagnostic::new(
+                        DiagKind::Config,
+                        format!("target '{}' asks for sslmode '{mode}', but Strata does not speak TLS to Postgres yet", target.name),
+                    )
+                    .hint("use sslmode: disable or prefer (connections are then unencrypted), or connect through a TLS tunnel")
+                    .into());
+                }
+            }
             let (host, port) = if c.local.unwrap_or(false) {
                 let cluster = ensure_local(project_dir, c, &target.database)?;
                 ("127.0.0.1".to_string(), cluster.port)

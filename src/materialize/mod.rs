@@ -407,6 +407,31 @@ mod tests {
     }
 
     #[test]
+    fn materialized_view_refresh_and_contract_table() {
+        let mut i = input(Some(RelationKind::MaterializedView));
+        i.settings.indexes = vec![(vec!["id".into()], false, None)];
+        insta::assert_snapshot!(
+            "matview_refresh",
+            show(&refresh_materialized_view(&i, None).unwrap())
+        );
+        assert!(refresh_materialized_view(&i, Some("fail")).is_err());
+        let mut c = input(Some(RelationKind::Table));
+        c.contract = Some(vec![contract::Declared {
+            name: "id".into(),
+            data_type: "integer".into(),
+            ddl_type: "int".into(),
+            constraints: vec![
+                serde_json::json!({"type": "not_null"}),
+                serde_json::json!({"type": "check", "expression": "id > 0"}),
+            ],
+        }]);
+        insta::assert_snapshot!(
+            "contract_table",
+            show(&view_or_table(&c, RelationKind::Table))
+        );
+    }
+
+    #[test]
     fn long_names_keep_their_suffix() {
         let long = "x".repeat(70);
         assert_eq!(suffixed(&long, "__dbt_tmp").len(), 63);

@@ -287,6 +287,39 @@ mod tests {
     }
 
     #[test]
+    fn plans() {
+        let d = read_csv("s.csv", b"id,name\n1,a\n", b',', &|_| None).unwrap();
+        let show = |p: SeedPlan| {
+            format!(
+                "{}\n-- copy\n{}\n-- after\n{}",
+                p.before.join(";\n"),
+                p.copy,
+                p.after.join(";\n")
+            )
+        };
+        insta::assert_snapshot!(
+            "seed_recreate",
+            show(plan(
+                "\"db\".\"raw\".\"s\"",
+                ("db", "raw", "s"),
+                &d,
+                true,
+                true
+            ))
+        );
+        insta::assert_snapshot!(
+            "seed_reload",
+            show(plan(
+                "\"db\".\"raw\".\"s\"",
+                ("db", "raw", "s"),
+                &d,
+                false,
+                false
+            ))
+        );
+    }
+
+    #[test]
     fn copy_data_keeps_quotes_and_nulls() {
         let d = read_csv("s.csv", b"id,name\n1,\"a, b\"\n2,\n", b',', &|c| {
             (c == "id").then(|| "bigint".into())
