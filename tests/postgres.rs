@@ -22,6 +22,8 @@ fn adapter(db: &str) -> PostgresAdapter {
         search_path: None,
         role: None,
         threads: 4,
+        tls: strata::adapter::postgres::TlsMode::Disable,
+        root_cert: None,
     })
     .expect("connect")
 }
@@ -119,4 +121,143 @@ fn debug_checks_the_connection() {
         "{}",
         r.stderr
     );
+}
+
+fn tls_adapter(
+    port: u16,
+    tls: strata::adapter::postgres::TlsMode,
+    root_cert: Option<std::path::PathBuf>,
+) -> Result<PostgresAdapter, strata::adapter::AdapterError> {
+    PostgresAdapter::new(PgSettings {
+        host: "127.0.0.1".into(),
+        port,
+        user: "strata".into(),
+        password: None,
+        dbname: "postgres".into(),
+        connect_timeout: Duration::from_secs(10),
+        keepalives_idle: None,
+        retries: 0,
+        search_path: None,
+        role: None,
+        threads: 1,
+        tls,
+        root_cert,
+    })
+}
+
+#[test]
+fn tls_require_and_verify_full() {
+    use strata::adapter::postgres::TlsMode;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cluster");
+    let mut cluster = strata::localpg::LocalCluster::at(root.clone(), "strata").unwrap();
+    cluster.ensure_running().unwrap();
+    cluster.stop().unwrap();
+    let data = root.join("data");
+    // A CA, and a server certificate it signs for 127.0.0.1.
+    let openssl = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl")
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=strata test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]);
+    std::fs::copy(dir.path().join("server.crt"), data.join("server.crt")).unwrap();
+    std::fs::copy(dir.path().join("server.key"), data.join("server.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+    std::fs::write(
+        data.join("postgresql.conf"),
+        conf + "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+    )
+    .unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&data)
+            .status()
+            .unwrap();
+    }
+    cluster.ensure_running().unwrap();
+    let port = cluster.port;
+    let check = |a: &PostgresAdapter| {
+        a.query("select ssl::text from pg_stat_ssl where pid = pg_backend_pid()")
+            .unwrap()
+            .rows[0][0]
+            .clone()
+    };
+
+    let req = tls_adapter(port, TlsMode::Require, None).expect("sslmode=require connects");
+    assert_eq!(check(&req).as_deref(), Some("true"));
+    let plain = tls_adapter(port, TlsMode::Disable, None).unwrap();
+    assert_eq!(check(&plain).as_deref(), Some("false"));
+    let err = tls_adapter(port, TlsMode::VerifyFull, None)
+        .err()
+        .expect("an unknown issuer is refused");
+    assert!(
+        err.message.to_lowercase().contains("certificate"),
+        "{}",
+        err.message
+    );
+    let full = tls_adapter(port, TlsMode::VerifyFull, Some(dir.path().join("ca.crt")))
+        .expect("trusted via sslrootcert");
+    assert_eq!(check(&full).as_deref(), Some("true"));
+    cluster.destroy();
 }

@@ -131,6 +131,8 @@ pub fn ensure_local(
         search_path: None,
         role: None,
         threads: 1,
+        tls: postgres::TlsMode::Disable,
+        root_cert: None,
     })
     .map_err(|e| Diagnostic::new(DiagKind::Io, e.message))?;
     let exists = admin
@@ -167,16 +169,8 @@ pub fn connect(
 ) -> crate::error::Result<Arc<dyn Adapter>> {
     match &target.connection {
         Connection::Postgres(c) => {
-            if let Some(mode) = c.sslmode.as_deref() {
-                if matches!(mode, "require" | "verify-ca" | "verify-full") {
-                    return Err(Diagnostic::new(
-                        DiagKind::Config,
-                        format!("target '{}' asks for sslmode '{mode}', but Strata does not speak TLS to Postgres yet", target.name),
-                    )
-                    .hint("use sslmode: disable or prefer (connections are then unencrypted), or connect through a TLS tunnel")
-                    .into());
-                }
-            }
+            let tls = postgres::TlsMode::parse(c.sslmode.as_deref())
+                .map_err(|e| Diagnostic::new(DiagKind::Config, format!("target '{}': {e}", target.name)))?;
             let (host, port) = if c.local.unwrap_or(false) {
                 let cluster = ensure_local(project_dir, c, &target.database)?;
                 ("127.0.0.1".to_string(), cluster.port)
@@ -195,6 +189,8 @@ pub fn connect(
                 search_path: c.search_path.clone(),
                 role: c.role.clone(),
                 threads: threads.unwrap_or(target.threads).max(1),
+                tls,
+                root_cert: c.sslrootcert.clone().map(|p| project_dir.join(p)),
             };
             let a = postgres::PostgresAdapter::new(settings).map_err(|e| {
                 Diagnostic::new(DiagKind::Io, e.message).hint(

@@ -24,6 +24,122 @@ pub struct PgSettings {
     pub search_path: Option<String>,
     pub role: Option<String>,
     pub threads: usize,
+    pub tls: TlsMode,
+    /// A PEM file of extra trusted certificates (`sslrootcert`).
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
+/// libpq's `sslmode`, as far as Strata implements it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// `disable`, and `prefer`/`allow` (no encryption is attempted).
+    #[default]
+    Disable,
+    /// `require`: encrypted, the server's certificate is not checked.
+    Require,
+    /// `verify-ca` and `verify-full`: the certificate chain and host name are checked.
+    VerifyFull,
+}
+
+impl TlsMode {
+    pub fn parse(s: Option<&str>) -> Result<TlsMode, String> {
+        Ok(match s {
+            None | Some("disable") | Some("allow") | Some("prefer") => TlsMode::Disable,
+            Some("require") => TlsMode::Require,
+            Some("verify-ca") | Some("verify-full") => TlsMode::VerifyFull,
+            Some(other) => return Err(format!("sslmode '{other}' is not one of disable, allow, prefer, require, verify-ca, verify-full")),
+        })
+    }
+}
+
+/// Accepts any server certificate: libpq's `sslmode=require` encrypts without
+/// authenticating the server.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_connector(
+    mode: TlsMode,
+    root_cert: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, AdapterError> {
+    let fail = |message: String| AdapterError {
+        message,
+        statement: None,
+        transient: false,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(format!("TLS setup failed: {e}")))?;
+    let config = match mode {
+        TlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth(),
+        _ => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(path) = root_cert {
+                use rustls_pki_types::pem::PemObject;
+                let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                    fail(format!("cannot read sslrootcert {}: {e}", path.display()))
+                })?;
+                for c in certs {
+                    let c =
+                        c.map_err(|e| fail(format!("bad certificate in {}: {e}", path.display())))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| fail(format!("bad certificate in {}: {e}", path.display())))?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 struct Session {
@@ -113,6 +229,9 @@ impl PostgresAdapter {
             .dbname(&s.dbname)
             .connect_timeout(s.connect_timeout)
             .application_name("strata");
+        if s.tls != TlsMode::Disable {
+            c.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         if let Some(p) = &s.password {
             c.password(p);
         }
@@ -136,12 +255,27 @@ impl PostgresAdapter {
         let config = self.config();
         let mut attempt = 0;
         loop {
-            let res = self.rt.block_on(async { config.connect(NoTls).await });
-            match res {
-                Ok((client, connection)) => {
+            let res: Result<Client, tokio_postgres::Error> = match self.settings.tls {
+                TlsMode::Disable => self.rt.block_on(async {
+                    let (client, connection) = config.connect(NoTls).await?;
                     self.rt.spawn(async move {
                         let _ = connection.await;
                     });
+                    Ok(client)
+                }),
+                mode => {
+                    let tls = tls_connector(mode, self.settings.root_cert.as_deref())?;
+                    self.rt.block_on(async {
+                        let (client, connection) = config.connect(tls).await?;
+                        self.rt.spawn(async move {
+                            let _ = connection.await;
+                        });
+                        Ok(client)
+                    })
+                }
+            };
+            match res {
+                Ok(client) => {
                     let cancel = client.cancel_token();
                     return Ok(Session { client, cancel });
                 }
@@ -446,7 +580,16 @@ impl Adapter for PostgresAdapter {
             .map(|p| p.cancels.clone())
             .unwrap_or_default();
         for c in cancels {
-            let _ = self.rt.block_on(async { c.cancel_query(NoTls).await });
+            match self.settings.tls {
+                TlsMode::Disable => {
+                    let _ = self.rt.block_on(async { c.cancel_query(NoTls).await });
+                }
+                mode => {
+                    if let Ok(tls) = tls_connector(mode, self.settings.root_cert.as_deref()) {
+                        let _ = self.rt.block_on(async { c.cancel_query(tls).await });
+                    }
+                }
+            }
         }
     }
 
