@@ -28,15 +28,25 @@ impl Level {
     }
 }
 
+static CURRENT: std::sync::OnceLock<Reporter> = std::sync::OnceLock::new();
+
+/// The reporter of this invocation, for output that starts deep inside
+/// (Jinja's `log()`), so it honours --log-format and --quiet too.
+pub fn current() -> Option<Reporter> {
+    CURRENT.get().copied()
+}
+
 impl Reporter {
     pub fn new(args: &CommonArgs) -> Reporter {
-        Reporter {
+        let r = Reporter {
             format: args.log_format,
             quiet: args.quiet,
             color: !args.no_color
                 && std::env::var_os("NO_COLOR").is_none()
                 && std::io::stderr().is_terminal(),
-        }
+        };
+        let _ = CURRENT.set(r);
+        r
     }
 
     fn emit(&self, level: Level, code: &str, msg: &str) {

@@ -500,7 +500,10 @@ pub fn log_fn(state: &State, msg: Value, kwargs: Kwargs) -> Result<String, Error
     // Logged while compiling: a template that logs is rendered in both phases.
     ctx.mark_sensitive();
     if ctx.phase == Phase::Compile && info {
-        eprintln!("{}", crate::secrets::scrub(&msg.to_string()));
+        match crate::report::current() {
+            Some(r) => r.info("log", &msg.to_string()),
+            None => eprintln!("{}", crate::secrets::scrub(&msg.to_string())),
+        }
     }
     Ok(String::new())
 }
