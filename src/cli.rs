@@ -24,8 +24,10 @@ pub enum Command {
     Run(RunArgs),
     /// Load the selected seed CSV files with COPY.
     Seed(RunArgs),
-    /// Seeds and models together, in dependency order.
+    /// Seeds, models and snapshots together, in dependency order.
     Build(RunArgs),
+    /// Run the selected snapshots (SCD type 2 history tables).
+    Snapshot(RunArgs),
     /// Re-run what failed or was skipped in the last run_results.json.
     Retry(RunArgs),
     /// Preview the rows of a model (`--select`) or of inline SQL (`--inline`).

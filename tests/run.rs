@@ -710,3 +710,146 @@ fn grants_on_kept_relations_are_revoked_to_match_the_config() {
         "strata_a was revoked on the incremental run"
     );
 }
+
+fn snapshot_project(db: &str, config: &str) -> tempfile::TempDir {
+    let snap = format!(
+        "{{% snapshot items_snapshot %}}\n{{{{ config(target_schema='snapshots', {config}) }}}}\nselect * from {{{{ ref('items') }}}}\n{{% endsnapshot %}}"
+    );
+    warehouse_project(
+        db,
+        2,
+        &[
+            ("seeds/items.csv", "id,region,price,updated_at\n1,eu,10,2024-01-01 00:00:00\n2,us,20,2024-01-01 00:00:00\n"),
+            ("snapshots/items.sql", &snap),
+        ],
+    )
+}
+
+fn versions(db: &str) -> String {
+    psql(
+        db,
+        "select string_agg(id || ':' || price || ':' || case when dbt_valid_to is null then 'cur' else 'old' end, ',' order by id, dbt_valid_from) from snapshots.items_snapshot",
+    )
+}
+
+#[test]
+fn snapshot_check_strategy_tracks_changes_and_reverts() {
+    let db = pg::database("snap_check");
+    let dir = snapshot_project(
+        &db,
+        "unique_key='id', strategy='check', check_cols=['price']",
+    );
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    assert_eq!(versions(&db), "1:10:cur,2:20:cur");
+    let r = strata(dir.path(), &["snapshot"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(versions(&db), "1:10:cur,2:20:cur", "no change adds nothing");
+    std::fs::write(
+        dir.path().join("seeds/items.csv"),
+        "id,region,price,updated_at\n1,eu,11,2024-01-01 00:00:00\n2,us,20,2024-01-01 00:00:00\n",
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    std::fs::write(
+        dir.path().join("seeds/items.csv"),
+        "id,region,price,updated_at\n1,eu,10,2024-01-01 00:00:00\n2,us,20,2024-01-01 00:00:00\n",
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    assert_eq!(
+        versions(&db),
+        "1:10:old,1:11:old,1:10:cur,2:20:cur",
+        "a reverted value gives three versions"
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from snapshots.items_snapshot where dbt_valid_to is null"
+        ),
+        "2"
+    );
+}
+
+#[test]
+fn snapshot_timestamp_strategy_hard_deletes_and_new_columns() {
+    let db = pg::database("snap_ts");
+    let dir = snapshot_project(&db, "unique_key=['id', 'region'], strategy='timestamp', updated_at='updated_at', hard_deletes='new_record'");
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    // id 1 updated (newer timestamp), id 2 deleted, id 3 new with a NULL region, and a new column.
+    std::fs::write(
+        dir.path().join("seeds/items.csv"),
+        "id,region,price,updated_at,color\n1,eu,15,2024-02-01 00:00:00,red\n3,,30,2024-02-01 00:00:00,blue\n",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        versions(&db),
+        "1:10:old,1:15:cur,2:20:old,2:20:cur,3:30:cur"
+    );
+    assert_eq!(psql(&db, "select dbt_is_deleted from snapshots.items_snapshot where id = 2 and dbt_valid_to is null"), "True");
+    assert_eq!(
+        psql(
+            &db,
+            "select color from snapshots.items_snapshot where id = 3"
+        ),
+        "blue"
+    );
+    // Same data again: nothing changes, the NULL-keyed row is not duplicated.
+    assert_eq!(strata(dir.path(), &["snapshot"]).code, 0);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from snapshots.items_snapshot where id = 3"
+        ),
+        "1"
+    );
+    assert_eq!(
+        versions(&db),
+        "1:10:old,1:15:cur,2:20:old,2:20:cur,3:30:cur"
+    );
+}
+
+#[test]
+fn snapshot_invalidate_deletes_and_concurrent_runs() {
+    let db = pg::database("snap_inv");
+    let dir = snapshot_project(
+        &db,
+        "unique_key='id', strategy='check', check_cols='all', hard_deletes='invalidate'",
+    );
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    std::fs::write(
+        dir.path().join("seeds/items.csv"),
+        "id,region,price,updated_at\n1,eu,12,2024-01-01 00:00:00\n",
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["seed"]).code, 0);
+    // Two snapshot runs at once: the advisory lock serializes them.
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("snapshot")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(versions(&db), "1:10:old,1:12:cur,2:20:old");
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from snapshots.items_snapshot where dbt_valid_to is null"
+        ),
+        "1",
+        "one current row per key"
+    );
+}

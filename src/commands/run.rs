@@ -46,6 +46,103 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// One snapshot run: the SCD2 plan for this node's config, executed atomically.
+fn run_snapshot(
+    n: &Node,
+    adapter: &dyn Adapter,
+    c: Option<&CompiledNode>,
+    existing: Option<RelationKind>,
+) -> std::result::Result<(String, Option<u64>), String> {
+    use crate::materialize::snapshot::{self, HardDeletes, MetaColumns, SnapshotInput, Strategy};
+    let c = c.ok_or("not compiled")?;
+    let cfg = |k: &str| n.config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let unique_key = string_list(n.config.get("unique_key"));
+    if unique_key.is_empty() {
+        return Err(format!("snapshot '{}' needs a unique_key", n.name));
+    }
+    let strategy = match cfg("strategy").as_deref() {
+        Some("timestamp") => Strategy::Timestamp {
+            updated_at: cfg("updated_at").ok_or_else(|| {
+                format!(
+                    "snapshot '{}' uses the timestamp strategy but sets no updated_at",
+                    n.name
+                )
+            })?,
+        },
+        Some("check") => Strategy::Check {
+            columns: match n.config.get("check_cols") {
+                Some(serde_json::Value::String(s)) if s == "all" => None,
+                other => Some(string_list(other)),
+            },
+        },
+        other => {
+            return Err(format!(
+                "snapshot '{}' has strategy {other:?}; use timestamp or check",
+                n.name
+            ))
+        }
+    };
+    let legacy = n
+        .config
+        .get("invalidate_hard_deletes")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let hard_deletes = HardDeletes::parse(cfg("hard_deletes").as_deref(), legacy)?;
+    let mut meta = MetaColumns::default();
+    if let Some(names) = n
+        .config
+        .get("snapshot_meta_column_names")
+        .and_then(|v| v.as_object())
+    {
+        let get = |k: &str| names.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        meta.scd_id = get("dbt_scd_id").unwrap_or(meta.scd_id);
+        meta.updated_at = get("dbt_updated_at").unwrap_or(meta.updated_at);
+        meta.valid_from = get("dbt_valid_from").unwrap_or(meta.valid_from);
+        meta.valid_to = get("dbt_valid_to").unwrap_or(meta.valid_to);
+        meta.is_deleted = get("dbt_is_deleted").unwrap_or(meta.is_deleted);
+    }
+    let source_columns = adapter
+        .describe(&format!("select * from (\n{}\n) as dbt_sbq", c.sql))
+        .map_err(|e| e.message)?;
+    let existing_columns = match existing {
+        Some(RelationKind::Table) => Some(
+            adapter
+                .columns_of(&n.schema, &n.alias)
+                .map_err(|e| e.message)?,
+        ),
+        Some(_) => {
+            return Err(format!(
+                "{} exists but is not a table; a snapshot needs a table",
+                n.alias
+            ))
+        }
+        None => None,
+    };
+    let plan = snapshot::plan(&SnapshotInput {
+        target: Target {
+            database: n.database.clone(),
+            schema: n.schema.clone(),
+            identifier: n.alias.clone(),
+        },
+        sql: &c.sql,
+        unique_key,
+        strategy,
+        hard_deletes,
+        meta,
+        valid_to_current: cfg("dbt_valid_to_current"),
+        source_columns,
+        existing_columns,
+    });
+    let mut rows = None;
+    for (bi, b) in plan.batches.iter().enumerate() {
+        let r = adapter.execute(b).map_err(|e| e.message)?;
+        if bi == plan.main.0 {
+            rows = r.rows_affected.get(plan.main.1).copied().flatten();
+        }
+    }
+    Ok(("INSERT".into(), rows))
+}
+
 /// With `contract: {enforced: true}`, checks the model's output against its
 /// YAML columns before anything is built, and returns the declared columns
 /// with their types normalized by the warehouse.
@@ -259,7 +356,18 @@ fn load_seed(
             .get("full_refresh")
             .and_then(|f| f.as_bool())
             .unwrap_or(false);
-    let recreate = full_refresh || existing != Some(RelationKind::Table);
+    // A header that no longer matches the table's columns also means a new table
+    // (dbt would fail the truncate-and-reload and ask for --full-refresh).
+    let columns_changed = existing == Some(RelationKind::Table)
+        && adapter
+            .columns_of(&n.schema, &n.alias)
+            .map(|cols| {
+                cols.iter()
+                    .map(|c| c.name.as_str())
+                    .ne(data.columns.iter().map(String::as_str))
+            })
+            .unwrap_or(false);
+    let recreate = full_refresh || columns_changed || existing != Some(RelationKind::Table);
     let relation = n
         .relation_name(&s.parsed.manifest.quoting)
         .unwrap_or_default();
@@ -325,6 +433,7 @@ pub enum Which {
     Run,
     Seed,
     Build,
+    Snapshot,
 }
 
 impl Which {
@@ -333,13 +442,15 @@ impl Which {
             Which::Run => "run",
             Which::Seed => "seed",
             Which::Build => "build",
+            Which::Snapshot => "snapshot",
         }
     }
 
     fn includes(self, n: &Node) -> bool {
         match n.resource_type {
-            ResourceType::Model => self != Which::Seed && !n.is_ephemeral(),
-            ResourceType::Seed => self != Which::Run,
+            ResourceType::Model => matches!(self, Which::Run | Which::Build) && !n.is_ephemeral(),
+            ResourceType::Seed => matches!(self, Which::Seed | Which::Build),
+            ResourceType::Snapshot => matches!(self, Which::Snapshot | Which::Build),
             _ => false,
         }
     }
@@ -355,6 +466,10 @@ pub fn seed(args: &RunArgs) -> Result<Outcome> {
 
 pub fn build(args: &RunArgs) -> Result<Outcome> {
     execute(args, Which::Build, None)
+}
+
+pub fn snapshot(args: &RunArgs) -> Result<Outcome> {
+    execute(args, Which::Snapshot, None)
 }
 
 /// Re-runs the nodes that failed or were skipped in the last run_results.json,
@@ -380,6 +495,7 @@ pub fn retry(args: &RunArgs) -> Result<Outcome> {
     let which = match doc["args"]["which"].as_str() {
         Some("seed") => Which::Seed,
         Some("build") => Which::Build,
+        Some("snapshot") => Which::Snapshot,
         _ => Which::Run,
     };
     let ids: BTreeSet<String> = doc["results"]
@@ -444,10 +560,24 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         .iter()
         .filter(|n| n.resource_type == ResourceType::Seed)
         .count();
-    let what_runs = match (n_seeds, models.len() - n_seeds) {
-        (0, m) => plural(m, "model"),
-        (sd, 0) => plural(sd, "seed"),
-        (sd, m) => format!("{} and {}", plural(m, "model"), plural(sd, "seed")),
+    let n_snapshots = models
+        .iter()
+        .filter(|n| n.resource_type == ResourceType::Snapshot)
+        .count();
+    let mut kinds = Vec::new();
+    for (count, word) in [
+        (models.len() - n_seeds - n_snapshots, "model"),
+        (n_snapshots, "snapshot"),
+        (n_seeds, "seed"),
+    ] {
+        if count > 0 {
+            kinds.push(plural(count, word));
+        }
+    }
+    let what_runs = if kinds.is_empty() {
+        "0 models".to_string()
+    } else {
+        kinds.join(" and ")
     };
     rep.info(
         which.name(),
@@ -573,6 +703,8 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             let mat = n.config.materialized.as_str();
             let what = if n.resource_type == ResourceType::Seed {
                 format!("seed file {}", label(n))
+            } else if n.resource_type == ResourceType::Snapshot {
+                format!("snapshot {}", label(n))
             } else {
                 format!("sql {mat} model {}", label(n))
             };
@@ -585,8 +717,10 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             let c = compiled.get(&n.unique_id);
             let existing_kind = existing.get(&(n.schema.clone(), n.alias.clone())).copied();
             let outcome: std::result::Result<(String, Option<u64>), String> = if n.resource_type
-                == ResourceType::Seed
+                == ResourceType::Snapshot
             {
+                run_snapshot(n, adapter.as_ref(), c, existing_kind)
+            } else if n.resource_type == ResourceType::Seed {
                 load_seed(
                     &s,
                     n,
@@ -745,10 +879,10 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                         Some(r) => format!("{code} {r} in {secs:.2}s"),
                         None => format!("{code} in {secs:.2}s"),
                     };
-                    let verb = if n.resource_type == ResourceType::Seed {
-                        "loaded"
-                    } else {
-                        "created"
+                    let verb = match n.resource_type {
+                        ResourceType::Seed => "loaded",
+                        ResourceType::Snapshot => "snapshotted",
+                        _ => "created",
                     };
                     rep.info(
                         "node_ok",

@@ -4,6 +4,7 @@
 pub mod contract;
 pub mod incremental;
 pub mod seed;
+pub mod snapshot;
 
 use crate::adapter::Batch;
 use crate::jinja::relation::quote_ident;

@@ -1,0 +1,419 @@
+//! SCD type 2 snapshots: each run compares the source with the current rows of
+//! the snapshot table and, in one transaction serialized by an advisory lock,
+//! closes changed or deleted versions and inserts new ones.
+
+use super::{assemble, Plan, Target};
+use crate::adapter::Column;
+use crate::jinja::relation::quote_ident;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// Rows changed when `updated_at` moved forward.
+    Timestamp { updated_at: String },
+    /// Rows changed when any of these columns differs (`None`: all columns).
+    Check { columns: Option<Vec<String>> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HardDeletes {
+    Ignore,
+    Invalidate,
+    NewRecord,
+}
+
+impl HardDeletes {
+    pub fn parse(s: Option<&str>, legacy_invalidate: bool) -> Result<HardDeletes, String> {
+        match s {
+            None if legacy_invalidate => Ok(HardDeletes::Invalidate),
+            None | Some("ignore") => Ok(HardDeletes::Ignore),
+            Some("invalidate") => Ok(HardDeletes::Invalidate),
+            Some("new_record") => Ok(HardDeletes::NewRecord),
+            Some(o) => Err(format!(
+                "hard_deletes '{o}' is not one of ignore, invalidate, new_record"
+            )),
+        }
+    }
+}
+
+/// The names of the meta columns (`snapshot_meta_column_names`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaColumns {
+    pub scd_id: String,
+    pub updated_at: String,
+    pub valid_from: String,
+    pub valid_to: String,
+    pub is_deleted: String,
+}
+
+impl Default for MetaColumns {
+    fn default() -> Self {
+        MetaColumns {
+            scd_id: "dbt_scd_id".into(),
+            updated_at: "dbt_updated_at".into(),
+            valid_from: "dbt_valid_from".into(),
+            valid_to: "dbt_valid_to".into(),
+            is_deleted: "dbt_is_deleted".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotInput<'a> {
+    pub target: Target,
+    pub sql: &'a str,
+    pub unique_key: Vec<String>,
+    pub strategy: Strategy,
+    pub hard_deletes: HardDeletes,
+    pub meta: MetaColumns,
+    /// SQL for `dbt_valid_to` of current rows (`dbt_valid_to_current`); NULL by default.
+    pub valid_to_current: Option<String>,
+    /// Columns the source query produces.
+    pub source_columns: Vec<Column>,
+    /// Columns of the existing snapshot table; `None` on the first run.
+    pub existing_columns: Option<Vec<Column>>,
+}
+
+fn q(s: &str) -> String {
+    quote_ident(s)
+}
+
+impl SnapshotInput<'_> {
+    fn key_expr(&self, alias: &str) -> String {
+        let parts: Vec<String> = self
+            .unique_key
+            .iter()
+            .map(|k| format!("coalesce(cast({alias}.{k} as varchar), '')"))
+            .collect();
+        parts.join(" || '|' || ")
+    }
+
+    fn updated_expr(&self, alias: &str) -> String {
+        match &self.strategy {
+            Strategy::Timestamp { updated_at } => format!("{alias}.{updated_at}"),
+            Strategy::Check { .. } => "snapshot_time.ts".into(),
+        }
+    }
+
+    fn current_filter(&self, alias: &str) -> String {
+        let vt = format!("{alias}.{}", q(&self.meta.valid_to));
+        match &self.valid_to_current {
+            Some(c) => format!("({vt} is null or {vt} = {c})"),
+            None => format!("{vt} is null"),
+        }
+    }
+
+    fn keys_match(&self, a: &str, b: &str) -> String {
+        self.unique_key
+            .iter()
+            .map(|k| format!("{a}.{k} is not distinct from {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    fn changed(&self, snap: &str, src: &str) -> String {
+        let base = self.changed_values(snap, src);
+        if self.hard_deletes == HardDeletes::NewRecord {
+            // A key that comes back after its deletion record gets a new version.
+            format!("({base} or {snap}.{} = 'True')", q(&self.meta.is_deleted))
+        } else {
+            base
+        }
+    }
+
+    fn changed_values(&self, snap: &str, src: &str) -> String {
+        match &self.strategy {
+            Strategy::Timestamp { updated_at } => format!(
+                "({snap}.{vf} < {src}.{updated_at})",
+                vf = q(&self.meta.valid_from)
+            ),
+            Strategy::Check { columns } => {
+                let cols: Vec<String> = match columns {
+                    Some(c) => c.clone(),
+                    None => self
+                        .source_columns
+                        .iter()
+                        .map(|c| q(&c.name))
+                        .filter(|c| !self.unique_key.iter().any(|k| q(k) == *c || k == c))
+                        .collect(),
+                };
+                let parts: Vec<String> = cols
+                    .iter()
+                    .map(|c| format!("{snap}.{c} is distinct from {src}.{c}"))
+                    .collect();
+                if parts.is_empty() {
+                    "false".into()
+                } else {
+                    format!("({})", parts.join(" or "))
+                }
+            }
+        }
+    }
+}
+
+/// The statements of one snapshot run.
+pub fn plan(input: &SnapshotInput<'_>) -> Plan {
+    let t = &input.target;
+    let rel = t.rendered();
+    let m = &input.meta;
+    let valid_to_new = input
+        .valid_to_current
+        .clone()
+        .unwrap_or_else(|| "null".into());
+    let deleted_cols = input.hard_deletes == HardDeletes::NewRecord;
+    let mut tx: Vec<String> = Vec::new();
+    // Two runs of one snapshot must not interleave: both would see the same
+    // current rows and insert duplicate versions.
+    tx.push(format!("select pg_advisory_xact_lock(hashtext({}))", {
+        let s = rel.replace('\'', "''");
+        format!("'{s}'")
+    }));
+    let snapshot_time = "(select now()::timestamp without time zone as ts) as snapshot_time";
+    let source_cols: Vec<String> = input.source_columns.iter().map(|c| q(&c.name)).collect();
+    let Some(existing) = &input.existing_columns else {
+        let main = tx.len();
+        tx.push(format!(
+            "create table {rel} as (\n    select\n        src.*,\n        md5({key} || '|' || coalesce(cast({upd} as varchar), '')) as {scd},\n        {upd} as {uat},\n        {upd} as {vf},\n        cast({vt_new} as timestamp without time zone) as {vt}{del}\n    from (\n{sql}\n    ) as src\n    cross join {snapshot_time}\n)",
+            key = input.key_expr("src"),
+            upd = input.updated_expr("src"),
+            scd = q(&m.scd_id),
+            uat = q(&m.updated_at),
+            vf = q(&m.valid_from),
+            vt = q(&m.valid_to),
+            vt_new = valid_to_new,
+            del = if deleted_cols { format!(",\n        'False' as {}", q(&m.is_deleted)) } else { String::new() },
+            sql = input.sql,
+        ));
+        return assemble(vec![], tx, main, vec![]);
+    };
+    // New source columns are added to the snapshot table first.
+    for c in &input.source_columns {
+        if !existing.iter().any(|e| e.name == c.name) {
+            tx.push(format!(
+                "alter table {rel} add column {} {}",
+                q(&c.name),
+                c.data_type
+            ));
+        }
+    }
+    if deleted_cols && !existing.iter().any(|e| e.name == m.is_deleted) {
+        tx.push(format!(
+            "alter table {rel} add column {} text default 'False'",
+            q(&m.is_deleted)
+        ));
+    }
+    let staging = format!("{}__dbt_snapshot_staging", t.identifier);
+    let stg = q(&staging);
+    tx.push(format!("drop table if exists pg_temp.{stg}"));
+    let src_select = |valid_to: &str| {
+        format!(
+            "select src.*, md5({key} || '|' || coalesce(cast({upd} as varchar), '')) as {scd}, {upd} as {uat}, {upd} as {vf}, {valid_to} as {vt}",
+            key = input.key_expr("src"),
+            upd = input.updated_expr("src"),
+            scd = q(&m.scd_id),
+            uat = q(&m.updated_at),
+            vf = q(&m.valid_from),
+            vt = q(&m.valid_to),
+        )
+    };
+    let current = format!(
+        "select * from {rel} as cur where {}",
+        input.current_filter("cur")
+    );
+    let mut parts = vec![
+        // New keys and changed rows: a new current version.
+        format!(
+            "select 'insert' as dbt_change_type, ins.* from (\n        {}\n        from ({}) as src cross join {snapshot_time}\n    ) as ins\n    left join ({current}) as snap on {}\n    where snap.{scd} is null or {}",
+            src_select(&format!("cast({valid_to_new} as timestamp without time zone)")),
+            input.sql,
+            input.keys_match("snap", "ins"),
+            input.changed("snap", "ins"),
+            scd = q(&m.scd_id),
+        ),
+        // Changed rows: the current version closes where the new one starts.
+        format!(
+            "select 'update' as dbt_change_type, upd.* from (\n        {}\n        from ({}) as src cross join {snapshot_time}\n    ) as upd\n    join ({current}) as snap on {}\n    where {}",
+            src_select(&input.updated_expr("src")),
+            input.sql,
+            input.keys_match("snap", "upd"),
+            input.changed("snap", "upd"),
+        ),
+    ];
+    if input.hard_deletes != HardDeletes::Ignore {
+        // Current versions whose key left the source.
+        parts.push(format!(
+            "select 'delete' as dbt_change_type, snap.{scd} as {scd}, snapshot_time.ts as {vt}\n    from ({current}) as snap cross join {snapshot_time}\n    where not exists (select 1 from ({}) as src where {}){}",
+            input.sql,
+            input.keys_match("src", "snap"),
+            if deleted_cols {
+                // Already recorded as deleted.
+                format!(" and snap.{} is distinct from 'True'", q(&m.is_deleted))
+            } else {
+                String::new()
+            },
+            scd = q(&m.scd_id),
+            vt = q(&m.valid_to),
+        ));
+    }
+    let (ins, upd) = (&parts[0], &parts[1]);
+    tx.push(format!("create temporary table {stg} as (\n    {ins}\n)"));
+    tx.push(format!(
+        "create temporary table {} as (\n    {upd}\n)",
+        q(&format!("{staging}_updates"))
+    ));
+    // Close the versions that changed.
+    tx.push(format!(
+        "update {rel} as tgt set {vt} = u.{vt}\nfrom {} as u\nwhere {} and {}",
+        q(&format!("{staging}_updates")),
+        input.keys_match("tgt", "u"),
+        input.current_filter("tgt"),
+        vt = q(&m.valid_to),
+    ));
+    if let Some(del) = parts.get(2) {
+        let deletes = q(&format!("{staging}_deletes"));
+        tx.push(format!(
+            "create temporary table {deletes} as (\n    {del}\n)"
+        ));
+        tx.push(format!(
+            "update {rel} as tgt set {vt} = d.{vt}\nfrom {deletes} as d\nwhere tgt.{scd} = d.{scd} and {}",
+            input.current_filter("tgt"),
+            vt = q(&m.valid_to),
+            scd = q(&m.scd_id),
+        ));
+        if input.hard_deletes == HardDeletes::NewRecord {
+            // A new version marks the deletion.
+            let cols: Vec<String> = existing
+                .iter()
+                .map(|c| q(&c.name))
+                .filter(|c| *c != q(&m.is_deleted))
+                .collect();
+            let values: Vec<String> = existing
+                .iter()
+                .filter(|c| c.name != m.is_deleted)
+                .map(|c| {
+                    let n = q(&c.name);
+                    if c.name == m.valid_from || c.name == m.updated_at {
+                        format!("d.{}", q(&m.valid_to))
+                    } else if c.name == m.valid_to {
+                        format!("cast({valid_to_new} as timestamp without time zone)")
+                    } else if c.name == m.scd_id {
+                        format!(
+                            "md5(old.{n} || '|deleted|' || cast(d.{} as varchar))",
+                            q(&m.valid_to)
+                        )
+                    } else {
+                        format!("old.{n}")
+                    }
+                })
+                .collect();
+            tx.push(format!(
+                "insert into {rel} ({}, {isdel})\nselect {}, 'True'\nfrom {deletes} as d join {rel} as old on old.{scd} = d.{scd}",
+                cols.join(", "),
+                values.join(", "),
+                isdel = q(&m.is_deleted),
+                scd = q(&m.scd_id),
+            ));
+        }
+    }
+    let mut insert_cols: Vec<String> = source_cols.clone();
+    for c in [&m.scd_id, &m.updated_at, &m.valid_from, &m.valid_to] {
+        insert_cols.push(q(c));
+    }
+    let mut select_cols = insert_cols.clone();
+    if deleted_cols {
+        insert_cols.push(q(&m.is_deleted));
+        select_cols.push("'False'".into());
+    }
+    let main = tx.len();
+    tx.push(format!(
+        "insert into {rel} ({})\nselect {}\nfrom {stg}",
+        insert_cols.join(", "),
+        select_cols.join(", ")
+    ));
+    tx.push(format!("drop table if exists pg_temp.{stg}"));
+    tx.push(format!(
+        "drop table if exists pg_temp.{}",
+        q(&format!("{staging}_updates"))
+    ));
+    if parts.len() > 2 {
+        tx.push(format!(
+            "drop table if exists pg_temp.{}",
+            q(&format!("{staging}_deletes"))
+        ));
+    }
+    assemble(vec![], tx, main, vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(n: &str, t: &str) -> Column {
+        Column {
+            name: n.into(),
+            data_type: t.into(),
+        }
+    }
+
+    fn input(
+        existing: Option<Vec<Column>>,
+        strategy: Strategy,
+        hard: HardDeletes,
+    ) -> SnapshotInput<'static> {
+        SnapshotInput {
+            target: Target {
+                database: "db".into(),
+                schema: "snapshots".into(),
+                identifier: "orders_snapshot".into(),
+            },
+            sql: "select * from \"db\".\"raw\".\"orders\"",
+            unique_key: vec!["id".into()],
+            strategy,
+            hard_deletes: hard,
+            meta: MetaColumns::default(),
+            valid_to_current: None,
+            source_columns: vec![
+                col("id", "integer"),
+                col("status", "text"),
+                col("updated_at", "timestamp without time zone"),
+            ],
+            existing_columns: existing,
+        }
+    }
+
+    fn show(p: &Plan) -> String {
+        p.batches
+            .iter()
+            .map(|b| b.statements.join(";\n"))
+            .collect::<Vec<_>>()
+            .join("\n-- next batch\n")
+    }
+
+    #[test]
+    fn plans() {
+        let ts = Strategy::Timestamp {
+            updated_at: "updated_at".into(),
+        };
+        insta::assert_snapshot!(
+            "snapshot_first_run",
+            show(&plan(&input(None, ts.clone(), HardDeletes::Ignore)))
+        );
+        let existing = vec![
+            col("id", "integer"),
+            col("status", "text"),
+            col("dbt_scd_id", "text"),
+            col("dbt_updated_at", "timestamp without time zone"),
+            col("dbt_valid_from", "timestamp without time zone"),
+            col("dbt_valid_to", "timestamp without time zone"),
+        ];
+        insta::assert_snapshot!(
+            "snapshot_check_new_record",
+            show(&plan(&input(
+                Some(existing),
+                Strategy::Check {
+                    columns: Some(vec!["status".into()])
+                },
+                HardDeletes::NewRecord
+            )))
+        );
+    }
+}
