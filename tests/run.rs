@@ -853,3 +853,26 @@ fn snapshot_invalidate_deletes_and_concurrent_runs() {
         "one current row per key"
     );
 }
+
+#[test]
+fn incremental_on_schema_change_ignore_keeps_the_table_shape() {
+    let db = pg::database("inc_ignore");
+    let dir = incremental_project(
+        &db,
+        "{{ config(materialized='incremental') }}select id, v from {{ ref('src') }}",
+    );
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    std::fs::write(
+        dir.path().join("models/events.sql"),
+        "{{ config(materialized='incremental', on_schema_change='ignore') }}select id, v, region from {{ ref('src') }}",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select string_agg(column_name, ',' order by ordinal_position) from information_schema.columns where table_name = 'events'"),
+        "id,v",
+        "the new column is ignored"
+    );
+    assert_eq!(psql(&db, "select count(*) from main.events"), "6");
+}
