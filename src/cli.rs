@@ -28,6 +28,8 @@ pub enum Command {
     Build(RunArgs),
     /// Run the selected snapshots (SCD type 2 history tables).
     Snapshot(RunArgs),
+    /// Run the selected data tests.
+    Test(RunArgs),
     /// Re-run what failed or was skipped in the last run_results.json.
     Retry(RunArgs),
     /// Preview the rows of a model (`--select`) or of inline SQL (`--inline`).

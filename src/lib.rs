@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Seed(a) => commands::run::seed(a),
         Command::Build(a) => commands::run::build(a),
         Command::Snapshot(a) => commands::run::snapshot(a),
+        Command::Test(a) => commands::run::test(a),
         Command::Retry(a) => commands::run::retry(a),
         Command::Show(a) => commands::show::run(a),
         Command::RunOperation(a) => commands::run_operation::run(a),

@@ -46,6 +46,96 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// The outcome of one data test.
+enum TestResult {
+    Pass,
+    Warn(u64),
+    Fail(u64),
+}
+
+/// Runs a data test: counts failing rows with `fail_calc`, compares with
+/// `warn_if`/`error_if` under the test's `severity`, and stores failures when
+/// asked (`store_failures`, `store_failures_as`).
+fn run_test(
+    n: &Node,
+    adapter: &dyn Adapter,
+    c: Option<&CompiledNode>,
+) -> std::result::Result<TestResult, String> {
+    let c = c.ok_or("not compiled")?;
+    let cfg = |k: &str, d: &str| {
+        n.config
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or(d)
+            .to_string()
+    };
+    let fail_calc = cfg("fail_calc", "count(*)");
+    let warn_if = cfg("warn_if", "!= 0");
+    let error_if = cfg("error_if", "!= 0");
+    let limit = n
+        .config
+        .get("limit")
+        .and_then(|v| v.as_u64())
+        .map(|l| format!("\nlimit {l}"))
+        .unwrap_or_default();
+    let store_as = n
+        .config
+        .get("store_failures_as")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let store = store_as.is_some()
+        || n.config
+            .get("store_failures")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+    if store {
+        let rel = materialize::Target {
+            database: n.database.clone(),
+            schema: n.schema.clone(),
+            identifier: n.alias.clone(),
+        }
+        .rendered();
+        let kind = if store_as.as_deref() == Some("view") {
+            "view"
+        } else {
+            "table"
+        };
+        adapter
+            .execute(&Batch::atomic(vec![
+                format!(
+                    "create schema if not exists {}",
+                    crate::jinja::relation::quote_ident(&n.schema)
+                ),
+                format!("drop view if exists {rel} cascade"),
+                format!("drop table if exists {rel} cascade"),
+                format!("create {kind} {rel} as (\n{}{limit}\n)", c.sql),
+            ]))
+            .map_err(|e| format!("cannot store failures in {rel}: {}", e.message))?;
+    }
+    let sql = format!(
+        "select {fail_calc} as failures, ({fail_calc}) {warn_if} as should_warn, ({fail_calc}) {error_if} as should_error\nfrom (\n{}{limit}\n) dbt_internal_test",
+        c.sql
+    );
+    let t = adapter.query(&sql).map_err(|e| e.message)?;
+    let row = t.rows.first().ok_or("the test query returned no row")?;
+    let failures: u64 = row
+        .first()
+        .cloned()
+        .flatten()
+        .and_then(|f| f.parse::<f64>().ok())
+        .map(|f| f as u64)
+        .unwrap_or(0);
+    let truthy = |i: usize| row.get(i).cloned().flatten().as_deref() == Some("t");
+    let severity = cfg("severity", "error").to_ascii_lowercase();
+    Ok(if severity == "error" && truthy(2) {
+        TestResult::Fail(failures)
+    } else if truthy(1) {
+        TestResult::Warn(failures)
+    } else {
+        TestResult::Pass
+    })
+}
+
 /// One snapshot run: the SCD2 plan for this node's config, executed atomically.
 fn run_snapshot(
     n: &Node,
@@ -434,6 +524,7 @@ pub enum Which {
     Seed,
     Build,
     Snapshot,
+    Test,
 }
 
 impl Which {
@@ -443,6 +534,7 @@ impl Which {
             Which::Seed => "seed",
             Which::Build => "build",
             Which::Snapshot => "snapshot",
+            Which::Test => "test",
         }
     }
 
@@ -451,6 +543,7 @@ impl Which {
             ResourceType::Model => matches!(self, Which::Run | Which::Build) && !n.is_ephemeral(),
             ResourceType::Seed => matches!(self, Which::Seed | Which::Build),
             ResourceType::Snapshot => matches!(self, Which::Snapshot | Which::Build),
+            ResourceType::Test => matches!(self, Which::Test | Which::Build),
             _ => false,
         }
     }
@@ -470,6 +563,10 @@ pub fn build(args: &RunArgs) -> Result<Outcome> {
 
 pub fn snapshot(args: &RunArgs) -> Result<Outcome> {
     execute(args, Which::Snapshot, None)
+}
+
+pub fn test(args: &RunArgs) -> Result<Outcome> {
+    execute(args, Which::Test, None)
 }
 
 /// Re-runs the nodes that failed or were skipped in the last run_results.json,
@@ -496,6 +593,7 @@ pub fn retry(args: &RunArgs) -> Result<Outcome> {
         Some("seed") => Which::Seed,
         Some("build") => Which::Build,
         Some("snapshot") => Which::Snapshot,
+        Some("test") => Which::Test,
         _ => Which::Run,
     };
     let ids: BTreeSet<String> = doc["results"]
@@ -565,8 +663,13 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         .filter(|n| n.resource_type == ResourceType::Snapshot)
         .count();
     let mut kinds = Vec::new();
+    let n_tests = models
+        .iter()
+        .filter(|n| n.resource_type == ResourceType::Test)
+        .count();
     for (count, word) in [
-        (models.len() - n_seeds - n_snapshots, "model"),
+        (models.len() - n_seeds - n_snapshots - n_tests, "model"),
+        (n_tests, "data test"),
         (n_snapshots, "snapshot"),
         (n_seeds, "seed"),
     ] {
@@ -674,6 +777,32 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             out.into_iter().collect()
         })
         .collect();
+    // In `build`, a node's children wait for its tests, so an error-severity
+    // failure skips them. Only single-parent tests gate (a relationships test
+    // between a node and its descendant would otherwise wait on itself).
+    let mut parents = parents;
+    let mut tests_of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (t, n) in models.iter().enumerate() {
+        if n.resource_type == ResourceType::Test && parents[t].len() == 1 {
+            tests_of.entry(parents[t][0]).or_default().push(t);
+        }
+    }
+    if !tests_of.is_empty() {
+        for c in 0..models.len() {
+            if models[c].resource_type == ResourceType::Test {
+                continue;
+            }
+            let extra: Vec<usize> = parents[c]
+                .iter()
+                .filter_map(|p| tests_of.get(p))
+                .flatten()
+                .copied()
+                .collect();
+            parents[c].extend(extra);
+            parents[c].sort_unstable();
+            parents[c].dedup();
+        }
+    }
 
     let total = models.len();
     let counter = AtomicUsize::new(0);
@@ -691,6 +820,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
     }
     let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let warnings: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let label = |n: &Node| format!("{}.{}", n.schema, n.alias);
 
     let statuses = run_dag(
@@ -700,6 +830,101 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         |i, thread| {
             let n = models[i];
             let idx = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if n.resource_type == ResourceType::Test {
+                rep.info(
+                    "node_start",
+                    &progress(idx, total, &format!("START test {}", n.name), "RUN"),
+                );
+                let t0 = chrono::Utc::now();
+                let clock = Instant::now();
+                let c = compiled.get(&n.unique_id);
+                let out = run_test(n, adapter.as_ref(), c);
+                let secs = clock.elapsed().as_secs_f64();
+                let (status, word, job) = match &out {
+                    Ok(TestResult::Pass) => ("pass", "PASS".to_string(), JobStatus::Success),
+                    Ok(TestResult::Warn(f)) => ("warn", format!("WARN {f}"), JobStatus::Warn),
+                    Ok(TestResult::Fail(f)) => ("fail", format!("FAIL {f}"), JobStatus::Error),
+                    Err(_) => ("error", "ERROR".to_string(), JobStatus::Error),
+                };
+                let line = progress(
+                    idx,
+                    total,
+                    &format!("{word} {}", n.name),
+                    &format!("{word} in {secs:.2}s"),
+                );
+                match job {
+                    JobStatus::Success => rep.info("node_ok", &line),
+                    JobStatus::Warn => rep.warn(&line),
+                    _ => rep.error(&line),
+                }
+                let path = s.target_dir.join(crate::compile::compiled_path(n));
+                let failures = match &out {
+                    Ok(TestResult::Warn(f)) | Ok(TestResult::Fail(f)) => Some(*f),
+                    Ok(TestResult::Pass) => Some(0),
+                    Err(_) => None,
+                };
+                let message = match &out {
+                    Ok(TestResult::Pass) => None,
+                    Ok(TestResult::Warn(f)) | Ok(TestResult::Fail(f)) => Some(format!(
+                        "Got {f} result{}, configured to {} if {}",
+                        if *f == 1 { "" } else { "s" },
+                        if status == "fail" { "fail" } else { "warn" },
+                        n.config
+                            .get(if status == "fail" {
+                                "error_if"
+                            } else {
+                                "warn_if"
+                            })
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("!= 0")
+                    )),
+                    Err(e) => Some(e.clone()),
+                };
+                if job == JobStatus::Error || job == JobStatus::Warn {
+                    let kind = match status {
+                        "fail" => "Failure",
+                        "warn" => "Warning",
+                        _ => "Error",
+                    };
+                    let text = format!(
+                        "{kind} in test {} ({})\n  {}\n  compiled code at {}",
+                        n.name,
+                        n.display_path,
+                        message.clone().unwrap_or_default().replace('\n', "\n  "),
+                        path.display()
+                    );
+                    if job == JobStatus::Error {
+                        errors.lock().unwrap_or_else(|p| p.into_inner()).push(text);
+                    } else {
+                        warnings
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(text);
+                    }
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(NodeResult {
+                        unique_id: n.unique_id.clone(),
+                        status,
+                        thread,
+                        compile: (t0, t0),
+                        execute: Some((t0, chrono::Utc::now())),
+                        execution_time: secs,
+                        code: None,
+                        rows_affected: None,
+                        message,
+                        failures,
+                        compiled_code: c.map(|c| c.sql.clone()),
+                        relation_name: n.relation_name(&m.quoting),
+                    });
+                if job == JobStatus::Error && args.fail_fast {
+                    stop.store(true, Ordering::SeqCst);
+                    adapter.cancel_all();
+                }
+                return job;
+            }
             let mat = n.config.materialized.as_str();
             let what = if n.resource_type == ResourceType::Seed {
                 format!("seed file {}", label(n))
@@ -1033,9 +1258,13 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             rep.error(e);
         }
     }
+    for w in warnings.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        rep.warn(&w);
+    }
+    let warn = count(JobStatus::Warn);
     rep.info(
         "run_done",
-        &format!("Done. PASS={pass} WARN=0 ERROR={err} SKIP={skip} TOTAL={total}"),
+        &format!("Done. PASS={pass} WARN={warn} ERROR={err} SKIP={skip} TOTAL={total}"),
     );
     std::mem::forget(compiled);
     if INTERRUPTED.load(Ordering::SeqCst) {

@@ -1,0 +1,174 @@
+//! `strata test` and tests inside `build`: pass/fail/warn, severity and
+//! thresholds, `where`, `limit`, `store_failures`, and skipping the descendants
+//! of a node whose error-severity test failed.
+
+mod common;
+
+use common::*;
+
+fn psql(db: &str, sql: &str) -> String {
+    let bin = strata::localpg::PgBinaries::find()
+        .ok()
+        .and_then(|b| b.dir)
+        .map(|d| d.join("psql").display().to_string())
+        .unwrap_or_else(|| "psql".into());
+    let out = std::process::Command::new(bin)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg::port().to_string(),
+            "-U",
+            "strata",
+            "-d",
+            db,
+            "-tA",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn test_project(db: &str, schema_yml: &str) -> tempfile::TempDir {
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n      threads: 2\n",
+        pg::port()
+    );
+    project(&[
+        ("profiles.yml", &profile),
+        (
+            "seeds/orders.csv",
+            "id,status,amount\n1,placed,10\n2,shipped,20\n2,shipped,5\n3,lost,7\n4,,0\n",
+        ),
+        (
+            "models/orders_clean.sql",
+            "select * from {{ ref('orders') }}",
+        ),
+        (
+            "models/downstream.sql",
+            "select count(*) as n from {{ ref('orders_clean') }}",
+        ),
+        ("models/schema.yml", schema_yml),
+        (
+            "tests/no_negative.sql",
+            "select * from {{ ref('orders_clean') }} where amount < 0",
+        ),
+    ])
+}
+
+#[test]
+fn results_thresholds_severity_where_limit() {
+    let db = pg::database("dt_results");
+    let yml = "version: 2\nmodels:\n  - name: orders_clean\n    columns:\n      - name: id\n        data_tests:\n          - unique\n          - not_null\n          - unique:\n              name: unique_id_without_duplicates\n              config:\n                where: \"amount > 5\"\n      - name: status\n        data_tests:\n          - accepted_values:\n              arguments:\n                values: [placed, shipped]\n              config:\n                severity: warn\n          - not_null:\n              config:\n                error_if: \">5\"\n                warn_if: \">0\"\n      - name: amount\n        data_tests:\n          - not_null:\n              name: limited\n              config:\n                limit: 1\n";
+    let dir = test_project(&db, yml);
+    assert_eq!(strata(dir.path(), &["seed"]).code, 0);
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    let r = strata(dir.path(), &["test"]);
+    assert_eq!(r.code, 1, "an error-severity failure exits 1: {}", r.stderr);
+    assert!(
+        r.stderr.contains("FAIL 1 unique_orders_clean_id"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("PASS unique_id_without_duplicates"),
+        "where filters rows: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("WARN 1 accepted_values_orders_clean_status__placed__shipped"),
+        "NULL is not a value group: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("WARN 1 not_null_orders_clean_status"),
+        "threshold >5 errors, >0 warns: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("PASS no_negative"),
+        "singular test: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("Failure in test unique_orders_clean_id (models/schema.yml)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("Got 1 result, configured to fail if != 0"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("compiled code at"), "{}", r.stderr);
+    let results: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/run_results.json")).unwrap();
+    let by_name = |n: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"].as_str().unwrap().contains(n))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_name("unique_orders_clean_id")["status"], "fail");
+    assert_eq!(by_name("unique_orders_clean_id")["failures"], 1);
+    assert_eq!(by_name("accepted_values")["status"], "warn");
+    assert_eq!(by_name("no_negative")["status"], "pass");
+    // Selecting by test name and type.
+    let r = strata(dir.path(), &["test", "-s", "test_name:accepted_values"]);
+    assert_eq!(r.code, 0, "warnings do not fail: {}", r.stderr);
+    assert!(r.stderr.contains("running 1 data test"), "{}", r.stderr);
+}
+
+#[test]
+fn store_failures_as_table_and_view() {
+    let db = pg::database("dt_store");
+    let yml = "version: 2\nmodels:\n  - name: orders_clean\n    columns:\n      - name: id\n        data_tests:\n          - unique:\n              config:\n                store_failures: true\n      - name: status\n        data_tests:\n          - not_null:\n              config:\n                store_failures_as: view\n";
+    let dir = test_project(&db, yml);
+    assert_eq!(
+        strata(dir.path(), &["build", "--exclude", "downstream"]).code,
+        1
+    );
+    assert_eq!(psql(&db, "select unique_field || ':' || n_records from main_dbt_test__audit.unique_orders_clean_id"), "2:2");
+    assert_eq!(
+        psql(&db, "select table_type from information_schema.tables where table_schema = 'main_dbt_test__audit' and table_name = 'not_null_orders_clean_status'"),
+        "VIEW"
+    );
+}
+
+#[test]
+fn build_skips_children_of_a_node_whose_test_failed() {
+    let db = pg::database("dt_build");
+    let yml = "version: 2\nmodels:\n  - name: orders_clean\n    columns:\n      - name: id\n        data_tests: [unique]\n";
+    let dir = test_project(&db, yml);
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("SKIP relation main.downstream"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from information_schema.tables where table_name = 'downstream'"
+        ),
+        "0"
+    );
+    // With the test downgraded to a warning, the child builds.
+    std::fs::write(
+        dir.path().join("models/schema.yml"),
+        "version: 2\nmodels:\n  - name: orders_clean\n    columns:\n      - name: id\n        data_tests:\n          - unique:\n              config:\n                severity: warn\n",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(psql(&db, "select n from main.downstream"), "5");
+}
