@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Warehouse benchmark: `strata run --threads 4` of the 1,000-view synthetic project
-# on Strata's local Postgres (first run, then reruns), and a 1,000,000-row seed.
+# on Strata's local Postgres (first run, then reruns), its 2,037 data tests, and a
+# 1,000,000-row seed.
 # Usage: bench/run.sh        (needs the PostgreSQL server package)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,6 +31,7 @@ echo "|---|---|"
 echo "| strata seed (creates the local cluster) | $(t "$BIN" seed) |"
 echo "| strata run --threads 4, first run (1,000 views) | $(t "$BIN" run --threads 4) |"
 echo "| strata run --threads 4, rerun | $(t "$BIN" run --threads 4) |"
+echo "| strata test --threads 4 (2,037 data tests) | $(t "$BIN" test --threads 4) |"
 python3 - <<'PY'
 import random
 r = random.Random(1)
