@@ -30,6 +30,8 @@ pub enum Command {
     Snapshot(RunArgs),
     /// Run the selected data tests.
     Test(RunArgs),
+    /// Source commands (`strata source freshness`).
+    Source(SourceArgs),
     /// Re-run what failed or was skipped in the last run_results.json.
     Retry(RunArgs),
     /// Preview the rows of a model (`--select`) or of inline SQL (`--inline`).
@@ -160,6 +162,18 @@ pub struct RunOperationArgs {
     pub args: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    #[command(subcommand)]
+    pub action: SourceAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SourceAction {
+    /// Check how recently each source table was loaded; writes sources.json.
+    Freshness(CommonArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -34,6 +34,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Build(a) => commands::run::build(a),
         Command::Snapshot(a) => commands::run::snapshot(a),
         Command::Test(a) => commands::run::test(a),
+        Command::Source(a) => match &a.action {
+            cli::SourceAction::Freshness(c) => commands::freshness::run(c),
+        },
         Command::Retry(a) => commands::run::retry(a),
         Command::Show(a) => commands::show::run(a),
         Command::RunOperation(a) => commands::run_operation::run(a),

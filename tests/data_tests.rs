@@ -172,3 +172,55 @@ fn build_skips_children_of_a_node_whose_test_failed() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(psql(&db, "select n from main.downstream"), "5");
 }
+
+#[test]
+fn source_freshness_pass_warn_error_and_sources_json() {
+    let db = pg::database("freshness");
+    psql(
+        &db,
+        "create schema raw; \
+         create table raw.fresh as select now() - interval '5 minutes' as loaded_at; \
+         create table raw.aging as select now() - interval '2 hours' as loaded_at; \
+         create table raw.stale as select now() - interval '3 days' as loaded_at, 'old' as kind union all select now(), 'filtered out';",
+    );
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
+        pg::port()
+    );
+    let yml = "version: 2\nsources:\n  - name: raw\n    schema: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n      - name: aging\n      - name: stale\n        freshness:\n          warn_after: {count: 1, period: hour}\n          error_after: {count: 1, period: day}\n          filter: \"kind = 'old'\"\n";
+    let dir = project(&[("profiles.yml", &profile), ("models/sources.yml", yml)]);
+    let r = strata(dir.path(), &["source", "freshness"]);
+    assert_eq!(r.code, 1, "a stale source exits 1: {}", r.stderr);
+    assert!(
+        r.stderr.contains("PASS freshness of raw.fresh"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("WARN freshness of raw.aging"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("ERROR STALE freshness of raw.stale"),
+        "the filter keeps only old rows: {}",
+        r.stderr
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/sources.json")).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("schemas/sources-v3.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .take(5)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = strata(
+        dir.path(),
+        &["source", "freshness", "-s", "source:raw.fresh"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
