@@ -539,10 +539,11 @@ impl<'a> Compiler<'a> {
                 .jinja()
                 .eval(s.trim(), ctx)
                 .map_err(|e| jinja::diagnostic_from_jinja(&e, &file, None, 0)),
+            // dbt renders test arguments natively: "{{ var('list') }}" yields a list.
             Json::String(s) if s.contains("{{") || s.contains("{%") => self
                 .jinja()
                 .render(&file, s, ctx)
-                .map(Value::from)
+                .map(|out| jinja::objects::as_native(Value::from(out)))
                 .map_err(|e| jinja::diagnostic_from_jinja(&e, &file, None, 0)),
             Json::Array(a) => Ok(Value::from(
                 a.iter()

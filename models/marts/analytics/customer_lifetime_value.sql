@@ -7,5 +7,8 @@ select
     min(f.created_at) as first_transaction_at,
     max(f.created_at) as last_transaction_at
 from {{ ref('dim_customers') }} as c
+-- current version of each customer
+
 left join {{ ref('fact_transactions') }} as f using (customer_id)
+where c.is_current
 group by 1, 2, 3

@@ -12,4 +12,5 @@ select
     ) as refund_or_dispute_rate
 from {{ ref('dim_merchants') }} as m
 left join {{ ref('fact_transactions') }} as f using (merchant_id)
+where m.is_current
 group by 1, 2, 3

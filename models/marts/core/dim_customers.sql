@@ -1,3 +1,4 @@
+-- Customer dimension, SCD type 2: one row per version of a customer.
 with addresses as (
     select
         customer_id,
@@ -8,15 +9,19 @@ with addresses as (
 )
 
 select
-    c.customer_id,
-    c.full_name,
-    c.email,
-    c.tier,
-    c.preferred_language,
-    c.notify_by_email,
-    c.notify_by_sms,
+    s.dbt_scd_id as customer_sk,
+    s.customer_id,
+    s.full_name,
+    s.email,
+    s.tier,
+    s.preferred_language,
+    s.notify_by_email,
+    s.notify_by_sms,
     a.billing_country,
     a.shipping_city,
-    c.signed_up_at
-from {{ ref('stg_customers') }} as c
+    s.signed_up_at,
+    {{ scd2_valid_from('s.customer_id') }} as valid_from,
+    {{ scd2_valid_to() }} as valid_to,
+    s.dbt_valid_to is null as is_current
+from {{ ref('customers_snapshot') }} as s
 left join addresses as a using (customer_id)
