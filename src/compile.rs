@@ -361,6 +361,40 @@ impl<'a> Compiler<'a> {
         } else {
             self.render_sql(n)?
         };
+        self.finish(n, sql, ephemerals, done)
+    }
+
+    /// A model rendered for a unit test: always in the compile phase, with the
+    /// test's `vars`/`env_vars`/`macros` overrides in its context.
+    pub fn compile_with_overrides(
+        &self,
+        n: &Node,
+        overrides: Vec<(String, Value)>,
+        done: &HashMap<String, CompiledNode>,
+    ) -> Result<CompiledNode, Diagnostic> {
+        let ctx = self
+            .jinja()
+            .ctx(self.node_info(n, overrides), Phase::Compile);
+        let src = jinja::preprocess::rewrite_mutable_literals(&n.raw_code);
+        let sql = self
+            .jinja()
+            .render(&n.display_path, &src, &ctx)
+            .map_err(|e| self.diag(n, &e))?;
+        let ephemerals = ctx.take_capture().ephemerals;
+        self.finish(n, sql, ephemerals, done)
+    }
+
+    pub fn resolver(&self) -> &ManifestResolver {
+        &self.resolver
+    }
+
+    fn finish(
+        &self,
+        n: &Node,
+        sql: String,
+        ephemerals: Vec<String>,
+        done: &HashMap<String, CompiledNode>,
+    ) -> Result<CompiledNode, Diagnostic> {
         let mut extra: Vec<(String, String)> = Vec::new();
         for e in &ephemerals {
             let Some(c) = done.get(e) else {

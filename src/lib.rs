@@ -16,6 +16,7 @@ pub mod project;
 pub mod report;
 pub mod scheduler;
 pub mod secrets;
+pub mod unit_test;
 
 use std::process::ExitCode;
 

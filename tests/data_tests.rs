@@ -224,3 +224,101 @@ fn source_freshness_pass_warn_error_and_sources_json() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn unit_tests_formats_overrides_and_diffs() {
+    let db = pg::database("unit");
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
+        pg::port()
+    );
+    let yml = r#"version: 2
+sources:
+  - name: raw
+    tables:
+      - name: events
+unit_tests:
+  - name: doubles_with_multiplier
+    model: scaled
+    overrides:
+      vars: {multiplier: 3}
+    given:
+      - input: ref('base')
+        rows:
+          - {id: 1, v: 2}
+          - {id: 2}
+    expect:
+      rows:
+        - {id: 1, scaled: 6}
+        - {id: 2, scaled: null}
+  - name: incremental_branch_and_sql_format
+    model: inc
+    overrides:
+      macros: {is_incremental: true}
+    given:
+      - input: source('raw', 'events')
+        format: sql
+        rows: "select 1 as id, 'old' as kind union all select 5, 'new'"
+    expect:
+      format: sql
+      rows: "select 5 as id"
+  - name: wrong_expectation
+    model: scaled
+    given:
+      - input: ref('base')
+        format: csv
+        rows: |
+          id,v
+          1,10
+    expect:
+      rows:
+        - {id: 1, scaled: 999}
+"#;
+    let dir = project(&[
+        ("profiles.yml", &profile),
+        ("models/base.sql", "select 1 as id, 1 as v"),
+        ("models/scaled.sql", "select id, v * {{ var('multiplier', 2) }} as scaled from {{ ref('base') }}"),
+        (
+            "models/inc.sql",
+            "{{ config(materialized='incremental') }}select id from {{ source('raw', 'events') }}{% if is_incremental() %} where id > 3{% endif %}",
+        ),
+        ("models/schema.yml", yml),
+    ]);
+    let r = strata(dir.path(), &["test"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("PASS scaled::doubles_with_multiplier"),
+        "vars override: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("PASS inc::incremental_branch_and_sql_format"),
+        "is_incremental override: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("FAIL scaled::wrong_expectation"),
+        "{}",
+        r.stderr
+    );
+    insta::assert_snapshot!(
+        "unit_test_diff",
+        r.stderr
+            .lines()
+            .skip_while(|l| !l.starts_with("Failure in unit test"))
+            .take(6)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/run_results.json")).unwrap();
+    assert!(manifest["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(
+            |r| r["unique_id"] == "unit_test.proj.scaled.wrong_expectation"
+                && r["status"] == "fail"
+        ));
+}

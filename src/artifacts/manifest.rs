@@ -588,7 +588,27 @@ pub fn write(
             ("group_map", json!({})),
             ("saved_queries", json!({})),
             ("semantic_models", json!({})),
-            ("unit_tests", json!({})),
+            (
+                "unit_tests",
+                Json::Object(
+                    m.unit_tests
+                        .iter()
+                        .map(|(k, u)| {
+                            (
+                                k.clone(),
+                                json!({
+                                    "model": u.model, "given": u.raw.get("given").cloned().unwrap_or(json!([])),
+                                    "expect": u.raw.get("expect").cloned().unwrap_or(json!({})),
+                                    "name": u.name, "resource_type": "unit_test", "package_name": u.package,
+                                    "path": u.original_file_path, "original_file_path": u.original_file_path,
+                                    "unique_id": u.unique_id, "fqn": [u.package.clone(), u.model.clone(), u.name.clone()],
+                                    "description": u.description,
+                                }),
+                            )
+                        })
+                        .collect(),
+                ),
+            ),
             ("functions", json!({})),
         ] {
             put(&format!(",\"{k}\":"))?;

@@ -746,7 +746,33 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             compiler.incremental.insert(n.unique_id.clone());
         }
     }
-    let compiled: HashMap<String, CompiledNode> = compiler.compile(&s.graph, &ids)?;
+    // Unit tests of the selected models run first (in `test` and `build`).
+    let unit_tests: Vec<&crate::manifest::UnitTest> = if matches!(which, Which::Test | Which::Build)
+    {
+        m.unit_tests
+            .values()
+            .filter(|u| {
+                m.nodes.values().any(|n| {
+                    n.name == u.model
+                        && n.resource_type == ResourceType::Model
+                        && selected.contains(&n.unique_id)
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut compile_ids = ids.clone();
+    for u in &unit_tests {
+        if let Some(n) = m
+            .nodes
+            .values()
+            .find(|n| n.name == u.model && n.resource_type == ResourceType::Model)
+        {
+            compile_ids.insert(n.unique_id.clone());
+        }
+    }
+    let compiled: HashMap<String, CompiledNode> = compiler.compile(&s.graph, &compile_ids)?;
     std::fs::create_dir_all(&s.target_dir)
         .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
     write_compiled(&s.target_dir, &compiled)?;
@@ -804,6 +830,79 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         }
     }
 
+    // Unit tests: a failure blocks its model (and so its descendants) in `build`.
+    let mut blocked: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut unit_pass = 0usize;
+    let mut unit_fail = 0usize;
+    let mut unit_errors: Vec<String> = Vec::new();
+    let mut unit_results: Vec<NodeResult> = Vec::new();
+    for (i, u) in unit_tests.iter().enumerate() {
+        let label = format!("{}::{}", u.model, u.name);
+        rep.info(
+            "unit_start",
+            &progress(
+                i + 1,
+                unit_tests.len(),
+                &format!("START unit_test {label}"),
+                "RUN",
+            ),
+        );
+        let t0 = chrono::Utc::now();
+        let clock = Instant::now();
+        let out = crate::unit_test::run(m, &compiler, adapter.as_ref(), u, &compiled);
+        let secs = clock.elapsed().as_secs_f64();
+        let (status, word) = match &out {
+            Ok(crate::unit_test::Outcome::Pass) => ("pass", "PASS"),
+            Ok(crate::unit_test::Outcome::Fail(_)) => ("fail", "FAIL"),
+            Err(_) => ("error", "ERROR"),
+        };
+        let line = progress(
+            i + 1,
+            unit_tests.len(),
+            &format!("{word} {label}"),
+            &format!("{word} in {secs:.2}s"),
+        );
+        let message = match out {
+            Ok(crate::unit_test::Outcome::Pass) => {
+                unit_pass += 1;
+                rep.info("unit_ok", &line);
+                None
+            }
+            Ok(crate::unit_test::Outcome::Fail(diff)) | Err(diff) => {
+                unit_fail += 1;
+                rep.error(&line);
+                unit_errors.push(format!(
+                    "{} in unit test {label} ({})\n  {}",
+                    if status == "fail" { "Failure" } else { "Error" },
+                    u.display_path,
+                    diff.replace('\n', "\n  ")
+                ));
+                if let Some(n) = m
+                    .nodes
+                    .values()
+                    .find(|n| n.name == u.model && n.resource_type == ResourceType::Model)
+                {
+                    blocked.insert(n.unique_id.clone());
+                }
+                Some(diff)
+            }
+        };
+        unit_results.push(NodeResult {
+            unique_id: u.unique_id.clone(),
+            status,
+            thread: 0,
+            compile: (t0, t0),
+            execute: Some((t0, chrono::Utc::now())),
+            execution_time: secs,
+            code: None,
+            rows_affected: None,
+            message,
+            failures: if status == "fail" { Some(1) } else { Some(0) },
+            compiled_code: None,
+            relation_name: None,
+        });
+    }
+
     let total = models.len();
     let counter = AtomicUsize::new(0);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -830,6 +929,15 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         |i, thread| {
             let n = models[i];
             let idx = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if blocked.contains(&n.unique_id) {
+                rep.error(&progress(
+                    idx,
+                    total,
+                    &format!("ERROR {} (its unit tests failed)", label(n)),
+                    "ERROR",
+                ));
+                return JobStatus::Error;
+            }
             if n.resource_type == ResourceType::Test {
                 rep.info(
                     "node_start",
@@ -1213,7 +1321,8 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         run_hooks("on-run-end")?;
     }
 
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.splice(0..0, unit_results);
     let invocation = s.parsed.jinja.shared.invocation_id.clone();
     let elapsed = started.elapsed().as_secs_f64();
     run_results::write(
@@ -1237,15 +1346,17 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
     )?;
     let count = |st: JobStatus| statuses.iter().filter(|x| **x == st).count();
     let (pass, err, skip) = (
-        count(JobStatus::Success),
-        count(JobStatus::Error),
+        count(JobStatus::Success) + unit_pass,
+        count(JobStatus::Error) + unit_fail,
         count(JobStatus::Skipped),
     );
+    let total = total + unit_tests.len();
     rep.info(
         "run_done",
         &format!("Finished running {what_runs} in {elapsed:.2}s."),
     );
-    let errs = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut errs = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errs.splice(0..0, unit_errors);
     if errs.is_empty() {
         rep.info("run_done", "Completed successfully");
     } else {

@@ -212,6 +212,13 @@ impl RenderCtx {
         }
     }
 
+    /// A unit test's override (`vars`, `env_vars`, `macros`) for `name`, if any.
+    pub fn override_of(&self, kind: &str, name: &str) -> Option<Value> {
+        let key = format!("__strata_{kind}_overrides");
+        let map = self.node.extra.iter().find(|(k, _)| *k == key)?;
+        map.1.get_attr(name).ok().filter(|v| !v.is_undefined())
+    }
+
     fn config_get(&self, key: &str) -> Option<Json> {
         if let Some(c) = &self.node.config {
             return c.get(key).cloned();
@@ -439,6 +446,9 @@ pub fn source_fn(state: &State, source: String, table: String) -> Result<Value, 
 /// `var('name', default)`.
 pub fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
     let ctx = ctx_of(state)?;
+    if let Some(v) = ctx.override_of("var", &name) {
+        return Ok(v);
+    }
     let pkg = ctx.current_package();
     let found = ctx
         .shared
@@ -460,7 +470,10 @@ pub fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Val
 }
 
 /// `env_var('NAME', default)`; values of `DBT_ENV_SECRET_*` are remembered for redaction.
-pub fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> {
+pub fn env_var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
+    if let Some(v) = ctx_of(state).ok().and_then(|c| c.override_of("env", &name)) {
+        return Ok(v);
+    }
     match std::env::var(&name) {
         Ok(v) => {
             if name.starts_with("DBT_ENV_SECRET_") {
@@ -481,6 +494,9 @@ pub fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> 
 pub fn is_incremental_fn(state: &State) -> Result<bool, Error> {
     let ctx = ctx_of(state)?;
     ctx.mark_sensitive();
+    if let Some(v) = ctx.override_of("macro", "is_incremental") {
+        return Ok(v.is_true());
+    }
     Ok(ctx.phase == Phase::Compile && ctx.node.is_incremental)
 }
 

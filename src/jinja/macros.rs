@@ -182,6 +182,9 @@ impl Object for MacroRef {
 
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         let ctx = ctx_of(state)?;
+        if let Some(v) = ctx.override_of("macro", &self.name) {
+            return Ok(v);
+        }
         let reg = ctx.shared.macros.clone();
         let def = match &self.package {
             Some(p) => reg.get_in(p, &self.name),

@@ -248,6 +248,43 @@ pub struct Manifest {
     pub selectors: Json,
     pub quoting: crate::jinja::QuotePolicy,
     pub warnings: Vec<String>,
+    pub unit_tests: IndexMap<String, UnitTest>,
+}
+
+/// Rows given to or expected from a unit test.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fixture {
+    /// Column → value maps (`format: dict`, also from `format: csv`).
+    Rows(Vec<IndexMap<String, Json>>),
+    /// A query producing the rows (`format: sql`).
+    Sql(String),
+}
+
+/// One `given:` input: `ref('x')` or `source('a', 'b')` and its rows.
+#[derive(Debug, Clone)]
+pub struct UnitGiven {
+    pub input: String,
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<(String, String)>,
+    pub rows: Fixture,
+}
+
+/// A YAML `unit_tests:` entry.
+#[derive(Debug, Clone)]
+pub struct UnitTest {
+    pub unique_id: String,
+    pub package: String,
+    pub name: String,
+    pub model: String,
+    pub given: Vec<UnitGiven>,
+    pub expect: Fixture,
+    pub vars: IndexMap<String, Json>,
+    pub env_vars: IndexMap<String, Json>,
+    pub macros: IndexMap<String, Json>,
+    pub description: String,
+    pub original_file_path: String,
+    pub display_path: String,
+    pub raw: Json,
 }
 
 impl Manifest {

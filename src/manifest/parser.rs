@@ -18,6 +18,7 @@ use crate::jinja::{
     self, preprocess, EnvSettings, JinjaEnv, MacroSource, NodeInfo, Phase, QuotePolicy,
     RelationName,
 };
+use crate::project::config;
 use crate::project::config::{
     apply_folder_configs, config_from_yaml, merge_all, merge_key, normalize_hooks, yaml_to_json,
     ConfigMap, NodeConfig,
@@ -570,6 +571,20 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
         m.nodes.insert(n.unique_id.clone(), n);
     }
 
+    // Unit tests.
+    for (i, sch) in &schemas {
+        let f = &project.files[*i];
+        let pkg = project.packages[f.package].name().to_string();
+        for u in &sch.unit_tests {
+            match build_unit_test(&pkg, f, &display[*i], u) {
+                Ok(t) => {
+                    m.unit_tests.insert(t.unique_id.clone(), t);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+
     // Macros for the manifest, with their YAML descriptions.
     let mut macro_patches: HashMap<
         (String, String),
@@ -1015,6 +1030,173 @@ fn build_test(
         node.config = NodeConfig::resolve(cfg, "test");
         Ok(node)
     }
+}
+
+/// Rows in `dict`, `csv` or `sql` format.
+fn fixture(v: Option<&Yaml>, file: &str, text: &str, name: &str) -> Result<Fixture, Diagnostic> {
+    let err = |msg: String| {
+        Diagnostic::new(DiagKind::Yaml, format!("unit test '{name}': {msg}")).at(
+            file,
+            Some(text),
+            line_of(text, &format!("name: {name}")),
+            1,
+        )
+    };
+    let Some(v) = v else {
+        return Ok(Fixture::Rows(vec![]));
+    };
+    let format = v.get("format").and_then(Yaml::as_str).unwrap_or("dict");
+    let rows = v.get("rows");
+    match (format, rows) {
+        ("dict", Some(Yaml::Sequence(items))) => Ok(Fixture::Rows(
+            items
+                .iter()
+                .map(|r| match r {
+                    Yaml::Mapping(m) => Ok(m
+                        .iter()
+                        .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
+                        .collect()),
+                    _ => Err(err("dict rows must be mappings".into())),
+                })
+                .collect::<Result<_, _>>()?,
+        )),
+        ("dict", None) => Ok(Fixture::Rows(vec![])),
+        ("csv", Some(Yaml::String(csv_text))) => {
+            let mut rdr = csv::ReaderBuilder::new().from_reader(csv_text.trim().as_bytes());
+            let header: Vec<String> = rdr
+                .headers()
+                .map_err(|e| err(format!("csv rows: {e}")))?
+                .iter()
+                .map(|h| h.trim().to_string())
+                .collect();
+            let mut out = Vec::new();
+            for r in rdr.records() {
+                let r = r.map_err(|e| err(format!("csv rows: {e}")))?;
+                out.push(
+                    header
+                        .iter()
+                        .zip(r.iter())
+                        .map(|(h, v)| (h.clone(), csv_value(v)))
+                        .collect(),
+                );
+            }
+            Ok(Fixture::Rows(out))
+        }
+        ("sql", Some(Yaml::String(sql))) => Ok(Fixture::Sql(sql.clone())),
+        (f, _) => Err(err(format!(
+            "rows in format '{f}' must be {}",
+            if f == "dict" { "a list" } else { "a string" }
+        ))),
+    }
+}
+
+/// A csv fixture value: numbers and booleans as such, empty as NULL.
+fn csv_value(v: &str) -> Json {
+    if v.is_empty() {
+        return Json::Null;
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        return Json::from(i);
+    }
+    if v.chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-'))
+    {
+        if let Some(n) = v.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Json::Number(n);
+        }
+    }
+    match v {
+        "true" => Json::Bool(true),
+        "false" => Json::Bool(false),
+        _ => Json::from(v),
+    }
+}
+
+fn build_unit_test(
+    pkg: &str,
+    f: &SourceFile,
+    display: &str,
+    u: &Yaml,
+) -> Result<UnitTest, Diagnostic> {
+    let name = u
+        .get("name")
+        .and_then(Yaml::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let model = u
+        .get("model")
+        .and_then(Yaml::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() || model.is_empty() {
+        return Err(
+            Diagnostic::new(DiagKind::Yaml, "a unit test needs `name` and `model`").at(
+                display,
+                Some(&f.contents),
+                line_of(&f.contents, "unit_tests:"),
+                1,
+            ),
+        );
+    }
+    let mut given = Vec::new();
+    for g in u
+        .get("given")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let input = g
+            .get("input")
+            .and_then(Yaml::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (mut refs, mut sources) = (Vec::new(), Vec::new());
+        generic_tests::scan_calls(&Json::from(input.clone()), &mut refs, &mut sources);
+        if refs.is_empty() && sources.is_empty() {
+            return Err(Diagnostic::new(
+                DiagKind::Yaml,
+                format!("unit test '{name}': given input '{input}' is not ref(...) or source(...)"),
+            )
+            .at(display, Some(&f.contents), line_of(&f.contents, &input), 1));
+        }
+        given.push(UnitGiven {
+            rows: fixture(Some(g), display, &f.contents, &name)?,
+            input,
+            refs,
+            sources,
+        });
+    }
+    let overrides = u.get("overrides");
+    let map = |k: &str| -> IndexMap<String, Json> {
+        overrides
+            .and_then(|o| o.get(k))
+            .and_then(Yaml::as_mapping)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(UnitTest {
+        unique_id: format!("unit_test.{pkg}.{model}.{name}"),
+        package: pkg.to_string(),
+        expect: fixture(u.get("expect"), display, &f.contents, &name)?,
+        vars: map("vars"),
+        env_vars: map("env_vars"),
+        macros: map("macros"),
+        description: u
+            .get("description")
+            .and_then(Yaml::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        original_file_path: f.original_path.clone(),
+        display_path: display.to_string(),
+        raw: yaml_to_json(u),
+        name,
+        model,
+        given,
+    })
 }
 
 fn render_str(project: &Project, s: &str) -> Result<String, Diagnostic> {

@@ -1,0 +1,262 @@
+//! Unit tests (dbt's YAML `unit_tests:`): the model's SQL runs against fixture
+//! rows standing in for its inputs, and its output is compared with the
+//! expected rows, without building anything upstream.
+
+use std::collections::HashMap;
+
+use minijinja::value::Value;
+use serde_json::Value as Json;
+
+use crate::adapter::{Adapter, Column};
+use crate::compile::{inject_ctes, CompiledNode, Compiler};
+use crate::jinja::relation::quote_ident;
+use crate::manifest::{Fixture, Manifest, Node, UnitTest};
+
+/// What a unit test found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Pass,
+    /// Expected and actual rows differ; the text is a readable diff.
+    Fail(String),
+}
+
+fn literal(v: &Json) -> String {
+    match v {
+        Json::Null => "null".into(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => format!("'{}'", s.replace('\'', "''")),
+        other => format!("'{}'", other.to_string().replace('\'', "''")),
+    }
+}
+
+/// The CTE body for one input's rows, typed like the real relation when it exists.
+fn fixture_sql(rows: &Fixture, columns: &[Column]) -> String {
+    match rows {
+        Fixture::Sql(sql) => sql.clone(),
+        Fixture::Rows(rows) => {
+            let mut names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+            for r in rows {
+                for k in r.keys() {
+                    if !names.contains(k) {
+                        names.push(k.clone());
+                    }
+                }
+            }
+            let ty = |n: &str| {
+                columns
+                    .iter()
+                    .find(|c| c.name == n)
+                    .map(|c| c.data_type.clone())
+            };
+            let cell = |n: &str, v: Option<&Json>| {
+                let lit = literal(v.unwrap_or(&Json::Null));
+                match ty(n) {
+                    Some(t) => format!("cast({lit} as {t}) as {}", quote_ident(n)),
+                    None => format!("{lit} as {}", quote_ident(n)),
+                }
+            };
+            if rows.is_empty() {
+                let cols: Vec<String> = names.iter().map(|n| cell(n, None)).collect();
+                if cols.is_empty() {
+                    return "select null as dbt_unit_empty where false".into();
+                }
+                return format!("select {} where false", cols.join(", "));
+            }
+            rows.iter()
+                .map(|r| {
+                    let cols: Vec<String> = names.iter().map(|n| cell(n, r.get(n))).collect();
+                    format!("select {}", cols.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("\nunion all\n")
+        }
+    }
+}
+
+/// Comparable text of a value: numbers canonical, booleans as true/false.
+fn norm(v: Option<&str>) -> String {
+    match v {
+        None => "null".into(),
+        Some("t") | Some("true") | Some("True") => "true".into(),
+        Some("f") | Some("false") | Some("False") => "false".into(),
+        Some(s) => match s.parse::<f64>() {
+            Ok(f)
+                if s.trim()
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')) =>
+            {
+                format!("{f}")
+            }
+            _ => s.to_string(),
+        },
+    }
+}
+
+fn json_text(v: &Json) -> Option<String> {
+    match v {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn table(header: &[String], rows: &[(char, Vec<String>)]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.1[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |mark: char, vals: &[String]| {
+        let cells: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        format!("{mark} | {} |", cells.join(" | "))
+    };
+    let mut out = vec![line(' ', header)];
+    for (m, r) in rows {
+        out.push(line(*m, r));
+    }
+    out.join("\n")
+}
+
+/// Runs one unit test. `Err` is a problem running it (bad fixture, SQL error).
+pub fn run(
+    m: &Manifest,
+    compiler: &Compiler,
+    adapter: &dyn Adapter,
+    u: &UnitTest,
+    done: &HashMap<String, CompiledNode>,
+) -> Result<Outcome, String> {
+    let node: &Node = m
+        .nodes
+        .values()
+        .find(|n| n.name == u.model && n.resource_type == crate::manifest::ResourceType::Model)
+        .ok_or_else(|| {
+            format!(
+                "unit test '{}' tests model '{}', which does not exist",
+                u.name, u.model
+            )
+        })?;
+    let to_map = |map: &indexmap::IndexMap<String, Json>| crate::jinja::to_value(map);
+    let overrides: Vec<(String, Value)> = vec![
+        ("__strata_var_overrides".into(), to_map(&u.vars)),
+        ("__strata_env_overrides".into(), to_map(&u.env_vars)),
+        ("__strata_macro_overrides".into(), to_map(&u.macros)),
+    ];
+    let compiled = compiler
+        .compile_with_overrides(node, overrides, done)
+        .map_err(|d| d.to_string())?;
+    let mut sql = compiled.pre_injected.clone();
+    let mut ctes: Vec<(String, String)> = compiled.extra_ctes.clone();
+    for (i, g) in u.given.iter().enumerate() {
+        let (rendered, schema, ident) = if let Some(r) = g.refs.first() {
+            let (uid, rendered, eph) = compiler.resolver().resolve_rendered(&node.package, r)?;
+            if eph {
+                return Err(format!(
+                    "given input {} is an ephemeral model; give its inputs instead",
+                    g.input
+                ));
+            }
+            let n = &m.nodes[uid];
+            (rendered.to_string(), n.schema.clone(), n.alias.clone())
+        } else {
+            let (s, t) = g.sources.first().cloned().unwrap_or_default();
+            let src = m
+                .sources
+                .values()
+                .find(|x| x.source_name == s && x.name == t)
+                .ok_or_else(|| format!("given input {} is not a defined source", g.input))?;
+            (
+                src.relation_name.clone(),
+                src.schema.clone(),
+                src.identifier.clone(),
+            )
+        };
+        let name = format!("__dbt__unit_given_{i}");
+        sql = sql.replace(&rendered, &name);
+        let columns = adapter.columns_of(&schema, &ident).unwrap_or_default();
+        ctes.push((
+            name.clone(),
+            format!(" {name} as (\n{}\n)", fixture_sql(&g.rows, &columns)),
+        ));
+    }
+    let sql = inject_ctes(&sql, &ctes);
+    let actual = adapter
+        .query(&format!("select * from (\n{sql}\n) as dbt_unit_actual"))
+        .map_err(|e| e.message)?;
+    let (exp_cols, expected): (Vec<String>, Vec<Vec<Option<String>>>) = match &u.expect {
+        Fixture::Rows(rows) => {
+            let mut cols: Vec<String> = Vec::new();
+            for r in rows {
+                for k in r.keys() {
+                    if !cols.contains(k) {
+                        cols.push(k.clone());
+                    }
+                }
+            }
+            let vals = rows
+                .iter()
+                .map(|r| cols.iter().map(|c| r.get(c).and_then(json_text)).collect())
+                .collect();
+            (cols, vals)
+        }
+        Fixture::Sql(q) => {
+            let t = adapter
+                .query(q)
+                .map_err(|e| format!("expect rows query failed: {}", e.message))?;
+            (t.columns, t.rows)
+        }
+    };
+    let idx: Vec<usize> = exp_cols
+        .iter()
+        .map(|c| {
+            actual.columns.iter().position(|a| a == c).ok_or_else(|| {
+                format!(
+                    "expected column '{c}' is not in the model's output ({})",
+                    actual.columns.join(", ")
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let key = |vals: Vec<String>| vals;
+    let mut exp: Vec<Vec<String>> = expected
+        .iter()
+        .map(|r| key(r.iter().map(|v| norm(v.as_deref())).collect()))
+        .collect();
+    let mut act: Vec<Vec<String>> = actual
+        .rows
+        .iter()
+        .map(|r| key(idx.iter().map(|&i| norm(r[i].as_deref())).collect()))
+        .collect();
+    exp.sort();
+    act.sort();
+    if exp == act {
+        return Ok(Outcome::Pass);
+    }
+    // A diff: rows only expected (-), only actual (+), and shared ( ).
+    let mut rows: Vec<(char, Vec<String>)> = Vec::new();
+    let mut act_left = act.clone();
+    for e in &exp {
+        match act_left.iter().position(|a| a == e) {
+            Some(p) => {
+                act_left.remove(p);
+                rows.push((' ', e.clone()));
+            }
+            None => rows.push(('-', e.clone())),
+        }
+    }
+    for a in act_left {
+        rows.push(('+', a));
+    }
+    Ok(Outcome::Fail(format!(
+        "actual differs from expected (- expected, + actual):\n{}",
+        table(&exp_cols, &rows)
+    )))
+}
