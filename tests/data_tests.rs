@@ -61,7 +61,7 @@ fn test_project(db: &str, schema_yml: &str) -> tempfile::TempDir {
 #[test]
 fn results_thresholds_severity_where_limit() {
     let db = pg::database("dt_results");
-    let yml = "version: 2\nmodels:\n  - name: orders_clean\n    columns:\n      - name: id\n        data_tests:\n          - unique\n          - not_null\n          - unique:\n              name: unique_id_without_duplicates\n              config:\n                where: \"amount > 5\"\n      - name: status\n        data_tests:\n          - accepted_values:\n              arguments:\n                values: [placed, shipped]\n              config:\n                severity: warn\n          - not_null:\n              config:\n                error_if: \">5\"\n                warn_if: \">0\"\n      - name: amount\n        data_tests:\n          - not_null:\n              name: limited\n              config:\n                limit: 1\n";
+    let yml = "version: 2\nmodels:\n  - name: orders_clean\n    columns:\n      - name: id\n        data_tests:\n          - unique\n          - not_null\n          - unique:\n              name: unique_id_without_duplicates\n              config:\n                where: \"amount > 5\"\n      - name: status\n        data_tests:\n          - accepted_values:\n              arguments:\n                values: [placed, shipped]\n              config:\n                severity: warn\n          - not_null:\n              config:\n                error_if: \">5\"\n                warn_if: \">0\"\n      - name: amount\n        data_tests:\n          - not_null:\n              name: limited\n              config:\n                limit: 1\n          - accepted_values:\n              name: amount_sum_check\n              arguments:\n                values: [10, 20]\n                quote: false\n              config:\n                fail_calc: \"sum(n_records)\"\n                error_if: \">= 3\"\n                warn_if: \">= 2\"\n";
     let dir = test_project(&db, yml);
     assert_eq!(strata(dir.path(), &["seed"]).code, 0);
     assert_eq!(strata(dir.path(), &["run"]).code, 0);
@@ -123,6 +123,17 @@ fn results_thresholds_severity_where_limit() {
     assert_eq!(by_name("no_negative")["status"], "pass");
     // Selecting by test name and type.
     let r = strata(dir.path(), &["test", "-s", "test_name:accepted_values"]);
+    assert!(r.stderr.contains("running 2 data tests"), "{}", r.stderr);
+    let r = strata(
+        dir.path(),
+        &[
+            "test",
+            "-s",
+            "test_name:accepted_values",
+            "--exclude",
+            "amount_sum_check",
+        ],
+    );
     assert_eq!(r.code, 0, "warnings do not fail: {}", r.stderr);
     assert!(r.stderr.contains("running 1 data test"), "{}", r.stderr);
 }

@@ -876,3 +876,28 @@ fn incremental_on_schema_change_ignore_keeps_the_table_shape() {
     );
     assert_eq!(psql(&db, "select count(*) from main.events"), "6");
 }
+
+#[test]
+fn yaml_snapshot_with_relation_and_ignored_deletes() {
+    let db = pg::database("snap_yaml");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("seeds/items.csv", "id,price\n1,10\n2,20\n"),
+            (
+                "snapshots/snapshots.yml",
+                "version: 2\nsnapshots:\n  - name: items_history\n    relation: ref('items')\n    config:\n      schema: hist\n      unique_key: id\n      strategy: check\n      check_cols: all\n",
+            ),
+        ],
+    );
+    assert_eq!(strata(dir.path(), &["build"]).code, 0);
+    std::fs::write(dir.path().join("seeds/items.csv"), "id,price\n1,11\n").unwrap();
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // hard_deletes defaults to ignore: id 2 stays current.
+    assert_eq!(
+        psql(&db, "select string_agg(id || ':' || price || ':' || (dbt_valid_to is null), ',' order by id, dbt_valid_from) from main_hist.items_history"),
+        "1:10:false,1:11:true,2:20:true"
+    );
+}
