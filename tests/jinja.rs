@@ -201,3 +201,36 @@ fn debug_shows_the_resolved_target_without_secrets() {
     assert!(text.contains("schema:        analytics"));
     assert!(!text.contains("pa55-w0rd"));
 }
+
+#[test]
+fn package_generic_tests_are_namespaced() {
+    let dir = project(&[
+        ("dbt_packages/checks/dbt_project.yml", "name: checks\n"),
+        (
+            "dbt_packages/checks/macros/tests.sql",
+            "{% test positive(model, column_name) %}\nselect * from {{ model }} where {{ column_name }} <= 0\n{% endtest %}",
+        ),
+        ("models/m.sql", "select 1 as n"),
+        ("models/schema.yml", "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: n\n        data_tests: [checks.positive]\n"),
+    ]);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    let (id, node) = manifest["nodes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("test.proj.checks_positive_m_n."))
+        .expect("test named checks_positive_m_n, as dbt names namespaced tests");
+    assert_eq!(node["test_metadata"]["namespace"], "checks", "{id}");
+    assert_eq!(
+        node["depends_on"]["macros"][0],
+        "macro.checks.test_positive"
+    );
+    let sql = read(
+        dir.path(),
+        "target/compiled/proj/models/schema.yml/checks_positive_m_n.sql",
+    );
+    assert_eq!(sql, "\nselect * from \"db\".\"main\".\"m\" where n <= 0\n");
+}
