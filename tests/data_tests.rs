@@ -198,7 +198,7 @@ fn source_freshness_pass_warn_error_and_sources_json() {
         "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
         pg::port()
     );
-    let yml = "version: 2\nsources:\n  - name: raw\n    schema: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n      - name: aging\n      - name: stale\n        freshness:\n          warn_after: {count: 1, period: hour}\n          error_after: {count: 1, period: day}\n          filter: \"kind = 'old'\"\n";
+    let yml = "version: 2\nsources:\n  - name: raw\n    schema: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n        columns:\n          - name: loaded_at\n            data_tests: [not_null, unique]\n      - name: aging\n      - name: stale\n        freshness:\n          warn_after: {count: 1, period: hour}\n          error_after: {count: 1, period: day}\n          filter: \"kind = 'old'\"\n";
     let dir = project(&[("profiles.yml", &profile), ("models/sources.yml", yml)]);
     let r = strata(dir.path(), &["source", "freshness"]);
     assert_eq!(r.code, 1, "a stale source exits 1: {}", r.stderr);
