@@ -6,30 +6,7 @@ mod common;
 
 use common::*;
 
-fn psql(db: &str, sql: &str) -> String {
-    let bin = strata::localpg::PgBinaries::find()
-        .ok()
-        .and_then(|b| b.dir)
-        .map(|d| d.join("psql").display().to_string())
-        .unwrap_or_else(|| "psql".into());
-    let out = std::process::Command::new(bin)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg::port().to_string(),
-            "-U",
-            "strata",
-            "-d",
-            db,
-            "-tA",
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::pg::psql;
 
 fn test_project(db: &str, schema_yml: &str) -> tempfile::TempDir {
     let profile = format!(

@@ -37,7 +37,7 @@ pub fn port() -> u16 {
 pub fn database(name: &str) -> String {
     let p = port();
     let db = format!("t_{name}_{}", std::process::id());
-    let status = std::process::Command::new(psql())
+    let status = std::process::Command::new(psql_bin())
         .args([
             "-h",
             "127.0.0.1",
@@ -59,10 +59,31 @@ pub fn database(name: &str) -> String {
     db
 }
 
-fn psql() -> String {
+fn psql_bin() -> String {
     strata::localpg::PgBinaries::find()
         .ok()
         .and_then(|b| b.dir)
         .map(|d| d.join("psql").display().to_string())
         .unwrap_or_else(|| "psql".into())
+}
+
+/// Runs one statement on `db` and returns its output unaligned (`psql -tA`).
+pub fn psql(db: &str, sql: &str) -> String {
+    let out = std::process::Command::new(psql_bin())
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port().to_string(),
+            "-U",
+            "strata",
+            "-d",
+            db,
+            "-tA",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
