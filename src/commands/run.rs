@@ -691,8 +691,9 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
     );
 
     // Project hooks and schemas.
-    let hook_compiler = Compiler::new(&s.parsed);
-    let run_hooks = |kind: &str| -> Result<()> {
+    // Takes the compiler as an argument (not a capture) so the one compiler can be
+    // configured for this run between the start and end hooks.
+    let run_hooks = |compiler: &Compiler, kind: &str| -> Result<()> {
         for pkg in &s.project.packages {
             let list = if kind == "on-run-start" {
                 &pkg.settings.on_run_start
@@ -700,7 +701,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                 &pkg.settings.on_run_end
             };
             for h in list {
-                let sql = hook_compiler.render_snippet(None, h)?;
+                let sql = compiler.render_snippet(None, h)?;
                 if sql.trim().is_empty() {
                     continue;
                 }
@@ -716,7 +717,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         }
         Ok(())
     };
-    run_hooks("on-run-start")?;
+    run_hooks(&compiler, "on-run-start")?;
     let schemas: BTreeSet<(String, String)> = models
         .iter()
         .map(|n| (n.database.clone(), n.schema.clone()))
@@ -1318,7 +1319,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         },
     );
     if !INTERRUPTED.load(Ordering::SeqCst) {
-        run_hooks("on-run-end")?;
+        run_hooks(&compiler, "on-run-end")?;
     }
 
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());

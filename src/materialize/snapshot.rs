@@ -168,20 +168,33 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
         format!("'{s}'")
     }));
     let snapshot_time = "(select now()::timestamp without time zone as ts) as snapshot_time";
+    // The meta columns of a new version, over the source row `src`.
+    let meta_columns = |valid_to: &str| -> Vec<String> {
+        let upd = input.updated_expr("src");
+        vec![
+            format!(
+                "md5({} || '|' || coalesce(cast({upd} as varchar), '')) as {}",
+                input.key_expr("src"),
+                q(&m.scd_id)
+            ),
+            format!("{upd} as {}", q(&m.updated_at)),
+            format!("{upd} as {}", q(&m.valid_from)),
+            format!("{valid_to} as {}", q(&m.valid_to)),
+        ]
+    };
     let source_cols: Vec<String> = input.source_columns.iter().map(|c| q(&c.name)).collect();
     let Some(existing) = &input.existing_columns else {
         let main = tx.len();
+        let mut cols = meta_columns(&format!(
+            "cast({valid_to_new} as timestamp without time zone)"
+        ));
+        if deleted_cols {
+            cols.push(format!("'False' as {}", q(&m.is_deleted)));
+        }
         tx.push(format!(
-            "create table {rel} as (\n    select\n        src.*,\n        md5({key} || '|' || coalesce(cast({upd} as varchar), '')) as {scd},\n        {upd} as {uat},\n        {upd} as {vf},\n        cast({vt_new} as timestamp without time zone) as {vt}{del}\n    from (\n{sql}\n    ) as src\n    cross join {snapshot_time}\n)",
-            key = input.key_expr("src"),
-            upd = input.updated_expr("src"),
-            scd = q(&m.scd_id),
-            uat = q(&m.updated_at),
-            vf = q(&m.valid_from),
-            vt = q(&m.valid_to),
-            vt_new = valid_to_new,
-            del = if deleted_cols { format!(",\n        'False' as {}", q(&m.is_deleted)) } else { String::new() },
-            sql = input.sql,
+            "create table {rel} as (\n    select\n        src.*,\n        {}\n    from (\n{}\n    ) as src\n    cross join {snapshot_time}\n)",
+            cols.join(",\n        "),
+            input.sql,
         ));
         return assemble(vec![], tx, main, vec![]);
     };
@@ -204,17 +217,8 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
     let staging = format!("{}__dbt_snapshot_staging", t.identifier);
     let stg = q(&staging);
     tx.push(format!("drop table if exists pg_temp.{stg}"));
-    let src_select = |valid_to: &str| {
-        format!(
-            "select src.*, md5({key} || '|' || coalesce(cast({upd} as varchar), '')) as {scd}, {upd} as {uat}, {upd} as {vf}, {valid_to} as {vt}",
-            key = input.key_expr("src"),
-            upd = input.updated_expr("src"),
-            scd = q(&m.scd_id),
-            uat = q(&m.updated_at),
-            vf = q(&m.valid_from),
-            vt = q(&m.valid_to),
-        )
-    };
+    let src_select =
+        |valid_to: &str| format!("select src.*, {}", meta_columns(valid_to).join(", "));
     let current = format!(
         "select * from {rel} as cur where {}",
         input.current_filter("cur")
