@@ -8,6 +8,8 @@ use crate::error::Error;
 
 pub const SCHEMA_URL: &str = "https://schemas.getdbt.com/dbt/run-results/v6.json";
 
+type Time = chrono::DateTime<chrono::Utc>;
+
 /// One node's outcome.
 #[derive(Debug, Clone)]
 pub struct NodeResult {
@@ -15,8 +17,8 @@ pub struct NodeResult {
     /// `success`, `error`, `skipped` (models); `pass`, `fail`, `warn` (tests).
     pub status: &'static str,
     pub thread: usize,
-    pub compile: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
-    pub execute: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    pub compile: (Time, Time),
+    pub execute: Option<(Time, Time)>,
     pub execution_time: f64,
     /// The warehouse's status line, e.g. `CREATE VIEW` or `SELECT 42`.
     pub code: Option<String>,
@@ -27,7 +29,52 @@ pub struct NodeResult {
     pub relation_name: Option<String>,
 }
 
-fn ts(t: &chrono::DateTime<chrono::Utc>) -> String {
+impl NodeResult {
+    /// A node that ran over `span` in `secs`; the optional fields start empty.
+    pub fn ran(
+        unique_id: &str,
+        status: &'static str,
+        thread: usize,
+        span: (Time, Time),
+        secs: f64,
+    ) -> Self {
+        NodeResult {
+            unique_id: unique_id.to_string(),
+            status,
+            thread,
+            compile: (span.0, span.0),
+            execute: Some(span),
+            execution_time: secs,
+            code: None,
+            rows_affected: None,
+            message: None,
+            failures: None,
+            compiled_code: None,
+            relation_name: None,
+        }
+    }
+
+    /// A node skipped because something upstream failed.
+    pub fn skipped(unique_id: &str, relation_name: Option<String>) -> Self {
+        let now = chrono::Utc::now();
+        NodeResult {
+            unique_id: unique_id.to_string(),
+            status: "skipped",
+            thread: 0,
+            compile: (now, now),
+            execute: None,
+            execution_time: 0.0,
+            code: None,
+            rows_affected: None,
+            message: Some("SKIP".into()),
+            failures: None,
+            compiled_code: None,
+            relation_name,
+        }
+    }
+}
+
+fn ts(t: &Time) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 

@@ -889,18 +889,9 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             }
         };
         unit_results.push(NodeResult {
-            unique_id: u.unique_id.clone(),
-            status,
-            thread: 0,
-            compile: (t0, t0),
-            execute: Some((t0, chrono::Utc::now())),
-            execution_time: secs,
-            code: None,
-            rows_affected: None,
             message,
             failures: if status == "fail" { Some(1) } else { Some(0) },
-            compiled_code: None,
-            relation_name: None,
+            ..NodeResult::ran(&u.unique_id, status, 0, (t0, chrono::Utc::now()), secs)
         });
     }
 
@@ -1015,18 +1006,17 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(NodeResult {
-                        unique_id: n.unique_id.clone(),
-                        status,
-                        thread,
-                        compile: (t0, t0),
-                        execute: Some((t0, chrono::Utc::now())),
-                        execution_time: secs,
-                        code: None,
-                        rows_affected: None,
                         message,
                         failures,
                         compiled_code: c.map(|c| c.sql.clone()),
                         relation_name: n.relation_name(&m.quoting),
+                        ..NodeResult::ran(
+                            &n.unique_id,
+                            status,
+                            thread,
+                            (t0, chrono::Utc::now()),
+                            secs,
+                        )
                     });
                 if job == JobStatus::Error && args.fail_fast {
                     stop.store(true, Ordering::SeqCst);
@@ -1268,22 +1258,22 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(NodeResult {
-                    unique_id: n.unique_id.clone(),
-                    status: if status == JobStatus::Success {
-                        "success"
-                    } else {
-                        "error"
-                    },
-                    thread,
-                    compile: (t0, t0),
-                    execute: Some((t0, t1)),
-                    execution_time: secs,
                     code,
                     rows_affected: rows,
                     message,
-                    failures: None,
                     compiled_code: c.map(|c| c.sql.clone()),
                     relation_name: n.relation_name(&m.quoting),
+                    ..NodeResult::ran(
+                        &n.unique_id,
+                        if status == JobStatus::Success {
+                            "success"
+                        } else {
+                            "error"
+                        },
+                        thread,
+                        (t0, t1),
+                        secs,
+                    )
                 });
             status
         },
@@ -1302,20 +1292,10 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
             results
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(NodeResult {
-                    unique_id: n.unique_id.clone(),
-                    status: "skipped",
-                    thread: 0,
-                    compile: (chrono::Utc::now(), chrono::Utc::now()),
-                    execute: None,
-                    execution_time: 0.0,
-                    code: None,
-                    rows_affected: None,
-                    message: Some("SKIP".into()),
-                    failures: None,
-                    compiled_code: None,
-                    relation_name: n.relation_name(&m.quoting),
-                });
+                .push(NodeResult::skipped(
+                    &n.unique_id,
+                    n.relation_name(&m.quoting),
+                ));
         },
     );
     if !INTERRUPTED.load(Ordering::SeqCst) {

@@ -390,28 +390,13 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                     name: p.name.clone(),
                     yaml_key: key,
                 };
-                for e in &p.data_tests {
-                    tasks.push(TestTask {
-                        file: *i,
-                        yml,
-                        pkg: pkg.clone(),
-                        target: target.clone(),
-                        column: None,
-                        entry: e,
-                    });
-                }
-                for c in &p.columns {
-                    for e in &c.data_tests {
-                        tasks.push(TestTask {
-                            file: *i,
-                            yml,
-                            pkg: pkg.clone(),
-                            target: target.clone(),
-                            column: Some(c),
-                            entry: e,
-                        });
-                    }
-                }
+                queue_tests(
+                    &mut tasks,
+                    (*i, yml, &pkg),
+                    target,
+                    &p.data_tests,
+                    &p.columns,
+                );
             }
         }
         for src in &s.sources {
@@ -420,28 +405,13 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                     source: src.name.clone(),
                     table: t.name.clone(),
                 };
-                for e in &t.data_tests {
-                    tasks.push(TestTask {
-                        file: *i,
-                        yml,
-                        pkg: pkg.clone(),
-                        target: target.clone(),
-                        column: None,
-                        entry: e,
-                    });
-                }
-                for c in &t.columns {
-                    for e in &c.data_tests {
-                        tasks.push(TestTask {
-                            file: *i,
-                            yml,
-                            pkg: pkg.clone(),
-                            target: target.clone(),
-                            column: Some(c),
-                            entry: e,
-                        });
-                    }
-                }
+                queue_tests(
+                    &mut tasks,
+                    (*i, yml, &pkg),
+                    target,
+                    &t.data_tests,
+                    &t.columns,
+                );
                 let source = build_source(project, f, &pkg, src, t, quoting);
                 match source {
                     Ok(s) => {
@@ -463,10 +433,6 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
                 format!("exposure.{pkg}.{}", e.name),
                 build_exposure(project, f, &pkg, e),
             );
-        }
-        for mp in &s.macros {
-            m.warnings.extend(std::iter::empty());
-            let _ = mp;
         }
     }
 
@@ -909,6 +875,31 @@ struct TestTask<'a> {
     target: TestTarget,
     column: Option<&'a ColumnDef>,
     entry: &'a Yaml,
+}
+
+/// Queues the tests of one model, seed, snapshot or source table, then those of its
+/// columns; the tuple is the schema file's index, display path and package.
+fn queue_tests<'a>(
+    tasks: &mut Vec<TestTask<'a>>,
+    (file, yml, pkg): (usize, &'a str, &str),
+    target: TestTarget,
+    tests: &'a [Yaml],
+    columns: &'a [ColumnDef],
+) {
+    let own = tests.iter().map(|e| (None, e));
+    let per_column = columns
+        .iter()
+        .flat_map(|c| c.data_tests.iter().map(move |e| (Some(c), e)));
+    for (column, entry) in own.chain(per_column) {
+        tasks.push(TestTask {
+            file,
+            yml,
+            pkg: pkg.to_string(),
+            target: target.clone(),
+            column,
+            entry,
+        });
+    }
 }
 
 fn build_test(

@@ -258,13 +258,7 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn col(n: &str, t: &str) -> Column {
-        Column {
-            name: n.into(),
-            data_type: t.into(),
-        }
-    }
+    use crate::materialize::test_support::{column as col, statements_by_batch as show};
 
     fn input(strategy: Strategy, osc: OnSchemaChange) -> IncrementalInput<'static> {
         IncrementalInput {
@@ -293,14 +287,6 @@ mod tests {
             pre_hooks: vec![],
             post_hooks: vec![],
         }
-    }
-
-    fn show(p: &Plan) -> String {
-        p.batches
-            .iter()
-            .map(|b| b.statements.join(";\n"))
-            .collect::<Vec<_>>()
-            .join("\n-- next batch\n")
     }
 
     #[test]

@@ -323,6 +323,29 @@ pub fn assemble(
     Plan { batches, main }
 }
 
+/// Fixtures shared by the plan snapshot tests of each materialization.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Plan;
+    use crate::adapter::Column;
+
+    pub fn column(name: &str, data_type: &str) -> Column {
+        Column {
+            name: name.into(),
+            data_type: data_type.into(),
+        }
+    }
+
+    /// A plan's statements, batch by batch, as its snapshot shows them.
+    pub fn statements_by_batch(p: &Plan) -> String {
+        p.batches
+            .iter()
+            .map(|b| b.statements.join(";\n"))
+            .collect::<Vec<_>>()
+            .join("\n-- next batch\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

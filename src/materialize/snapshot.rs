@@ -350,13 +350,7 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn col(n: &str, t: &str) -> Column {
-        Column {
-            name: n.into(),
-            data_type: t.into(),
-        }
-    }
+    use crate::materialize::test_support::{column as col, statements_by_batch as show};
 
     fn input(
         existing: Option<Vec<Column>>,
@@ -382,14 +376,6 @@ mod tests {
             ],
             existing_columns: existing,
         }
-    }
-
-    fn show(p: &Plan) -> String {
-        p.batches
-            .iter()
-            .map(|b| b.statements.join(";\n"))
-            .collect::<Vec<_>>()
-            .join("\n-- next batch\n")
     }
 
     #[test]
