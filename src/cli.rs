@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::graph::selector::IndirectSelection;
+pub use crate::report::LogFormat;
+use crate::report::ReportSettings;
+use crate::selector_syntax::IndirectSelection;
 
 /// Strata: a fast warehouse modeling tool that runs dbt projects on PostgreSQL and Redshift.
 #[derive(Debug, Parser)]
@@ -75,13 +77,6 @@ pub enum PgAction {
     Psql,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
 /// Flags shared by every subcommand that reads a project.
 #[derive(Debug, Clone, Args, Default)]
 pub struct CommonArgs {
@@ -133,6 +128,17 @@ pub struct CommonArgs {
     /// Disable colored output.
     #[arg(long, global = true)]
     pub no_color: bool,
+}
+
+impl CommonArgs {
+    /// The output settings these flags ask for.
+    pub fn report_settings(&self) -> ReportSettings {
+        ReportSettings {
+            format: self.log_format,
+            quiet: self.quiet,
+            color: !self.no_color,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,7 +12,9 @@ use serde_json::Value as Json;
 
 use crate::error::{DiagKind, Diagnostic, Diagnostics, Error};
 use crate::graph::Graph;
-use crate::jinja::{self, JinjaEnv, NodeInfo, Phase, RefCall, RelationName, ResolvedRef, Resolver};
+use crate::jinja::{
+    self, JinjaEnv, NodeInfo, RefCall, RelationName, ResolvedRef, Resolver, Services, Warehouse,
+};
 use crate::manifest::parser::Parsed;
 use crate::manifest::{Manifest, Node, ResourceType};
 
@@ -174,6 +176,8 @@ pub fn compiled_path(n: &Node) -> String {
 pub struct Compiler<'a> {
     pub parsed: &'a Parsed,
     resolver: Arc<ManifestResolver>,
+    /// The manifest (and warehouse, when connected) compile renders resolve against.
+    services: Arc<Services>,
     /// Render dbt's four built-in generic tests without Jinja when the project
     /// does not override them (`STRATA_JINJA_TESTS=1` turns this off).
     pub native_tests: bool,
@@ -182,12 +186,18 @@ pub struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(parsed: &'a Parsed) -> Self {
+    /// A compiler for `parsed`; with a warehouse, templates may query it
+    /// (`run_query`, `statement`, introspective `adapter` methods).
+    pub fn new(parsed: &'a Parsed, warehouse: Option<Arc<dyn Warehouse>>) -> Self {
         let resolver = Arc::new(ManifestResolver::new(&parsed.manifest));
-        parsed.jinja.set_resolver(resolver.clone());
+        let services = Arc::new(Services {
+            resolver: resolver.clone(),
+            warehouse,
+        });
         Compiler {
             parsed,
             resolver,
+            services,
             native_tests: std::env::var_os("STRATA_JINJA_TESTS").is_none(),
             incremental: Default::default(),
         }
@@ -280,7 +290,7 @@ impl<'a> Compiler<'a> {
             extra: vec![("__strata_args".into(), args)],
             ..Default::default()
         };
-        let ctx = self.jinja().ctx(info, Phase::Compile);
+        let ctx = self.jinja().compile_ctx(info, &self.services);
         let src = format!("{{{{ {name}(**__strata_args) }}}}");
         self.jinja()
             .render("<run-operation>", &src, &ctx)
@@ -305,7 +315,7 @@ impl<'a> Compiler<'a> {
         let file = n
             .map(|n| n.display_path.clone())
             .unwrap_or_else(|| "dbt_project.yml".into());
-        let ctx = self.jinja().ctx(info, Phase::Compile);
+        let ctx = self.jinja().compile_ctx(info, &self.services);
         self.jinja()
             .render(
                 &file,
@@ -374,7 +384,7 @@ impl<'a> Compiler<'a> {
     ) -> Result<CompiledNode, Diagnostic> {
         let ctx = self
             .jinja()
-            .ctx(self.node_info(n, overrides), Phase::Compile);
+            .compile_ctx(self.node_info(n, overrides), &self.services);
         let src = jinja::preprocess::rewrite_mutable_literals(&n.raw_code);
         let sql = self
             .jinja()
@@ -459,7 +469,9 @@ impl<'a> Compiler<'a> {
                 return Ok((sql, ephemerals));
             }
         }
-        let ctx = self.jinja().ctx(self.node_info(n, vec![]), Phase::Compile);
+        let ctx = self
+            .jinja()
+            .compile_ctx(self.node_info(n, vec![]), &self.services);
         let src = jinja::preprocess::rewrite_mutable_literals(&n.raw_code);
         let sql = self
             .jinja()
@@ -476,7 +488,10 @@ impl<'a> Compiler<'a> {
         let mut arg_ctx: Option<Arc<jinja::RenderCtx>> = None;
         let mut ctx_for_args = || {
             arg_ctx
-                .get_or_insert_with(|| self.jinja().ctx(self.node_info(n, vec![]), Phase::Compile))
+                .get_or_insert_with(|| {
+                    self.jinja()
+                        .compile_ctx(self.node_info(n, vec![]), &self.services)
+                })
                 .clone()
         };
         let fast_model = !self.jinja().macros().is_overridden("get_where_subquery")
@@ -531,9 +546,9 @@ impl<'a> Compiler<'a> {
             }
         }
         let kw = Value::from_pairs(kwargs);
-        let ctx = self.jinja().ctx(
+        let ctx = self.jinja().compile_ctx(
             self.node_info(n, vec![("_dbt_generic_test_kwargs".into(), kw)]),
-            Phase::Compile,
+            &self.services,
         );
         let macro_name = match &t.namespace {
             Some(ns) => format!("{ns}.test_{}", t.name),

@@ -6,6 +6,8 @@ pub mod artifacts;
 pub mod cli;
 pub mod commands;
 pub mod compile;
+pub mod confmap;
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod jinja;
@@ -16,6 +18,9 @@ pub mod project;
 pub mod report;
 pub mod scheduler;
 pub mod secrets;
+pub mod selector_syntax;
+pub mod sql;
+pub mod table;
 pub mod unit_test;
 
 use std::process::ExitCode;

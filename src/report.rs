@@ -2,7 +2,22 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::cli::{CommonArgs, LogFormat};
+/// Log lines as text, or as one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How output looks, from plain settings (the CLI fills them from its flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportSettings {
+    pub format: LogFormat,
+    pub quiet: bool,
+    /// Colour was not turned off by a flag (`NO_COLOR` and a non-terminal turn it off too).
+    pub color: bool,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Reporter {
@@ -28,25 +43,15 @@ impl Level {
     }
 }
 
-static CURRENT: std::sync::OnceLock<Reporter> = std::sync::OnceLock::new();
-
-/// The reporter of this invocation, for output that starts deep inside
-/// (Jinja's `log()`), so it honours --log-format and --quiet too.
-pub fn current() -> Option<Reporter> {
-    CURRENT.get().copied()
-}
-
 impl Reporter {
-    pub fn new(args: &CommonArgs) -> Reporter {
-        let r = Reporter {
-            format: args.log_format,
-            quiet: args.quiet,
-            color: !args.no_color
+    pub fn new(settings: ReportSettings) -> Reporter {
+        Reporter {
+            format: settings.format,
+            quiet: settings.quiet,
+            color: settings.color
                 && std::env::var_os("NO_COLOR").is_none()
                 && std::io::stderr().is_terminal(),
-        };
-        let _ = CURRENT.set(r);
-        r
+        }
     }
 
     fn emit(&self, level: Level, code: &str, msg: &str) {
@@ -96,5 +101,21 @@ impl Reporter {
 
     pub fn error(&self, msg: &str) {
         self.emit(Level::Error, "error", msg);
+    }
+}
+
+/// Template output (`log`, `print`, `exceptions.warn`) goes through the reporter,
+/// so it honours --log-format and --quiet.
+impl crate::jinja::LogSink for Reporter {
+    fn info(&self, msg: &str) {
+        Reporter::info(self, "log", msg);
+    }
+
+    fn warn(&self, msg: &str) {
+        Reporter::warn(self, msg);
+    }
+
+    fn print(&self, msg: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{}", crate::secrets::scrub(msg));
     }
 }

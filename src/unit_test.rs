@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 
 use crate::adapter::{Adapter, Column};
 use crate::compile::{inject_ctes, CompiledNode, Compiler};
-use crate::jinja::relation::quote_ident;
 use crate::manifest::{Fixture, Manifest, Node, UnitTest};
+use crate::sql::quote_ident;
 
 /// What a unit test found.
 #[derive(Debug, Clone, PartialEq)]

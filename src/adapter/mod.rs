@@ -3,9 +3,14 @@
 //! Postgres protocol, or one batch call for the Redshift Data API). Warehouse
 //! differences are capability methods, never matches on the warehouse type.
 
+pub mod dialect;
 pub mod postgres;
 
 use std::fmt;
+
+pub use dialect::{Dialect, PostgresDialect, RedshiftDialect, RelationId, RelationKind};
+
+pub use crate::table::Table;
 
 /// Statements to run in order, optionally as one atomic unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +33,6 @@ impl Batch {
 pub struct BatchResult {
     /// Rows affected by each statement, when the warehouse reports it.
     pub rows_affected: Vec<Option<u64>>,
-}
-
-/// A small query result: column names and text values.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Table {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
 }
 
 /// A column name and its warehouse data type.
@@ -62,11 +60,29 @@ impl fmt::Display for AdapterError {
 
 impl std::error::Error for AdapterError {}
 
-/// A connection to one warehouse. Methods block the calling thread; the
-/// scheduler calls them from its worker threads.
+/// A relation found in the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationInfo {
+    pub schema: String,
+    pub identifier: String,
+    pub kind: RelationKind,
+}
+
+/// A privilege held on a relation by a grantee other than its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Lower case, as configs write it (`select`).
+    pub privilege: String,
+    /// Unquoted.
+    pub grantee: String,
+}
+
+/// A connection to one warehouse: one transport (how statements travel) plus
+/// the dialect it speaks. Methods block the calling thread; the scheduler calls
+/// them from its worker threads.
 pub trait Adapter: Send + Sync {
-    /// The `type` of the profile target (`postgres`, `redshift`).
-    fn type_name(&self) -> &'static str;
+    /// The SQL this warehouse speaks.
+    fn dialect(&self) -> &dyn Dialect;
     /// A one-line description of the server, for `strata debug`.
     fn server_version(&self) -> Result<String, AdapterError>;
     /// Runs a batch; an atomic batch either fully applies or leaves no trace.
@@ -74,7 +90,8 @@ pub trait Adapter: Send + Sync {
     /// Runs one query and returns its rows as text.
     fn query(&self, sql: &str) -> Result<Table, AdapterError>;
     /// Runs `before`, streams `data` (CSV) through `copy_sql`, runs `after`,
-    /// all in one transaction; returns the rows loaded.
+    /// all in one transaction; returns the rows loaded. Only for dialects that
+    /// can copy from the client.
     fn load(
         &self,
         before: &[String],
@@ -82,19 +99,30 @@ pub trait Adapter: Send + Sync {
         data: &[u8],
         after: &[String],
     ) -> Result<u64, AdapterError>;
-    /// The output columns of a query, with their warehouse types, without running it.
-    fn describe(&self, sql: &str) -> Result<Vec<Column>, AdapterError>;
-    /// `table`, `view` or `materialized_view` when the relation exists.
-    fn relation_type(&self, schema: &str, identifier: &str)
-        -> Result<Option<String>, AdapterError>;
+    /// The output columns of each query, with their warehouse types, without
+    /// running them, in one round trip where the transport allows.
+    fn describe_many(&self, queries: &[&str]) -> Result<Vec<Vec<Column>>, AdapterError>;
+    /// The output columns of one query.
+    fn describe(&self, sql: &str) -> Result<Vec<Column>, AdapterError> {
+        Ok(self.describe_many(&[sql])?.pop().unwrap_or_default())
+    }
+    /// Tables, views and materialized views in these schemas.
+    fn list_relations(&self, schemas: &[String]) -> Result<Vec<RelationInfo>, AdapterError>;
+    /// What exists under a name, if anything.
+    fn relation_type(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Option<RelationKind>, AdapterError>;
     /// Columns of an existing relation, in order.
     fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError>;
+    /// Each type name as the warehouse canonically writes it, without
+    /// modifiers (`int` → `integer`); `None` for a name that is not a type.
+    fn canonical_types(&self, types: &[&str]) -> Result<Vec<Option<String>>, AdapterError>;
+    /// Privileges on a relation held by others than the current user.
+    fn grants_on(&self, schema: &str, identifier: &str) -> Result<Vec<Grant>, AdapterError>;
     /// Cancels every statement in flight, server side.
     fn cancel_all(&self);
-    /// Whether DDL can run inside a transaction and be rolled back.
-    fn transactional_ddl(&self) -> bool;
-    /// Whether bulk loads can stream rows from the client (`COPY ... FROM STDIN`).
-    fn copy_from_client(&self) -> bool;
 }
 
 use std::path::Path;
@@ -104,10 +132,6 @@ use std::time::Duration;
 use crate::error::{DiagKind, Diagnostic};
 use crate::localpg::LocalCluster;
 use crate::project::profiles::{Connection, PostgresConnection, Target};
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
 
 /// The local cluster of a `local: true` Postgres target, started and with the
 /// target database created.
@@ -138,7 +162,7 @@ pub fn ensure_local(
     let exists = admin
         .query(&format!(
             "select 1 from pg_database where datname = {}",
-            quote_literal(dbname)
+            crate::sql::quote_literal(dbname)
         ))
         .map_err(|e| Diagnostic::new(DiagKind::Io, e.message))?;
     if exists.rows.is_empty() {
@@ -146,7 +170,7 @@ pub fn ensure_local(
             .execute(&Batch {
                 statements: vec![format!(
                     "create database {}",
-                    crate::jinja::relation::quote_ident(dbname)
+                    crate::sql::quote_ident(dbname)
                 )],
                 atomic: false,
             })

@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio_postgres::{CancelToken, Client, Config, NoTls, SimpleQueryMessage};
 
-use super::{Adapter, AdapterError, Batch, BatchResult, Table};
+use super::{
+    Adapter, AdapterError, Batch, BatchResult, Column, Dialect, Grant, PostgresDialect,
+    RelationInfo, RelationKind, Table,
+};
 
 /// Connection settings resolved from a profile target.
 #[derive(Debug, Clone)]
@@ -142,13 +145,13 @@ fn tls_connector(
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-struct Session {
+struct Conn {
     client: Client,
     cancel: CancelToken,
 }
 
 struct Pool {
-    idle: Vec<Session>,
+    idle: Vec<Conn>,
     open: usize,
     cancels: Vec<CancelToken>,
 }
@@ -251,7 +254,7 @@ impl PostgresAdapter {
         c
     }
 
-    fn connect(&self) -> Result<Session, AdapterError> {
+    fn connect(&self) -> Result<Conn, AdapterError> {
         let config = self.config();
         let mut attempt = 0;
         loop {
@@ -277,7 +280,7 @@ impl PostgresAdapter {
             match res {
                 Ok(client) => {
                     let cancel = client.cancel_token();
-                    return Ok(Session { client, cancel });
+                    return Ok(Conn { client, cancel });
                 }
                 Err(e) if attempt < self.settings.retries => {
                     attempt += 1;
@@ -301,7 +304,7 @@ impl PostgresAdapter {
     }
 
     /// Takes an idle session or opens one, up to `threads` sessions.
-    fn acquire(&self) -> Result<Session, AdapterError> {
+    fn acquire(&self) -> Result<Conn, AdapterError> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(s) = pool.idle.pop() {
@@ -331,7 +334,7 @@ impl PostgresAdapter {
         }
     }
 
-    fn release(&self, s: Session) {
+    fn release(&self, s: Conn) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if s.client.is_closed() {
             pool.open -= 1;
@@ -359,9 +362,18 @@ fn rows_affected(msgs: &[SimpleQueryMessage]) -> Option<u64> {
     })
 }
 
+/// `relkind` of pg_class as a relation kind (partitioned tables are tables).
+fn kind_of_relkind(k: &str) -> RelationKind {
+    match k {
+        "v" => RelationKind::View,
+        "m" => RelationKind::MaterializedView,
+        _ => RelationKind::Table,
+    }
+}
+
 impl Adapter for PostgresAdapter {
-    fn type_name(&self) -> &'static str {
-        "postgres"
+    fn dialect(&self) -> &dyn Dialect {
+        &PostgresDialect
     }
 
     fn server_version(&self) -> Result<String, AdapterError> {
@@ -494,23 +506,77 @@ impl Adapter for PostgresAdapter {
         })
     }
 
-    fn describe(&self, sql: &str) -> Result<Vec<super::Column>, AdapterError> {
+    fn describe_many(&self, queries: &[&str]) -> Result<Vec<Vec<Column>>, AdapterError> {
         self.with_session(|client| {
             self.rt.block_on(async {
-                let stmt = client.prepare(sql).await.map_err(|e| err(e, Some(0)))?;
-                let mut cols = Vec::new();
-                for c in stmt.columns() {
-                    // Exact type names (with modifiers) come from the catalog.
-                    let row = client
-                        .query_one("select format_type($1::oid, null)", &[&c.type_().oid()])
-                        .await
-                        .map_err(|e| err(e, None))?;
-                    cols.push(super::Column {
-                        name: c.name().to_string(),
-                        data_type: row.get::<_, String>(0),
-                    });
+                // Prepared together, the statements travel in one pipeline.
+                let prepared =
+                    futures_util::future::join_all(queries.iter().map(|q| client.prepare(q))).await;
+                let mut statements = Vec::with_capacity(prepared.len());
+                for (i, p) in prepared.into_iter().enumerate() {
+                    statements.push(p.map_err(|e| err(e, Some(i)))?);
                 }
-                Ok(cols)
+                // Exact type names (with modifiers) come from the catalog, once per type.
+                let mut oids: Vec<u32> = statements
+                    .iter()
+                    .flat_map(|s| s.columns().iter().map(|c| c.type_().oid()))
+                    .collect();
+                oids.sort_unstable();
+                oids.dedup();
+                let rows = client
+                    .query(
+                        "select t.oid, format_type(t.oid, null) from unnest($1::oid[]) as t(oid)",
+                        &[&oids],
+                    )
+                    .await
+                    .map_err(|e| err(e, None))?;
+                let names: std::collections::HashMap<u32, String> = rows
+                    .iter()
+                    .map(|r| (r.get::<_, u32>(0), r.get::<_, String>(1)))
+                    .collect();
+                Ok(statements
+                    .iter()
+                    .map(|s| {
+                        s.columns()
+                            .iter()
+                            .map(|c| Column {
+                                name: c.name().to_string(),
+                                data_type: names
+                                    .get(&c.type_().oid())
+                                    .cloned()
+                                    .unwrap_or_else(|| c.type_().name().to_string()),
+                            })
+                            .collect()
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    fn list_relations(&self, schemas: &[String]) -> Result<Vec<RelationInfo>, AdapterError> {
+        if schemas.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let rows = client
+                    .query(
+                        "select n.nspname::text, c.relname::text, c.relkind::text \
+                         from pg_catalog.pg_class c \
+                         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                         where n.nspname = any($1) and c.relkind in ('r', 'v', 'm', 'p')",
+                        &[&schemas],
+                    )
+                    .await
+                    .map_err(|e| err(e, None))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| RelationInfo {
+                        schema: r.get(0),
+                        identifier: r.get(1),
+                        kind: kind_of_relkind(r.get(2)),
+                    })
+                    .collect())
             })
         })
     }
@@ -519,7 +585,7 @@ impl Adapter for PostgresAdapter {
         &self,
         schema: &str,
         identifier: &str,
-    ) -> Result<Option<String>, AdapterError> {
+    ) -> Result<Option<RelationKind>, AdapterError> {
         self.with_session(|client| {
             self.rt.block_on(async {
                 let row = client
@@ -531,23 +597,12 @@ impl Adapter for PostgresAdapter {
                     )
                     .await
                     .map_err(|e| err(e, None))?;
-                Ok(row.map(|r| {
-                    match r.get::<_, String>(0).as_str() {
-                        "v" => "view",
-                        "m" => "materialized_view",
-                        _ => "table",
-                    }
-                    .to_string()
-                }))
+                Ok(row.map(|r| kind_of_relkind(r.get(0))))
             })
         })
     }
 
-    fn columns_of(
-        &self,
-        schema: &str,
-        identifier: &str,
-    ) -> Result<Vec<super::Column>, AdapterError> {
+    fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError> {
         self.with_session(|client| {
             self.rt.block_on(async {
                 let rows = client
@@ -564,9 +619,50 @@ impl Adapter for PostgresAdapter {
                     .map_err(|e| err(e, None))?;
                 Ok(rows
                     .iter()
-                    .map(|r| super::Column {
+                    .map(|r| Column {
                         name: r.get::<_, String>(0),
                         data_type: r.get::<_, String>(1),
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    fn canonical_types(&self, types: &[&str]) -> Result<Vec<Option<String>>, AdapterError> {
+        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                // to_regtype gives NULL for a name that is no type, instead of failing all.
+                let rows = client
+                    .query(
+                        "select format_type(to_regtype(t), null) \
+                         from unnest($1::text[]) with ordinality as u(t, i) order by i",
+                        &[&types],
+                    )
+                    .await
+                    .map_err(|e| err(e, None))?;
+                Ok(rows.iter().map(|r| r.get::<_, Option<String>>(0)).collect())
+            })
+        })
+    }
+
+    fn grants_on(&self, schema: &str, identifier: &str) -> Result<Vec<Grant>, AdapterError> {
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                let rows = client
+                    .query(
+                        "select lower(privilege_type)::text, grantee::text \
+                         from information_schema.role_table_grants \
+                         where table_schema = $1 and table_name = $2 and grantee <> current_user",
+                        &[&schema, &identifier],
+                    )
+                    .await
+                    .map_err(|e| err(e, None))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| Grant {
+                        privilege: r.get(0),
+                        grantee: r.get(1),
                     })
                     .collect())
             })
@@ -591,14 +687,6 @@ impl Adapter for PostgresAdapter {
                 }
             }
         }
-    }
-
-    fn transactional_ddl(&self) -> bool {
-        true
-    }
-
-    fn copy_from_client(&self) -> bool {
-        true
     }
 }
 

@@ -8,7 +8,7 @@ use crate::project::ProjectSettings;
 use crate::report::Reporter;
 
 pub fn run(args: &CommonArgs) -> Result<Outcome> {
-    let reporter = Reporter::new(args);
+    let reporter = Reporter::new(args.report_settings());
     let dir = &args.project_dir;
     let text = std::fs::read_to_string(dir.join("dbt_project.yml"))
         .with_context(|| format!("no dbt_project.yml in {}", dir.display()))?;

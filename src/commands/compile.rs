@@ -14,7 +14,7 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
     let t = std::time::Instant::now();
     let selected = s.select()?;
     crate::manifest::parser::timing("select", t);
-    let compiler = Compiler::new(&s.parsed);
+    let compiler = Compiler::new(&s.parsed, None);
     crate::manifest::parser::timing("resolver", t);
     let compiled = compiler.compile(&s.graph, &selected)?;
     crate::manifest::parser::timing("compile", t);

@@ -67,17 +67,11 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
         );
         let t0 = chrono::Utc::now();
         let clock = Instant::now();
-        let filter = crit
-            .get("filter")
-            .and_then(Json::as_str)
-            .map(|f| format!(" where {f}"))
-            .unwrap_or_default();
+        let filter = crit.get("filter").and_then(Json::as_str);
+        let d = adapter.dialect();
         let sql = match (&src.loaded_at_query, &src.loaded_at_field) {
-            (Some(q), _) => format!("select ({q}) as max_loaded_at, now() as snapshotted_at"),
-            (None, Some(field)) => format!(
-                "select max({field})::timestamptz as max_loaded_at, now() as snapshotted_at from {}{filter}",
-                src.relation_name
-            ),
+            (Some(q), _) => q.clone(),
+            (None, Some(field)) => d.max_loaded_at(field, &src.relation_name, filter),
             (None, None) => {
                 results.push(json!({"unique_id": src.unique_id, "error": "no loaded_at_field or loaded_at_query", "status": "runtime error"}));
                 rep.error(&format!("{} of {total} ERROR freshness of {label}: no loaded_at_field or loaded_at_query", i + 1));
@@ -85,9 +79,7 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
                 continue;
             }
         };
-        let out = adapter.query(&format!(
-            "select max_loaded_at::text, snapshotted_at::text, extract(epoch from snapshotted_at - max_loaded_at)::float8 from ({sql}) f"
-        ));
+        let out = adapter.query(&d.freshness(&sql));
         let secs = clock.elapsed().as_secs_f64();
         match out {
             Err(e) => {

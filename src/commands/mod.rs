@@ -63,14 +63,14 @@ impl Session {
     pub fn open(args: &CommonArgs) -> Result<Session, Error> {
         let started = Instant::now();
         let started_at = chrono::Utc::now();
-        let reporter = Reporter::new(args);
+        let reporter = Reporter::new(args.report_settings());
         crate::secrets::register_from_env();
         let project = Project::load(&load_options(args, false))?;
         parser::timing("load", started);
         for w in &project.warnings {
             reporter.warn(w);
         }
-        let parsed = parser::parse(&project)?;
+        let parsed = parser::parse(&project, std::sync::Arc::new(reporter))?;
         parser::timing("parsed", started);
         for w in
             &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..]

@@ -16,7 +16,7 @@ use crate::artifacts::run_results::{self, NodeResult};
 use crate::cli::RunArgs;
 use crate::compile::{write_compiled, CompiledNode, Compiler};
 use crate::manifest::{Node, ResourceType};
-use crate::materialize::{self, ModelPlanInput, RelationKind, Target};
+use crate::materialize::{self, HookSql, ModelPlanInput, RelationId, RelationKind};
 use crate::report::Reporter;
 use crate::scheduler::{run_dag, JobStatus};
 
@@ -27,7 +27,7 @@ fn progress(idx: usize, total: usize, text: &str, status: &str) -> String {
     format!("{head}{} [{status}]", ".".repeat(dots.max(3)))
 }
 
-fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
+fn hooks(n: &Node, key: &str) -> Vec<HookSql> {
     n.config
         .get(key)
         .and_then(|h| h.as_array())
@@ -39,7 +39,7 @@ fn hooks(n: &Node, key: &str) -> Vec<(String, bool)> {
                         .get("transaction")
                         .and_then(|t| t.as_bool())
                         .unwrap_or(true);
-                    Some((sql, tx))
+                    Some(HookSql::new(sql, tx))
                 })
                 .collect()
         })
@@ -89,26 +89,24 @@ fn run_test(
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
     if store {
-        let rel = materialize::Target {
-            database: n.database.clone(),
-            schema: n.schema.clone(),
-            identifier: n.alias.clone(),
-        }
-        .rendered();
+        let d = adapter.dialect();
+        let rel = d.relation(&RelationId::new(&n.database, &n.schema, &n.alias));
         let kind = if store_as.as_deref() == Some("view") {
-            "view"
+            RelationKind::View
         } else {
-            "table"
+            RelationKind::Table
         };
         adapter
             .execute(&Batch::atomic(vec![
-                format!(
-                    "create schema if not exists {}",
-                    crate::jinja::relation::quote_ident(&n.schema)
+                d.create_schema(&n.schema),
+                d.drop_relation(RelationKind::View, &rel),
+                d.drop_relation(RelationKind::Table, &rel),
+                d.create_as(
+                    kind,
+                    &rel,
+                    &format!("{}{limit}", c.sql),
+                    &Default::default(),
                 ),
-                format!("drop view if exists {rel} cascade"),
-                format!("drop table if exists {rel} cascade"),
-                format!("create {kind} {rel} as (\n{}{limit}\n)", c.sql),
             ]))
             .map_err(|e| format!("cannot store failures in {rel}: {}", e.message))?;
     }
@@ -208,21 +206,20 @@ fn run_snapshot(
         }
         None => None,
     };
-    let plan = snapshot::plan(&SnapshotInput {
-        target: Target {
-            database: n.database.clone(),
-            schema: n.schema.clone(),
-            identifier: n.alias.clone(),
+    let plan = snapshot::plan(
+        adapter.dialect(),
+        &SnapshotInput {
+            target: RelationId::new(&n.database, &n.schema, &n.alias),
+            sql: &c.sql,
+            unique_key,
+            strategy,
+            hard_deletes,
+            meta,
+            valid_to_current: cfg("dbt_valid_to_current"),
+            source_columns,
+            existing_columns,
         },
-        sql: &c.sql,
-        unique_key,
-        strategy,
-        hard_deletes,
-        meta,
-        valid_to_current: cfg("dbt_valid_to_current"),
-        source_columns,
-        existing_columns,
-    });
+    );
     let mut rows = None;
     for (bi, b) in plan.batches.iter().enumerate() {
         let r = adapter.execute(b).map_err(|e| e.message)?;
@@ -251,7 +248,7 @@ fn enforced_contract(
     if !enforced {
         return Ok(None);
     }
-    let mut declared = Vec::new();
+    let mut typed = Vec::new();
     for c in n.columns.values() {
         let Some(t) = &c.data_type else {
             return Err(format!(
@@ -259,33 +256,29 @@ fn enforced_contract(
                 n.name, c.name
             ));
         };
-        let canon = adapter
-            .query(&format!(
-                "select format_type('{}'::regtype, null)",
-                t.replace('\'', "''")
-            ))
-            .map_err(|e| {
-                format!(
-                    "column '{}': data_type '{t}' is not a type: {}",
-                    c.name, e.message
-                )
-            })?;
-        let base = canon
-            .rows
-            .first()
-            .and_then(|r| r.first().cloned().flatten())
-            .unwrap_or_else(|| t.clone());
+        typed.push((c, t));
+    }
+    let names: Vec<&str> = typed.iter().map(|(_, t)| t.as_str()).collect();
+    let canon = adapter.canonical_types(&names).map_err(|e| e.message)?;
+    let mut declared = Vec::new();
+    for ((c, t), base) in typed.into_iter().zip(canon) {
+        let Some(base) = base else {
+            return Err(format!(
+                "column '{}': data_type '{t}' is not a type the warehouse knows",
+                c.name
+            ));
+        };
         declared.push(Declared {
             name: c.name.clone(),
             data_type: base,
             ddl_type: t.clone(),
-            constraints: c.constraints.clone(),
+            constraints: c.constraints.iter().filter_map(constraint_of).collect(),
         });
     }
     let produced = adapter
         .describe(&format!("select * from (\n{sql}\n) as dbt_sbq"))
         .map_err(|e| e.message)?;
-    check(&declared, &produced)?;
+    check(&declared, &produced).map_err(|e| e.0)?;
     Ok(Some(declared))
 }
 
@@ -295,30 +288,40 @@ fn stale_grants(
     adapter: &dyn Adapter,
     n: &Node,
     wanted: &[(String, Vec<String>)],
-) -> std::result::Result<Vec<(String, String)>, String> {
-    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let t = adapter
-        .query(&format!(
-            "select lower(privilege_type), grantee from information_schema.role_table_grants \
-             where table_schema = {} and table_name = {} and grantee <> current_user",
-            lit(&n.schema),
-            lit(&n.alias)
-        ))
+) -> std::result::Result<Vec<crate::adapter::Grant>, String> {
+    let held = adapter
+        .grants_on(&n.schema, &n.alias)
         .map_err(|e| e.message)?;
-    let mut out = Vec::new();
-    for r in t.rows {
-        let (Some(p), Some(g)) = (r.first().cloned().flatten(), r.get(1).cloned().flatten()) else {
-            continue;
-        };
-        let quoted = crate::jinja::relation::quote_ident(&g);
-        let still = wanted
-            .iter()
-            .any(|(wp, who)| wp.eq_ignore_ascii_case(&p) && who.contains(&quoted));
-        if !still {
-            out.push((p, quoted));
-        }
-    }
-    Ok(out)
+    Ok(held
+        .into_iter()
+        .filter(|g| {
+            !wanted
+                .iter()
+                .any(|(wp, who)| wp.eq_ignore_ascii_case(&g.privilege) && who.contains(&g.grantee))
+        })
+        .collect())
+}
+
+/// A contract constraint from its YAML.
+fn constraint_of(c: &serde_json::Value) -> Option<crate::adapter::dialect::Constraint> {
+    use crate::adapter::dialect::{Constraint, ConstraintKind};
+    let kind = match c.get("type")?.as_str()? {
+        "not_null" => ConstraintKind::NotNull,
+        "unique" => ConstraintKind::Unique,
+        "primary_key" => ConstraintKind::PrimaryKey,
+        "check" => ConstraintKind::Check,
+        "foreign_key" => ConstraintKind::ForeignKey,
+        "custom" => ConstraintKind::Custom,
+        _ => return None,
+    };
+    Some(Constraint {
+        kind,
+        name: c.get("name").and_then(|v| v.as_str()).map(str::to_string),
+        expression: c
+            .get("expression")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+    })
 }
 
 /// Indexes, grants, unlogged and persisted docs from a model's config.
@@ -342,20 +345,16 @@ fn relation_settings(
             if cols.is_empty() {
                 return Err(format!("an index of model '{}' has no columns", n.name));
             }
-            out.indexes.push((
-                cols,
-                i.get("unique").and_then(J::as_bool).unwrap_or(false),
-                i.get("type").and_then(J::as_str).map(str::to_string),
-            ));
+            out.indexes.push(crate::adapter::dialect::IndexSpec {
+                columns: cols,
+                unique: i.get("unique").and_then(J::as_bool).unwrap_or(false),
+                method: i.get("type").and_then(J::as_str).map(str::to_string),
+            });
         }
     }
     if let Some(J::Object(g)) = n.config.get("grants") {
         for (privilege, who) in g {
-            let grantees: Vec<String> = string_list(Some(who))
-                .iter()
-                .map(|w| crate::jinja::relation::quote_ident(w))
-                .collect();
-            out.grants.push((privilege.clone(), grantees));
+            out.grants.push((privilege.clone(), string_list(Some(who))));
         }
     }
     let pd = n.config.get("persist_docs");
@@ -429,7 +428,14 @@ fn load_seed(
         .and_then(|d| d.as_str())
         .and_then(|d| d.bytes().next())
         .unwrap_or(b',');
-    let data = seed::read_csv(&n.display_path, &bytes, delimiter, &|c| {
+    let d = adapter.dialect();
+    if !d.copy_from_client() {
+        return Err(format!(
+            "seeds cannot be loaded from the client on {}; they load through S3 there",
+            d.name()
+        ));
+    }
+    let data = seed::read_csv(d, &n.display_path, &bytes, delimiter, &|c| {
         column_types
             .get(c)
             .and_then(|t| t.as_str())
@@ -458,12 +464,9 @@ fn load_seed(
             })
             .unwrap_or(false);
     let recreate = full_refresh || columns_changed || existing != Some(RelationKind::Table);
-    let relation = n
-        .relation_name(&s.parsed.manifest.quoting)
-        .unwrap_or_default();
     let plan = seed::plan(
-        &relation,
-        (&n.database, &n.schema, &n.alias),
+        d,
+        &RelationId::new(&n.database, &n.schema, &n.alias),
         &data,
         quote,
         recreate,
@@ -489,31 +492,13 @@ fn existing_relations(
     a: &dyn Adapter,
     schemas: &BTreeSet<String>,
 ) -> Result<HashMap<(String, String), RelationKind>> {
-    if schemas.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let list: Vec<String> = schemas
-        .iter()
-        .map(|s| format!("'{}'", s.replace('\'', "''")))
-        .collect();
-    let t = a
-        .query(&format!(
-            "select n.nspname, c.relname, c.relkind from pg_catalog.pg_class c \
-             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-             where n.nspname in ({}) and c.relkind in ('r', 'v', 'm', 'p')",
-            list.join(", ")
-        ))
+    let list: Vec<String> = schemas.iter().cloned().collect();
+    let found = a
+        .list_relations(&list)
         .map_err(|e| anyhow::anyhow!("cannot list existing relations: {e}"))?;
-    Ok(t.rows
+    Ok(found
         .into_iter()
-        .filter_map(|r| {
-            let kind = match r.get(2)?.as_deref()? {
-                "v" => RelationKind::View,
-                "m" => RelationKind::MaterializedView,
-                _ => RelationKind::Table,
-            };
-            Some(((r.first()?.clone()?, r.get(1)?.clone()?), kind))
-        })
+        .map(|r| ((r.schema, r.identifier), r.kind))
         .collect())
 }
 
@@ -609,7 +594,7 @@ pub fn retry(args: &RunArgs) -> Result<Outcome> {
         .filter_map(|r| r["unique_id"].as_str().map(str::to_string))
         .collect();
     if ids.is_empty() {
-        Reporter::new(&args.common).info(
+        Reporter::new(args.common.report_settings()).info(
             "retry",
             "Nothing to retry: the last run had no failures or skips",
         );
@@ -642,13 +627,14 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
         .filter(|n| which.includes(n))
         .collect();
     let ids: BTreeSet<String> = models.iter().map(|n| n.unique_id.clone()).collect();
-    let mut compiler = Compiler::new(&s.parsed);
-
     let rep = s.reporter;
     let started = Instant::now();
     let adapter = adapter::connect(&s.project.dir, &s.project.target, args.common.threads)?;
     // Models may run introspective queries (run_query, adapter.get_relation …).
-    s.parsed.jinja.set_executor(adapter.clone());
+    let mut compiler = Compiler::new(
+        &s.parsed,
+        Some(crate::engine::warehouse::AdapterWarehouse::shared(&adapter)),
+    );
     let threads = args
         .common
         .threads
@@ -725,10 +711,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
     for (_, schema) in &schemas {
         adapter
             .execute(&Batch {
-                statements: vec![format!(
-                    "create schema if not exists {}",
-                    crate::jinja::relation::quote_ident(schema)
-                )],
+                statements: vec![adapter.dialect().create_schema(schema)],
                 atomic: false,
             })
             .map_err(|e| anyhow::anyhow!("cannot create schema {schema}: {e}"))?;
@@ -1066,17 +1049,19 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                             ))
                         }
                     };
-                    let render = |v: Vec<(String, bool)>| -> std::result::Result<Vec<(String, bool)>, String> {
+                    let render = |v: Vec<HookSql>| -> std::result::Result<Vec<HookSql>, String> {
                         v.into_iter()
-                            .map(|(sql, tx)| compiler.render_snippet(Some(n), &sql).map(|s| (s, tx)).map_err(|d| d.to_string()))
+                            .map(|h| {
+                                compiler
+                                    .render_snippet(Some(n), &h.sql)
+                                    .map(|s| HookSql::new(s, h.in_transaction))
+                                    .map_err(|d| d.to_string())
+                            })
                             .collect()
                     };
+                    let d = adapter.dialect();
                     let input = ModelPlanInput {
-                        target: Target {
-                            database: n.database.clone(),
-                            schema: n.schema.clone(),
-                            identifier: n.alias.clone(),
-                        },
+                        target: RelationId::new(&n.database, &n.schema, &n.alias),
                         sql: &c.sql,
                         existing: existing_kind,
                         pre_hooks: render(hooks(n, "pre-hook"))?,
@@ -1116,43 +1101,55 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
                         let target_columns = adapter
                             .columns_of(&n.schema, &n.alias)
                             .map_err(|e| e.message)?;
-                        incremental::plan(&IncrementalInput {
-                            target: input.target.clone(),
-                            sql: &c.sql,
-                            strategy,
-                            unique_key,
-                            predicates: string_list(n.config.get("incremental_predicates")),
-                            on_schema_change,
-                            source_columns,
-                            target_columns,
-                            pre_hooks: input.pre_hooks.clone(),
-                            post_hooks: {
-                                let mut p = input.post_hooks.clone();
-                                p.extend(
-                                    materialize::settings_sql(
-                                        &input.target.rendered(),
-                                        &n.alias,
-                                        kind,
-                                        &input.settings,
-                                    )
-                                    .into_iter()
-                                    .map(|sql| (sql, true)),
-                                );
-                                p
+                        incremental::plan(
+                            d,
+                            &IncrementalInput {
+                                target: input.target.clone(),
+                                sql: &c.sql,
+                                strategy,
+                                unique_key,
+                                predicates: string_list(n.config.get("incremental_predicates")),
+                                on_schema_change,
+                                source_columns,
+                                target_columns,
+                                pre_hooks: input.pre_hooks.clone(),
+                                post_hooks: {
+                                    let mut p = input.post_hooks.clone();
+                                    p.extend(
+                                        materialize::settings_sql(
+                                            d,
+                                            &d.relation(&input.target),
+                                            &n.alias,
+                                            kind,
+                                            &input.settings,
+                                        )
+                                        .into_iter()
+                                        .map(|sql| HookSql::new(sql, true)),
+                                    );
+                                    p
+                                },
                             },
-                        })?
+                        )
+                        .map_err(|e| e.0)?
                     } else {
                         if kind == RelationKind::MaterializedView
                             && existing_kind == Some(RelationKind::MaterializedView)
                             && !full_refresh_of(n, args.common.full_refresh)
                         {
-                            let change = n
+                            let change = match n
                                 .config
                                 .get("on_configuration_change")
-                                .and_then(|v| v.as_str());
-                            materialize::refresh_materialized_view(&input, change)?
+                                .and_then(|v| v.as_str())
+                            {
+                                None | Some("apply") => materialize::OnConfigurationChange::Apply,
+                                Some("continue") => materialize::OnConfigurationChange::Continue,
+                                Some("fail") => materialize::OnConfigurationChange::Fail,
+                                Some(other) => return Err(format!("on_configuration_change '{other}' is not one of apply, continue, fail")),
+                            };
+                            materialize::refresh_materialized_view(d, &input, change)
+                                .map_err(|e| e.0)?
                         } else {
-                            materialize::view_or_table(&input, kind)
+                            materialize::view_or_table(d, &input, kind)
                         }
                     };
                     let mut rows = None;

@@ -13,8 +13,10 @@ pub fn run(args: &RunOperationArgs) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
     let kwargs = crate::project::parse_cli_vars(args.args.as_deref())?;
     let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(1))?;
-    s.parsed.jinja.set_executor(adapter);
-    let compiler = Compiler::new(&s.parsed);
+    let compiler = Compiler::new(
+        &s.parsed,
+        Some(crate::engine::warehouse::AdapterWarehouse::shared(&adapter)),
+    );
     s.reporter.info(
         "run_operation",
         &format!("Running macro '{}'", args.macro_name),

@@ -8,46 +8,13 @@ use crate::cli::ShowArgs;
 use crate::compile::Compiler;
 use crate::manifest::ResourceType;
 
-/// Renders rows as a Markdown-style table, as dbt prints them.
-pub fn format_table(t: &adapter::Table) -> String {
-    let cells: Vec<Vec<String>> = t
-        .rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| c.clone().unwrap_or_else(|| "null".into()))
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = (0..t.columns.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r.get(i).map(|c| c.chars().count()).unwrap_or(0))
-                .chain([t.columns[i].chars().count(), 3])
-                .max()
-                .unwrap_or(3)
-        })
-        .collect();
-    let line = |vals: Vec<String>| {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        format!("| {} |", parts.join(" | "))
-    };
-    let mut out = vec![line(t.columns.clone())];
-    out.push(line(widths.iter().map(|w| "-".repeat(*w)).collect()));
-    for r in cells {
-        out.push(line(r));
-    }
-    out.join("\n")
-}
-
 pub fn run(args: &ShowArgs) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
-    let compiler = Compiler::new(&s.parsed);
+    let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(1))?;
+    let compiler = Compiler::new(
+        &s.parsed,
+        Some(crate::engine::warehouse::AdapterWarehouse::shared(&adapter)),
+    );
     let (label, sql) = match &args.inline {
         Some(sql) => ("inline".to_string(), compiler.render_snippet(None, sql)?),
         None => {
@@ -76,16 +43,13 @@ pub fn run(args: &ShowArgs) -> Result<Outcome> {
             )
         }
     };
-    let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(1))?;
-    let query = format!(
-        "select * from (\n{}\n) as dbt_show_sbq\nlimit {}",
-        sql.trim().trim_end_matches(';'),
-        args.limit
-    );
+    let query = adapter
+        .dialect()
+        .limit_rows(sql.trim().trim_end_matches(';'), args.limit);
     let t = adapter.query(&query).map_err(|e| anyhow::anyhow!("{e}"))?;
     s.reporter
         .info("show", &format!("Previewing node '{label}':"));
-    println!("{}", format_table(&t));
+    println!("{}", crate::table::format_table(&t));
     s.finish();
     Ok(Outcome::Success)
 }

@@ -11,7 +11,9 @@ use serde_json::Value as Json;
 
 use super::macros::MacroRegistry;
 use super::relation::{QuotePolicy, Relation, RelationName};
-use crate::project::config::{merge_key, ConfigMap};
+use super::services::{tagged, LogSink, Resolver, Services, Warehouse};
+use crate::confmap::{merge_key, ConfigMap};
+use crate::error::DiagKind;
 
 /// Parsing records dependencies and configs; compiling resolves them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +38,6 @@ pub struct ResolvedRef {
     pub ephemeral: bool,
 }
 
-/// Answers `ref`/`source`/`doc` during compilation, from the parsed manifest.
-pub trait Resolver: Send + Sync {
-    fn resolve_ref(&self, from_package: &str, r: &RefCall) -> Result<ResolvedRef, String>;
-    fn resolve_source(&self, source: &str, table: &str) -> Result<(String, RelationName), String>;
-}
-
 /// Invocation-wide values shared by every render.
 pub struct Shared {
     pub target: Value,
@@ -56,11 +52,9 @@ pub struct Shared {
     pub vars: HashMap<String, Arc<IndexMap<String, Json>>>,
     pub quoting: QuotePolicy,
     pub macros: Arc<MacroRegistry>,
-    pub resolver: Mutex<Option<Arc<dyn Resolver>>>,
-    /// The warehouse, when the command has one: `run_query`, `statement` and the
-    /// introspective `adapter` methods execute against it while compiling.
-    pub executor: Mutex<Option<Arc<dyn crate::adapter::Adapter>>>,
     pub flags: Value,
+    /// Where `log`, `print` and `exceptions.warn` write.
+    pub log: Arc<dyn LogSink>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -112,6 +106,8 @@ pub struct RenderCtx {
     pub shared: Arc<Shared>,
     pub node: NodeInfo,
     pub phase: Phase,
+    /// The manifest and warehouse of a compile-phase render.
+    pub services: Option<Arc<Services>>,
     pub sensitive: Arc<AtomicBool>,
     state: Mutex<RenderState>,
 }
@@ -122,11 +118,17 @@ pub fn placeholder(kind: char, idx: usize) -> String {
 }
 
 impl RenderCtx {
-    pub fn new(shared: Arc<Shared>, node: NodeInfo, phase: Phase) -> Arc<RenderCtx> {
+    pub fn new(
+        shared: Arc<Shared>,
+        node: NodeInfo,
+        phase: Phase,
+        services: Option<Arc<Services>>,
+    ) -> Arc<RenderCtx> {
         Arc::new(RenderCtx {
             shared,
             node,
             phase,
+            services,
             sensitive: Arc::new(AtomicBool::new(false)),
             state: Mutex::new(RenderState::default()),
         })
@@ -181,15 +183,18 @@ impl RenderCtx {
     }
 
     /// The warehouse connection, but only while compiling.
-    pub fn executor(&self) -> Option<Arc<dyn crate::adapter::Adapter>> {
+    pub fn warehouse(&self) -> Option<Arc<dyn Warehouse>> {
         if self.phase != Phase::Compile {
             return None;
         }
-        self.shared
-            .executor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.services.as_ref()?.warehouse.clone()
+    }
+
+    fn resolver(&self, kind: DiagKind, what: &str) -> Result<Arc<dyn Resolver>, Error> {
+        self.services
+            .as_ref()
+            .map(|s| s.resolver.clone())
+            .ok_or_else(|| tagged(kind, format!("{what}() has no manifest to resolve against")))
     }
 
     pub fn store_result(&self, name: &str, v: Value) {
@@ -319,10 +324,6 @@ impl Object for RenderCtx {
     }
 }
 
-fn tagged(code: &str, msg: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::InvalidOperation, format!("[{code}] {msg}"))
-}
-
 /// `ref('name')`, `ref('package', 'name')`, `ref('name', v=2)`.
 pub fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
     let ctx = ctx_of(state)?;
@@ -331,7 +332,7 @@ pub fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value,
         .map(|v| {
             v.as_str().map(str::to_string).ok_or_else(|| {
                 tagged(
-                    "unknown-ref",
+                    DiagKind::UnknownRef,
                     format!("ref() takes string arguments, got {v}"),
                 )
             })
@@ -340,7 +341,12 @@ pub fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value,
     let (package, name) = match strs.as_slice() {
         [n] => (None, n.clone()),
         [p, n] => (Some(p.clone()), n.clone()),
-        _ => return Err(tagged("unknown-ref", "ref() takes one or two arguments")),
+        _ => {
+            return Err(tagged(
+                DiagKind::UnknownRef,
+                "ref() takes one or two arguments",
+            ))
+        }
     };
     let version = kwargs
         .get::<Option<Value>>("v")?
@@ -374,16 +380,10 @@ pub fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value,
             }))
         }
         Phase::Compile => {
-            let resolver = ctx
-                .shared
-                .resolver
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .ok_or_else(|| tagged("unknown-ref", "ref() has no manifest to resolve against"))?;
+            let resolver = ctx.resolver(DiagKind::UnknownRef, "ref")?;
             let r = resolver
                 .resolve_ref(&ctx.current_package(), &call)
-                .map_err(|e| tagged("unknown-ref", e))?;
+                .map_err(|e| tagged(DiagKind::UnknownRef, e))?;
             if r.ephemeral {
                 let mut st = ctx.st();
                 if !st.capture.ephemerals.contains(&r.unique_id) {
@@ -423,21 +423,10 @@ pub fn source_fn(state: &State, source: String, table: String) -> Result<Value, 
             }))
         }
         Phase::Compile => {
-            let resolver = ctx
-                .shared
-                .resolver
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .ok_or_else(|| {
-                    tagged(
-                        "unknown-source",
-                        "source() has no manifest to resolve against",
-                    )
-                })?;
+            let resolver = ctx.resolver(DiagKind::UnknownSource, "source")?;
             let (_, name) = resolver
                 .resolve_source(&source, &table)
-                .map_err(|e| tagged("unknown-source", e))?;
+                .map_err(|e| tagged(DiagKind::UnknownSource, e))?;
             Ok(Value::from_object(Relation::resolved(name)))
         }
     }
@@ -460,7 +449,7 @@ pub fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Val
         (Some(v), _) => Ok(crate::jinja::to_value(v)),
         (None, Some(d)) => Ok(d),
         (None, None) => Err(tagged(
-            "unknown-var",
+            DiagKind::UnknownVar,
             format!(
                 "{} '{}' uses var('{name}'), which is not defined and has no default",
                 ctx.node.resource_type, ctx.node.name
@@ -484,7 +473,7 @@ pub fn env_var_fn(state: &State, name: String, default: Option<Value>) -> Result
         Err(_) => match default {
             Some(d) => Ok(d),
             None => Err(tagged(
-                "env-var",
+                DiagKind::EnvVar,
                 format!("env var '{name}' is not set and env_var() was given no default"),
             )),
         },
@@ -516,10 +505,7 @@ pub fn log_fn(state: &State, msg: Value, kwargs: Kwargs) -> Result<String, Error
     // Logged while compiling: a template that logs is rendered in both phases.
     ctx.mark_sensitive();
     if ctx.phase == Phase::Compile && info {
-        match crate::report::current() {
-            Some(r) => r.info("log", &msg.to_string()),
-            None => eprintln!("{}", crate::secrets::scrub(&msg.to_string())),
-        }
+        ctx.shared.log.info(&msg.to_string());
     }
     Ok(String::new())
 }
@@ -528,7 +514,7 @@ pub fn print_fn(state: &State, msg: Value) -> Result<String, Error> {
     let ctx = ctx_of(state)?;
     ctx.mark_sensitive();
     if ctx.phase == Phase::Compile {
-        eprintln!("{}", crate::secrets::scrub(&msg.to_string()));
+        ctx.shared.log.print(&msg.to_string());
     }
     Ok(String::new())
 }
@@ -558,7 +544,7 @@ impl Object for ConfigObj {
                 let v: Value = kwargs.peek(k)?;
                 let j = serde_json::to_value(&v).map_err(|e| {
                     tagged(
-                        "config",
+                        DiagKind::Config,
                         format!("config({k}=...) has a value that is not data: {e}"),
                     )
                 })?;
@@ -598,7 +584,7 @@ impl Object for ConfigObj {
                     .map(crate::jinja::to_value)
                     .ok_or_else(|| {
                         tagged(
-                            "config",
+                            DiagKind::Config,
                             format!(
                                 "config '{key}' is required for {} '{}'",
                                 ctx.node.resource_type, ctx.node.name

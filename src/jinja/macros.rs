@@ -193,11 +193,11 @@ impl Object for MacroRef {
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownFunction,
-                format!(
-                    "[unknown-macro] macro '{}' is not defined",
-                    self.qualified()
-                ),
+                format!("macro '{}' is not defined", self.qualified()),
             )
+            .with_source(super::services::ErrorTag(
+                crate::error::DiagKind::UnknownMacro,
+            ))
         })?;
         invoke(state, def, args)
     }

@@ -6,18 +6,22 @@ pub mod macros;
 pub mod objects;
 pub mod preprocess;
 pub mod relation;
+pub mod services;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 use serde_json::Value as Json;
 
-pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, Resolver, Shared};
+pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, Shared};
 pub use macros::{MacroDef, MacroRegistry, INTERNAL_PACKAGE};
 pub use relation::{QuotePolicy, RelationName};
+pub use services::{
+    DropKind, LogSink, Resolver, Services, Silent, Warehouse, WarehouseColumn, WarehouseError,
+};
 
 use crate::error::{DiagKind, Diagnostic, Diagnostics};
 
@@ -50,6 +54,8 @@ pub struct EnvSettings {
     pub packages: Vec<String>,
     pub search_orders: HashMap<String, Vec<String>>,
     pub flags: Json,
+    /// Where `log`, `print` and `exceptions.warn` write.
+    pub log: Arc<dyn LogSink>,
 }
 
 impl JinjaEnv {
@@ -159,9 +165,8 @@ impl JinjaEnv {
             vars: settings.vars,
             quoting: settings.quoting,
             macros: Arc::new(reg),
-            resolver: Mutex::new(None),
-            executor: Mutex::new(None),
             flags: crate::jinja::to_value(&settings.flags),
+            log: settings.log,
         });
         if diags.is_empty() {
             Ok(JinjaEnv { env, shared })
@@ -170,25 +175,20 @@ impl JinjaEnv {
         }
     }
 
-    pub fn set_resolver(&self, r: Arc<dyn Resolver>) {
-        *self
-            .shared
-            .resolver
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(r);
-    }
-
-    /// Lets compile-phase renders run queries against the warehouse.
-    pub fn set_executor(&self, a: Arc<dyn crate::adapter::Adapter>) {
-        *self
-            .shared
-            .executor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(a);
-    }
-
+    /// A context without a manifest or warehouse: parse renders, and compile
+    /// renders that need neither (naming macros).
     pub fn ctx(&self, node: NodeInfo, phase: Phase) -> Arc<RenderCtx> {
-        RenderCtx::new(self.shared.clone(), node, phase)
+        RenderCtx::new(self.shared.clone(), node, phase, None)
+    }
+
+    /// A compile-phase context resolving against `services`.
+    pub fn compile_ctx(&self, node: NodeInfo, services: &Arc<Services>) -> Arc<RenderCtx> {
+        RenderCtx::new(
+            self.shared.clone(),
+            node,
+            Phase::Compile,
+            Some(services.clone()),
+        )
     }
 
     /// Renders a node's source with `ctx` as its root context.
@@ -287,21 +287,10 @@ pub fn render_config_string(
         None => minijinja::context! {},
     };
     env.render_str(s, ctx).map_err(|e| {
-        let msg = e
-            .detail()
+        e.detail()
             .map(str::to_string)
-            .unwrap_or_else(|| e.to_string());
-        strip_tag(&msg).1.to_string()
+            .unwrap_or_else(|| e.to_string())
     })
-}
-
-fn strip_tag(msg: &str) -> (Option<&str>, &str) {
-    if let Some(rest) = msg.strip_prefix('[') {
-        if let Some((tag, tail)) = rest.split_once("] ") {
-            return (Some(tag), tail);
-        }
-    }
-    (None, msg)
 }
 
 /// Turns a minijinja error into a diagnostic pointing into the user's file.
@@ -324,19 +313,14 @@ pub fn diagnostic_from_jinja(
         }
         cur = c.source();
     }
-    let raw = best
+    let msg = best
         .detail()
         .or(err.detail())
         .map(str::to_string)
         .unwrap_or_else(|| best.kind().to_string());
-    let (tag, msg) = strip_tag(&raw);
+    let tag = services::tag_of(best).or_else(|| services::tag_of(err));
     let kind = match (tag, best.kind()) {
-        (Some("unknown-ref"), _) => DiagKind::UnknownRef,
-        (Some("unknown-source"), _) => DiagKind::UnknownSource,
-        (Some("unknown-var"), _) => DiagKind::UnknownVar,
-        (Some("unknown-macro"), _) => DiagKind::UnknownMacro,
-        (Some("env-var"), _) => DiagKind::EnvVar,
-        (Some("config"), _) => DiagKind::Config,
+        (Some(k), _) => k,
         (_, ErrorKind::SyntaxError) => DiagKind::JinjaSyntax,
         (_, ErrorKind::UnknownFunction) => DiagKind::UnknownMacro,
         _ => DiagKind::JinjaRuntime,

@@ -10,10 +10,33 @@ use minijinja::{Error, ErrorKind, State};
 
 use super::context::{ctx_of, Phase};
 use super::macros::BoundMacro;
-use super::relation::{quote_ident, Relation, RelationName};
+use super::relation::{Relation, RelationName};
+use super::services::{tagged, DropKind, WarehouseError};
+use crate::error::DiagKind;
+use crate::sql::quote_ident;
 
 fn err(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
+}
+
+/// The warehouse's error as the source of a template error.
+#[derive(Debug)]
+struct WrappedWarehouseError(WarehouseError);
+
+impl fmt::Display for WrappedWarehouseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for WrappedWarehouseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+fn warehouse_err(e: WarehouseError) -> Error {
+    err(e.to_string()).with_source(WrappedWarehouseError(e))
 }
 
 /// The `adapter` object. Warehouse methods need a connection and arrive with the
@@ -41,8 +64,8 @@ impl Object for AdapterObj {
                 let def = reg
                     .dispatch(&name, ns.as_deref(), &ctx.current_package())
                     .ok_or_else(|| {
-                        err(format!(
-                            "[unknown-macro] adapter.dispatch found no implementation of '{name}'{} (tried prefixes {})",
+                        tagged(DiagKind::UnknownMacro, format!(
+                            "adapter.dispatch found no implementation of '{name}'{} (tried prefixes {})",
                             ns.as_deref().map(|n| format!(" in namespace '{n}'")).unwrap_or_default(),
                             reg.dispatch_prefixes.join(", ")
                         ))
@@ -68,7 +91,7 @@ impl Object for AdapterObj {
             "type" => Ok(Value::from(ctx.shared.adapter_type.clone())),
             "get_relation" | "load_relation" => {
                 ctx.mark_sensitive();
-                let Some(a) = ctx.executor() else {
+                let Some(a) = ctx.warehouse() else {
                     return Ok(Value::from(()));
                 };
                 let (database, schema, identifier) = if method == "load_relation" {
@@ -93,7 +116,7 @@ impl Object for AdapterObj {
                 let (schema, identifier) = (schema.to_string(), identifier.to_string());
                 let kind = a
                     .relation_type(&schema, &identifier)
-                    .map_err(|e| err(e.message))?;
+                    .map_err(warehouse_err)?;
                 Ok(match kind {
                     None => Value::from(()),
                     Some(k) => {
@@ -111,16 +134,16 @@ impl Object for AdapterObj {
             }
             "get_columns_in_relation" => {
                 ctx.mark_sensitive();
-                let Some(a) = ctx.executor() else {
+                let Some(a) = ctx.warehouse() else {
                     return Ok(Value::from(Vec::<Value>::new()));
                 };
                 let (rel,): (Value,) = from_args(args)?;
                 let cols = a
-                    .columns_of(
+                    .columns(
                         &rel.get_attr("schema")?.to_string(),
                         &rel.get_attr("identifier")?.to_string(),
                     )
-                    .map_err(|e| err(e.message))?;
+                    .map_err(warehouse_err)?;
                 Ok(Value::from(
                     cols.into_iter()
                         .map(|c| {
@@ -144,7 +167,7 @@ impl Object for AdapterObj {
             }
             "drop_relation" | "create_schema" | "drop_schema" | "truncate_relation" => {
                 ctx.mark_sensitive();
-                let Some(a) = ctx.executor() else {
+                let Some(a) = ctx.warehouse() else {
                     if ctx.phase == Phase::Compile {
                         return Err(err(format!(
                             "adapter.{method}() needs a warehouse connection, which `compile` does not open"
@@ -153,35 +176,27 @@ impl Object for AdapterObj {
                     return Ok(Value::from(()));
                 };
                 let (rel,): (Value,) = from_args(args)?;
-                let sql = match method {
+                let schema =
+                    || -> Result<String, Error> { Ok(rel.get_attr("schema")?.to_string()) };
+                match method {
                     "drop_relation" => {
-                        let word = match rel
+                        let kind = match rel
                             .get_attr("type")
                             .ok()
                             .and_then(|t| t.as_str().map(str::to_string))
                             .as_deref()
                         {
-                            Some("view") => "view",
-                            Some("materialized_view") => "materialized view",
-                            _ => "table",
+                            Some("view") => DropKind::View,
+                            Some("materialized_view") => DropKind::MaterializedView,
+                            _ => DropKind::Table,
                         };
-                        format!("drop {word} if exists {rel} cascade")
+                        a.drop_relation(&rel.to_string(), kind)
                     }
-                    "truncate_relation" => format!("truncate table {rel}"),
-                    "create_schema" => format!(
-                        "create schema if not exists {}",
-                        quote_ident(&rel.get_attr("schema")?.to_string())
-                    ),
-                    _ => format!(
-                        "drop schema if exists {} cascade",
-                        quote_ident(&rel.get_attr("schema")?.to_string())
-                    ),
-                };
-                a.execute(&crate::adapter::Batch {
-                    statements: vec![sql],
-                    atomic: false,
-                })
-                .map_err(|e| err(e.message))?;
+                    "truncate_relation" => a.truncate_relation(&rel.to_string()),
+                    "create_schema" => a.create_schema(&schema()?),
+                    _ => a.drop_schema(&schema()?),
+                }
+                .map_err(warehouse_err)?;
                 Ok(Value::from(()))
             }
             "rename_relation" | "expand_target_column_types" | "commit" => {
@@ -251,20 +266,20 @@ impl Object for ExceptionsObj {
     }
     fn call_method(
         self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
+        state: &mut State<'_, '_>,
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
         let msg = args.first().map(|v| v.to_string()).unwrap_or_default();
         match method {
             "warn" => {
-                eprintln!("warning: {}", crate::secrets::scrub(&msg));
+                ctx_of(state)?.shared.log.warn(&msg);
                 Ok(Value::from(""))
             }
             "raise_compiler_error"
             | "raise_database_error"
             | "raise_not_implemented"
-            | "raise_fail_fast_error" => Err(err(format!("[compiler] {msg}"))),
+            | "raise_fail_fast_error" => Err(err(msg)),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
@@ -295,26 +310,19 @@ impl Object for StatementObj {
         };
         // Rendering the body still records the refs and macros it uses.
         let sql = caller.call(state, &[])?.to_string();
-        if let Some(a) = ctx.executor() {
+        if let Some(a) = ctx.warehouse() {
+            let failed = |e: WarehouseError| {
+                err(format!(
+                    "statement '{}' failed: {e}",
+                    name.clone().unwrap_or_default()
+                ))
+                .with_source(WrappedWarehouseError(e))
+            };
             let t = if fetch {
-                a.query(&sql).map_err(|e| {
-                    err(format!(
-                        "statement '{}' failed: {e}",
-                        name.clone().unwrap_or_default()
-                    ))
-                })?
+                a.query(&sql).map_err(failed)?
             } else {
-                a.execute(&crate::adapter::Batch {
-                    statements: vec![sql],
-                    atomic: false,
-                })
-                .map_err(|e| {
-                    err(format!(
-                        "statement '{}' failed: {e}",
-                        name.clone().unwrap_or_default()
-                    ))
-                })?;
-                crate::adapter::Table::default()
+                a.execute(&sql).map_err(failed)?;
+                crate::table::Table::default()
             };
             if let Some(n) = name {
                 let data: Vec<Value> = t
@@ -344,11 +352,11 @@ impl Object for StatementObj {
 pub fn run_query_fn(state: &State, sql: Value) -> Result<Value, Error> {
     let ctx = ctx_of(state)?;
     ctx.mark_sensitive();
-    match ctx.executor() {
+    match ctx.warehouse() {
         Some(a) => {
-            let t = a
-                .query(&sql.to_string())
-                .map_err(|e| err(format!("run_query failed: {e}")))?;
+            let t = a.query(&sql.to_string()).map_err(|e| {
+                err(format!("run_query failed: {e}")).with_source(WrappedWarehouseError(e))
+            })?;
             Ok(table_value(t))
         }
         None => Ok(Value::from(())),
@@ -364,9 +372,9 @@ pub fn load_result_fn(state: &State, name: String) -> Result<Value, Error> {
 /// A query result as dbt's agate table: `.rows` (indexable by position or
 /// column name), `.columns` (with `.name` and `.values()`), `.column_names`.
 #[derive(Debug)]
-pub struct TableObj(pub crate::adapter::Table);
+pub struct TableObj(pub crate::table::Table);
 
-pub fn table_value(t: crate::adapter::Table) -> Value {
+pub fn table_value(t: crate::table::Table) -> Value {
     Value::from_object(TableObj(t))
 }
 
@@ -493,13 +501,16 @@ impl Object for TableObj {
     }
     fn call_method(
         self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
+        state: &mut State<'_, '_>,
         method: &str,
         _args: &[Value],
     ) -> Result<Value, Error> {
         match method {
             "print_table" => {
-                eprintln!("{}", crate::commands::show::format_table(&self.0));
+                ctx_of(state)?
+                    .shared
+                    .log
+                    .print(&crate::table::format_table(&self.0));
                 Ok(Value::from(()))
             }
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
@@ -1031,9 +1042,7 @@ pub fn toyaml_fn(v: Value) -> Result<String, Error> {
 
 pub fn fromyaml_fn(s: String, default: Option<Value>) -> Result<Value, Error> {
     match serde_yaml::from_str::<serde_yaml::Value>(&s) {
-        Ok(y) => Ok(crate::jinja::to_value(
-            crate::project::config::yaml_to_json(&y),
-        )),
+        Ok(y) => Ok(crate::jinja::to_value(crate::confmap::yaml_to_json(&y))),
         Err(e) => default.ok_or_else(|| err(format!("fromyaml: {e}"))),
     }
 }
@@ -1070,7 +1079,7 @@ pub fn as_native(v: Value) -> Value {
     if let Some(s) = v.as_str() {
         if let Ok(y) = serde_yaml::from_str::<serde_yaml::Value>(s) {
             if !matches!(y, serde_yaml::Value::String(_)) {
-                return crate::jinja::to_value(crate::project::config::yaml_to_json(&y));
+                return crate::jinja::to_value(crate::confmap::yaml_to_json(&y));
             }
         }
     }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use minijinja::value::{from_args, Kwargs, Object, ObjectRepr, Value};
 use minijinja::{Error, ErrorKind, State};
 
+use crate::sql::quote_ident;
+
 /// Which parts of a relation name are quoted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotePolicy {
@@ -36,10 +38,6 @@ pub struct RelationName {
     pub include: QuotePolicy,
     /// `table`, `view`, `cte`, `materialized_view` … when known.
     pub kind: Option<String>,
-}
-
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 impl RelationName {

@@ -8,8 +8,8 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use super::pyrepr::{py_repr, py_str, repr_str};
+use crate::confmap::{yaml_key, yaml_to_json};
 use crate::jinja::RefCall;
-use crate::project::config::{yaml_key, yaml_to_json};
 use crate::project::schema::TestSpec;
 
 /// What a test is attached to.

@@ -146,7 +146,7 @@ impl Node {
                 if self
                     .config
                     .get("store_failures")
-                    .is_some_and(crate::project::config::json_truthy) => {}
+                    .is_some_and(crate::confmap::json_truthy) => {}
             _ => return None,
         }
         if self.is_ephemeral() {

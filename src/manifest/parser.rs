@@ -13,16 +13,13 @@ use sha2::{Digest, Sha256};
 
 use super::generic_tests::{self, TestTarget};
 use super::*;
+use crate::confmap::{merge_all, merge_key, normalize_hooks, yaml_key, yaml_to_json, ConfigMap};
 use crate::error::{line_of, suggest, DiagKind, Diagnostic, Diagnostics, Error};
 use crate::jinja::{
     self, preprocess, EnvSettings, JinjaEnv, MacroSource, NodeInfo, Phase, QuotePolicy,
     RelationName,
 };
-use crate::project::config;
-use crate::project::config::{
-    apply_folder_configs, config_from_yaml, merge_all, merge_key, normalize_hooks, yaml_to_json,
-    ConfigMap, NodeConfig,
-};
+use crate::project::config::{apply_folder_configs, config_from_yaml, NodeConfig};
 use crate::project::schema::{
     parse_schema_file, parse_test_entry, ColumnDef, NodePatch, SchemaFile,
 };
@@ -80,7 +77,8 @@ pub fn timing(label: &str, since: std::time::Instant) {
     }
 }
 
-pub fn parse(project: &Project) -> Result<Parsed, Error> {
+/// Parses the project; templates' `log`/`print`/`exceptions.warn` go to `log`.
+pub fn parse(project: &Project, log: Arc<dyn jinja::LogSink>) -> Result<Parsed, Error> {
     let t0 = std::time::Instant::now();
     let root = project.name().to_string();
     let display: Vec<String> = project
@@ -129,6 +127,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
             .map(|d| (d.macro_namespace.clone(), d.search_order.clone()))
             .collect(),
         flags: serde_json::json!({"FULL_REFRESH": false, "WHICH": "parse"}),
+        log,
     };
     let jinja = JinjaEnv::build(settings, &macro_sources)?;
 
@@ -610,7 +609,7 @@ pub fn parse(project: &Project) -> Result<Parsed, Error> {
     resolve_dependencies(project, &mut m, &mut diags);
     m.selectors = match &project.selectors_yml {
         Some((file, text)) => {
-            crate::graph::selector::selectors_json(file, text).unwrap_or_else(|d| {
+            crate::selector_syntax::selectors_json(file, text).unwrap_or_else(|d| {
                 diags.push(d);
                 Json::Object(Default::default())
             })
@@ -1045,7 +1044,7 @@ fn fixture(v: Option<&Yaml>, file: &str, text: &str, name: &str) -> Result<Fixtu
                 .map(|r| match r {
                     Yaml::Mapping(m) => Ok(m
                         .iter()
-                        .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
+                        .map(|(k, v)| (yaml_key(k), yaml_to_json(v)))
                         .collect()),
                     _ => Err(err("dict rows must be mappings".into())),
                 })
@@ -1164,7 +1163,7 @@ fn build_unit_test(
             .and_then(Yaml::as_mapping)
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
+                    .map(|(k, v)| (yaml_key(k), yaml_to_json(v)))
                     .collect()
             })
             .unwrap_or_default()

@@ -2,11 +2,11 @@
 //! (names and types) before anything is built, and the table is created with
 //! explicit column definitions and constraints, then filled.
 
-use super::Target;
-use crate::adapter::Column;
-use crate::jinja::relation::quote_ident;
+use super::PlanError;
+use crate::adapter::dialect::{Constraint, TableOptions};
+use crate::adapter::{Column, Dialect};
 
-/// A declared column: name, canonical type, constraints as JSON.
+/// A declared column: name, canonical type, constraints.
 #[derive(Debug, Clone)]
 pub struct Declared {
     pub name: String,
@@ -14,12 +14,12 @@ pub struct Declared {
     pub data_type: String,
     /// The type as written in YAML (for the DDL, modifiers included).
     pub ddl_type: String,
-    pub constraints: Vec<serde_json::Value>,
+    pub constraints: Vec<Constraint>,
 }
 
 /// Compares declared columns with what the model produces; `Err` lists every
 /// mismatch in a table, as dbt does.
-pub fn check(declared: &[Declared], produced: &[Column]) -> Result<(), String> {
+pub fn check(declared: &[Declared], produced: &[Column]) -> Result<(), PlanError> {
     let base = |t: &str| t.split('(').next().unwrap_or(t).trim().to_ascii_lowercase();
     let mut rows = Vec::new();
     for d in declared {
@@ -46,63 +46,30 @@ pub fn check(declared: &[Declared], produced: &[Column]) -> Result<(), String> {
     if rows.is_empty() {
         return Ok(());
     }
-    Err(format!(
+    Err(PlanError(format!(
         "This model has an enforced contract that failed.\nPlease ensure the name, data_type, and number of columns in your contract match the columns in your model's definition.\n\n| column | contract type | model type | problem |\n| --- | --- | --- | --- |\n{}",
         rows.join("\n")
-    ))
+    )))
 }
 
-fn constraint_sql(c: &serde_json::Value) -> Option<String> {
-    let kind = c.get("type")?.as_str()?;
-    let expr = c.get("expression").and_then(|e| e.as_str());
-    let name = c
-        .get("name")
-        .and_then(|n| n.as_str())
-        .map(|n| format!("constraint {} ", quote_ident(n)))
-        .unwrap_or_default();
-    Some(match kind {
-        "not_null" => "not null".into(),
-        "unique" => format!("{name}unique"),
-        "primary_key" => format!("{name}primary key"),
-        "check" => format!("{name}check ({})", expr?),
-        "foreign_key" => format!("{name}references {}", expr?),
-        "custom" => expr?.to_string(),
-        _ => return None,
-    })
-}
-
-/// The statements that create `tmp` with the contract's DDL and fill it.
+/// The statements that create `tmp` (a rendered relation) with the contract's
+/// DDL and fill it.
 pub fn create_and_fill(
-    target: &Target,
+    d: &dyn Dialect,
     tmp: &str,
-    unlogged: bool,
+    options: &TableOptions,
     declared: &[Declared],
     sql: &str,
 ) -> Vec<String> {
     let defs: Vec<String> = declared
         .iter()
-        .map(|d| {
-            let mut def = format!("{} {}", quote_ident(&d.name), d.ddl_type);
-            for c in &d.constraints {
-                if let Some(s) = constraint_sql(c) {
-                    def.push(' ');
-                    def.push_str(&s);
-                }
-            }
-            def
-        })
+        .map(|c| d.column_definition(&c.name, &c.ddl_type, &c.constraints))
         .collect();
-    let cols: Vec<String> = declared.iter().map(|d| quote_ident(&d.name)).collect();
+    let cols: Vec<String> = declared.iter().map(|c| d.quote_ident(&c.name)).collect();
     vec![
+        d.create_table(tmp, &defs, options),
         format!(
-            "create {}table {} (\n    {}\n)",
-            if unlogged { "unlogged " } else { "" },
-            target.named(tmp),
-            defs.join(",\n    ")
-        ),
-        format!(
-            "insert into {} ({})\nselect {}\nfrom (\n{}\n) as model_subq",
-            target.named(tmp),
+            "insert into {tmp} ({})\nselect {}\nfrom (\n{}\n) as model_subq",
             cols.join(", "),
             cols.join(", "),
             sql
@@ -140,7 +107,7 @@ mod tests {
                 data_type: "text".into(),
             },
         ];
-        let e = check(&declared, &produced).unwrap_err();
+        let e = check(&declared, &produced).unwrap_err().0;
         assert!(
             e.contains("| id | integer | bigint | data type mismatch |"),
             "{e}"

@@ -3,9 +3,8 @@
 //! one transaction. Key matching uses `is not distinct from`, so rows whose key
 //! is NULL replace each other instead of piling up as duplicates.
 
-use super::{Plan, Target};
-use crate::adapter::Column;
-use crate::jinja::relation::quote_ident;
+use super::{split_hooks, HookSql, Plan, PlanError, RelationId};
+use crate::adapter::{Column, Dialect};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -54,7 +53,7 @@ impl OnSchemaChange {
 /// An incremental run against an existing table.
 #[derive(Debug, Clone)]
 pub struct IncrementalInput<'a> {
-    pub target: Target,
+    pub target: RelationId,
     pub sql: &'a str,
     pub strategy: Strategy,
     pub unique_key: Vec<String>,
@@ -62,18 +61,19 @@ pub struct IncrementalInput<'a> {
     pub on_schema_change: OnSchemaChange,
     pub source_columns: Vec<Column>,
     pub target_columns: Vec<Column>,
-    pub pre_hooks: Vec<(String, bool)>,
-    pub post_hooks: Vec<(String, bool)>,
+    pub pre_hooks: Vec<HookSql>,
+    pub post_hooks: Vec<HookSql>,
 }
 
 fn same_type(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
+pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanError> {
     let t = &input.target;
-    let target = t.rendered();
-    let tmp = quote_ident(&format!("{}__dbt_tmp", t.identifier));
+    let target = d.relation(t);
+    let tmp_name = d.suffixed(&t.identifier, "__dbt_tmp");
+    let tmp = d.temp_table_ref(&tmp_name);
     let find = |cols: &[Column], name: &str| cols.iter().find(|c| c.name == name).cloned();
     let added: Vec<&Column> = input
         .source_columns
@@ -98,18 +98,9 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
     let mut tx: Vec<String> = Vec::new();
     let mut before: Vec<String> = Vec::new();
     let mut after: Vec<String> = Vec::new();
-    for (sql, in_tx) in &input.pre_hooks {
-        if *in_tx {
-            tx.push(sql.clone())
-        } else {
-            before.push(sql.clone())
-        }
-    }
-    tx.push(format!("drop table if exists pg_temp.{tmp}"));
-    tx.push(format!(
-        "create temporary table {tmp} as (\n{}\n)",
-        input.sql
-    ));
+    split_hooks(&input.pre_hooks, &mut before, &mut tx);
+    tx.push(d.drop_temp_table(&tmp_name));
+    tx.push(d.create_temp_table_as(&tmp_name, input.sql));
     let dest: Vec<String> = match input.on_schema_change {
         OnSchemaChange::Ignore => input
             .target_columns
@@ -123,14 +114,14 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            return Err(format!(
+            return Err(PlanError(format!(
                 "The source and target schemas on this incremental model are out of sync.\n\
                  Source columns not in target: [{}]\nTarget columns not in source: [{}]\nNew column types: [{}]\n\
                  Set on_schema_change to append_new_columns or sync_all_columns, or run with --full-refresh.",
                 names(&added),
                 names(&removed),
                 names(&retyped)
-            ));
+            )));
         }
         _ => {
             if matches!(
@@ -138,26 +129,15 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
                 OnSchemaChange::AppendNewColumns | OnSchemaChange::SyncAllColumns
             ) {
                 for c in &added {
-                    tx.push(format!(
-                        "alter table {target} add column {} {}",
-                        quote_ident(&c.name),
-                        c.data_type
-                    ));
+                    tx.push(d.add_column(&target, &c.name, &c.data_type));
                 }
             }
             if input.on_schema_change == OnSchemaChange::SyncAllColumns {
                 for c in &removed {
-                    tx.push(format!(
-                        "alter table {target} drop column {}",
-                        quote_ident(&c.name)
-                    ));
+                    tx.push(d.drop_column(&target, &c.name));
                 }
                 for c in &retyped {
-                    tx.push(format!(
-                        "alter table {target} alter column {q} type {ty} using {q}::{ty}",
-                        q = quote_ident(&c.name),
-                        ty = c.data_type
-                    ));
+                    tx.extend(d.alter_column_type(&target, &c.name, &c.data_type));
                 }
             }
             if input.on_schema_change == OnSchemaChange::AppendNewColumns {
@@ -182,14 +162,14 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
     };
     let cols = dest
         .iter()
-        .map(|c| quote_ident(c))
+        .map(|c| d.quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
     let key_match = |dest_alias: &str, src_alias: &str| {
         input
             .unique_key
             .iter()
-            .map(|k| format!("{dest_alias}.{k} is not distinct from {src_alias}.{k}"))
+            .map(|k| d.null_safe_eq(&format!("{dest_alias}.{k}"), &format!("{src_alias}.{k}")))
             .collect::<Vec<_>>()
             .join(" and ")
     };
@@ -220,11 +200,11 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
             let updates: Vec<String> = dest
                 .iter()
                 .filter(|c| !input.unique_key.contains(c))
-                .map(|c| format!("{q} = DBT_INTERNAL_SOURCE.{q}", q = quote_ident(c)))
+                .map(|c| format!("{q} = DBT_INTERNAL_SOURCE.{q}", q = d.quote_ident(c)))
                 .collect();
             let src_cols = dest
                 .iter()
-                .map(|c| format!("DBT_INTERNAL_SOURCE.{}", quote_ident(c)))
+                .map(|c| format!("DBT_INTERNAL_SOURCE.{}", d.quote_ident(c)))
                 .collect::<Vec<_>>()
                 .join(", ");
             main_index = tx.len();
@@ -244,29 +224,20 @@ pub fn plan(input: &IncrementalInput<'_>) -> Result<Plan, String> {
             tx.push(merge);
         }
     }
-    for (sql, in_tx) in &input.post_hooks {
-        if *in_tx {
-            tx.push(sql.clone())
-        } else {
-            after.push(sql.clone())
-        }
-    }
-    tx.push(format!("drop table if exists pg_temp.{tmp}"));
+    split_hooks(&input.post_hooks, &mut after, &mut tx);
+    tx.push(d.drop_temp_table(&tmp_name));
     Ok(super::assemble(before, tx, main_index, after))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::dialect;
     use crate::materialize::test_support::{column as col, statements_by_batch as show};
 
     fn input(strategy: Strategy, osc: OnSchemaChange) -> IncrementalInput<'static> {
         IncrementalInput {
-            target: Target {
-                database: "db".into(),
-                schema: "s".into(),
-                identifier: "events".into(),
-            },
+            target: RelationId::new("db", "s", "events"),
             sql: "select * from src where ts > (select max(ts) from \"db\".\"s\".\"events\")",
             strategy,
             unique_key: vec!["id".into(), "region".into()],
@@ -291,28 +262,33 @@ mod tests {
 
     #[test]
     fn strategies_and_schema_changes() {
-        insta::assert_snapshot!(
-            "merge_sync",
-            show(&plan(&input(Strategy::Merge, OnSchemaChange::SyncAllColumns)).unwrap())
-        );
-        insta::assert_snapshot!(
-            "delete_insert_append_new",
-            show(
-                &plan(&input(
-                    Strategy::DeleteInsert,
-                    OnSchemaChange::AppendNewColumns
-                ))
-                .unwrap()
-            )
-        );
-        insta::assert_snapshot!(
-            "append_ignore",
-            show(&plan(&input(Strategy::Append, OnSchemaChange::Ignore)).unwrap())
-        );
-        let err = plan(&input(Strategy::Merge, OnSchemaChange::Fail)).unwrap_err();
-        assert!(
-            err.contains("Source columns not in target: [extra text]"),
-            "{err}"
-        );
+        for d in dialect::all() {
+            let name = |n: &str| format!("{}__{n}", d.name());
+            insta::assert_snapshot!(
+                name("merge_sync"),
+                show(&plan(d, &input(Strategy::Merge, OnSchemaChange::SyncAllColumns)).unwrap())
+            );
+            insta::assert_snapshot!(
+                name("delete_insert_append_new"),
+                show(
+                    &plan(
+                        d,
+                        &input(Strategy::DeleteInsert, OnSchemaChange::AppendNewColumns)
+                    )
+                    .unwrap()
+                )
+            );
+            insta::assert_snapshot!(
+                name("append_ignore"),
+                show(&plan(d, &input(Strategy::Append, OnSchemaChange::Ignore)).unwrap())
+            );
+            let err = plan(d, &input(Strategy::Merge, OnSchemaChange::Fail))
+                .unwrap_err()
+                .0;
+            assert!(
+                err.contains("Source columns not in target: [extra text]"),
+                "{err}"
+            );
+        }
     }
 }

@@ -6,85 +6,64 @@ pub mod incremental;
 pub mod seed;
 pub mod snapshot;
 
-use crate::adapter::Batch;
-use crate::jinja::relation::quote_ident;
+use crate::adapter::dialect::{IndexSpec, TableOptions};
+use crate::adapter::{Batch, Dialect, Grant};
+pub use crate::adapter::{RelationId, RelationKind};
 
-/// What exists in the warehouse under a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelationKind {
-    Table,
-    View,
-    MaterializedView,
-}
-
-impl RelationKind {
-    fn ddl_word(self) -> &'static str {
-        match self {
-            RelationKind::Table => "table",
-            RelationKind::View => "view",
-            RelationKind::MaterializedView => "materialized view",
-        }
-    }
-}
-
-/// A relation's schema-qualified, quoted parts.
+/// A hook statement and whether it runs inside the node's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub database: String,
-    pub schema: String,
-    pub identifier: String,
+pub struct HookSql {
+    pub sql: String,
+    pub in_transaction: bool,
 }
 
-impl Target {
-    pub fn named(&self, identifier: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            quote_ident(&self.database),
-            quote_ident(&self.schema),
-            quote_ident(identifier)
-        )
-    }
-
-    pub fn rendered(&self) -> String {
-        self.named(&self.identifier)
+impl HookSql {
+    pub fn new(sql: impl Into<String>, in_transaction: bool) -> HookSql {
+        HookSql {
+            sql: sql.into(),
+            in_transaction,
+        }
     }
 }
 
 /// Everything a plan needs about one model.
 #[derive(Debug, Clone)]
 pub struct ModelPlanInput<'a> {
-    pub target: Target,
+    pub target: RelationId,
     pub sql: &'a str,
     pub existing: Option<RelationKind>,
-    pub pre_hooks: Vec<(String, bool)>,
-    pub post_hooks: Vec<(String, bool)>,
+    pub pre_hooks: Vec<HookSql>,
+    pub post_hooks: Vec<HookSql>,
     /// Relation settings applied inside the transaction, after the swap.
     pub settings: RelationSettings,
     /// Enforced contract: tables are created with these columns, then filled.
     pub contract: Option<Vec<contract::Declared>>,
 }
 
-/// Postgres-specific table options and the things dbt applies to a built relation.
+/// Table options and the things dbt applies to a built relation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RelationSettings {
     pub unlogged: bool,
-    /// (columns, unique, method) of each configured index.
-    pub indexes: Vec<(Vec<String>, bool, Option<String>)>,
-    /// privilege → grantees.
+    pub indexes: Vec<IndexSpec>,
+    /// privilege → grantees (unquoted).
     pub grants: Vec<(String, Vec<String>)>,
-    /// (privilege, grantee) pairs to revoke: granted on a relation that is kept
-    /// in place but no longer in the config.
-    pub revokes: Vec<(String, String)>,
+    /// Granted on a relation that is kept in place but no longer in the config.
+    pub revokes: Vec<Grant>,
     pub relation_comment: Option<String>,
     pub column_comments: Vec<(String, String)>,
 }
 
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+impl RelationSettings {
+    fn table_options(&self, d: &dyn Dialect) -> TableOptions {
+        TableOptions {
+            unlogged: self.unlogged && d.supports_unlogged(),
+        }
+    }
 }
 
 /// Statements applying indexes, grants and comments to `rel`.
 pub fn settings_sql(
+    d: &dyn Dialect,
     rel: &str,
     identifier: &str,
     kind: RelationKind,
@@ -92,54 +71,38 @@ pub fn settings_sql(
 ) -> Vec<String> {
     let mut out = Vec::new();
     if kind != RelationKind::View {
-        for (cols, unique, method) in &s.indexes {
-            let mut h: u32 = 2166136261;
-            for b in format!("{identifier}{}{unique}", cols.join(",")).bytes() {
-                h = (h ^ b as u32).wrapping_mul(16777619);
-            }
-            let name = format!(
-                "{}_idx_{h:08x}",
-                identifier.chars().take(40).collect::<String>()
-            );
-            out.push(format!(
-                "create {}index if not exists {} on {rel} {}({})",
-                if *unique { "unique " } else { "" },
-                quote_ident(&name),
-                method
-                    .as_deref()
-                    .map(|m| format!("using {m} "))
-                    .unwrap_or_default(),
-                cols.join(", ")
-            ));
-        }
+        out.extend(
+            s.indexes
+                .iter()
+                .filter_map(|i| d.create_index(rel, identifier, i)),
+        );
     }
-    for (privilege, grantee) in &s.revokes {
-        out.push(format!("revoke {privilege} on {rel} from {grantee}"));
+    for g in &s.revokes {
+        out.push(d.revoke(&g.privilege, rel, &g.grantee));
     }
     for (privilege, grantees) in &s.grants {
         if !grantees.is_empty() {
-            out.push(format!(
-                "grant {privilege} on {rel} to {}",
-                grantees.join(", ")
-            ));
+            out.push(d.grant(privilege, rel, grantees));
         }
     }
     if let Some(c) = &s.relation_comment {
-        let word = if kind == RelationKind::View {
-            "view"
-        } else {
-            "table"
-        };
-        out.push(format!("comment on {word} {rel} is {}", quote_literal(c)));
+        out.push(d.comment_on_relation(kind, rel, c));
     }
     for (col, c) in &s.column_comments {
-        out.push(format!(
-            "comment on column {rel}.{} is {}",
-            quote_ident(col),
-            quote_literal(c)
-        ));
+        out.push(d.comment_on_column(rel, col, c));
     }
     out
+}
+
+/// Splits hooks into those outside (autocommit, before or after) and inside the transaction.
+fn split_hooks(hooks: &[HookSql], outside: &mut Vec<String>, tx: &mut Vec<String>) {
+    for h in hooks {
+        if h.in_transaction {
+            tx.push(h.sql.clone());
+        } else {
+            outside.push(h.sql.clone());
+        }
+    }
 }
 
 /// The batches of a plan, in order.
@@ -150,153 +113,101 @@ pub struct Plan {
     pub main: (usize, usize),
 }
 
-fn suffixed(id: &str, suffix: &str) -> String {
-    // Postgres truncates identifiers at 63 bytes; keep the suffix intact.
-    let max = 63 - suffix.len();
-    let mut base = id.to_string();
-    while base.len() > max {
-        base.pop();
-    }
-    format!("{base}{suffix}")
-}
-
 /// A view or table, built under a temporary name and swapped in within one
 /// transaction, so a failing model leaves the previous relation intact.
-pub fn view_or_table(input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
+pub fn view_or_table(d: &dyn Dialect, input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
     let t = &input.target;
-    let tmp = suffixed(&t.identifier, "__dbt_tmp");
-    let backup = suffixed(&t.identifier, "__dbt_backup");
+    let rel = d.relation(t);
+    let tmp_name = d.suffixed(&t.identifier, "__dbt_tmp");
+    let backup_name = d.suffixed(&t.identifier, "__dbt_backup");
+    let tmp = d.relation(&t.sibling(&tmp_name));
+    let backup = d.relation(&t.sibling(&backup_name));
     let mut outside_before: Vec<String> = Vec::new();
     let mut outside_after: Vec<String> = Vec::new();
     let mut tx: Vec<String> = Vec::new();
-    for (sql, in_tx) in &input.pre_hooks {
-        if *in_tx {
-            tx.push(sql.clone());
-        } else {
-            outside_before.push(sql.clone());
-        }
-    }
+    split_hooks(&input.pre_hooks, &mut outside_before, &mut tx);
     // Leftovers of an interrupted earlier run.
-    tx.push(format!(
-        "drop {} if exists {} cascade",
-        kind.ddl_word(),
-        t.named(&tmp)
-    ));
-    let unlogged = if kind == RelationKind::Table && input.settings.unlogged {
-        "unlogged "
-    } else {
-        ""
-    };
-    let main_index = match (&input.contract, kind) {
+    tx.push(d.drop_relation(kind, &tmp));
+    let options = input.settings.table_options(d);
+    match (&input.contract, kind) {
         (Some(declared), RelationKind::Table) => {
             // The insert that fills the contract's table reports the rows.
             tx.extend(contract::create_and_fill(
-                t,
-                &tmp,
-                input.settings.unlogged,
-                declared,
-                input.sql,
+                d, &tmp, &options, declared, input.sql,
             ));
-            tx.len() - 1
         }
-        _ => {
-            tx.push(format!(
-                "create {unlogged}{} {} as (\n{}\n)",
-                kind.ddl_word(),
-                t.named(&tmp),
-                input.sql
-            ));
-            tx.len() - 1
-        }
-    };
+        _ => tx.push(d.create_as(kind, &tmp, input.sql, &options)),
+    }
+    let main_index = tx.len() - 1;
     if let Some(old) = input.existing {
         // `if exists`: replacing an upstream view in this run may have dropped
         // this one already (dependent views go with `drop ... cascade`).
-        tx.push(format!(
-            "alter {} if exists {} rename to {}",
-            old.ddl_word(),
-            t.rendered(),
-            quote_ident(&backup)
-        ));
+        tx.push(d.rename_relation(old, &rel, &backup_name, true));
     }
-    tx.push(format!(
-        "alter {} {} rename to {}",
-        kind.ddl_word(),
-        t.named(&tmp),
-        quote_ident(&t.identifier)
-    ));
+    tx.push(d.rename_relation(kind, &tmp, &t.identifier, false));
     // The old relation goes first: its indexes' names must be free again.
     if let Some(old) = input.existing {
-        tx.push(format!(
-            "drop {} if exists {} cascade",
-            old.ddl_word(),
-            t.named(&backup)
-        ));
+        tx.push(d.drop_relation(old, &backup));
     }
-    tx.extend(settings_sql(
-        &t.rendered(),
-        &t.identifier,
-        kind,
-        &input.settings,
-    ));
-    for (sql, in_tx) in &input.post_hooks {
-        if *in_tx {
-            tx.push(sql.clone());
-        } else {
-            outside_after.push(sql.clone());
-        }
-    }
+    tx.extend(settings_sql(d, &rel, &t.identifier, kind, &input.settings));
+    split_hooks(&input.post_hooks, &mut outside_after, &mut tx);
     assemble(outside_before, tx, main_index, outside_after)
 }
 
-/// An existing materialized view: refreshed in place. `on_configuration_change`
-/// `apply` (the default) also creates configured indexes that are missing;
-/// `continue` only refreshes; `fail` refuses to run when indexes are configured,
-/// as their state cannot be compared without rebuilding.
+/// What `on_configuration_change` asks of a materialized view kept in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConfigurationChange {
+    /// Apply configuration that can change in place (create missing indexes).
+    #[default]
+    Apply,
+    /// Only refresh.
+    Continue,
+    /// Refuse to run when configuration (indexes) is set.
+    Fail,
+}
+
+/// An existing materialized view: refreshed in place. `Apply` (the default)
+/// also creates configured indexes that are missing; `Continue` only
+/// refreshes; `Fail` refuses to run when indexes are configured, as their state
+/// cannot be compared without rebuilding.
 pub fn refresh_materialized_view(
+    d: &dyn Dialect,
     input: &ModelPlanInput<'_>,
-    on_change: Option<&str>,
-) -> Result<Plan, String> {
-    let rel = input.target.rendered();
+    on_change: OnConfigurationChange,
+) -> Result<Plan, PlanError> {
+    let rel = d.relation(&input.target);
     let mut tx: Vec<String> = Vec::new();
     let mut before = Vec::new();
     let mut after = Vec::new();
-    for (sql, in_tx) in &input.pre_hooks {
-        if *in_tx {
-            tx.push(sql.clone())
-        } else {
-            before.push(sql.clone())
-        }
-    }
+    split_hooks(&input.pre_hooks, &mut before, &mut tx);
     let mut settings = input.settings.clone();
-    match on_change.unwrap_or("apply") {
-        "apply" => {}
-        "continue" => settings.indexes.clear(),
-        "fail" if !settings.indexes.is_empty() => {
-            return Err(format!(
+    match on_change {
+        OnConfigurationChange::Apply => {}
+        OnConfigurationChange::Continue => settings.indexes.clear(),
+        OnConfigurationChange::Fail if !settings.indexes.is_empty() => {
+            return Err(PlanError(format!(
                 "materialized view {rel} has configuration (indexes) and on_configuration_change is 'fail'; run with --full-refresh to rebuild it"
-            ))
+            )))
         }
-        "fail" => {}
-        other => return Err(format!("on_configuration_change '{other}' is not one of apply, continue, fail")),
+        OnConfigurationChange::Fail => {}
     }
     let main_index = tx.len();
-    tx.push(format!("refresh materialized view {rel}"));
+    tx.push(d.refresh_materialized_view(&rel));
     tx.extend(settings_sql(
+        d,
         &rel,
         &input.target.identifier,
         RelationKind::MaterializedView,
         &settings,
     ));
-    for (sql, in_tx) in &input.post_hooks {
-        if *in_tx {
-            tx.push(sql.clone())
-        } else {
-            after.push(sql.clone())
-        }
-    }
+    split_hooks(&input.post_hooks, &mut after, &mut tx);
     Ok(assemble(before, tx, main_index, after))
 }
+
+/// A plan that cannot be made for this node's configuration and state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
 
 /// Autocommit statements before, the transaction, autocommit statements after.
 pub fn assemble(
@@ -336,37 +247,8 @@ pub(crate) mod test_support {
         }
     }
 
-    /// A plan's statements, batch by batch, as its snapshot shows them.
-    pub fn statements_by_batch(p: &Plan) -> String {
-        p.batches
-            .iter()
-            .map(|b| b.statements.join(";\n"))
-            .collect::<Vec<_>>()
-            .join("\n-- next batch\n")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(existing: Option<RelationKind>) -> ModelPlanInput<'static> {
-        ModelPlanInput {
-            target: Target {
-                database: "db".into(),
-                schema: "analytics".into(),
-                identifier: "orders".into(),
-            },
-            sql: "select 1 as id",
-            existing,
-            pre_hooks: vec![("set statement_timeout = 0".into(), false)],
-            post_hooks: vec![("analyze \"db\".\"analytics\".\"orders\"".into(), true)],
-            settings: RelationSettings::default(),
-            contract: None,
-        }
-    }
-
-    fn show(p: &Plan) -> String {
+    /// A plan's batches, each headed by how it runs.
+    pub fn show(p: &Plan) -> String {
         p.batches
             .iter()
             .map(|b| {
@@ -384,30 +266,67 @@ mod tests {
             .join("\n\n")
     }
 
+    /// A plan's statements, batch by batch, as its snapshot shows them.
+    pub fn statements_by_batch(p: &Plan) -> String {
+        p.batches
+            .iter()
+            .map(|b| b.statements.join(";\n"))
+            .collect::<Vec<_>>()
+            .join("\n-- next batch\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::dialect::{self, Constraint, ConstraintKind};
+    use crate::materialize::test_support::show;
+
+    fn input(existing: Option<RelationKind>) -> ModelPlanInput<'static> {
+        ModelPlanInput {
+            target: RelationId::new("db", "analytics", "orders"),
+            sql: "select 1 as id",
+            existing,
+            pre_hooks: vec![HookSql::new("set statement_timeout = 0", false)],
+            post_hooks: vec![HookSql::new(
+                "analyze \"db\".\"analytics\".\"orders\"",
+                true,
+            )],
+            settings: RelationSettings::default(),
+            contract: None,
+        }
+    }
+
+    /// One snapshot per dialect: `<dialect>__<name>`.
+    fn each_dialect(name: &str, plan: impl Fn(&dyn Dialect) -> String) {
+        for d in dialect::all() {
+            insta::assert_snapshot!(format!("{}__{name}", d.name()), plan(d));
+        }
+    }
+
     #[test]
     fn view_first_run_and_replacing_a_table() {
-        insta::assert_snapshot!(
-            "view_first_run",
-            show(&view_or_table(&input(None), RelationKind::View))
-        );
-        insta::assert_snapshot!(
-            "view_replacing_table",
+        each_dialect("view_first_run", |d| {
+            show(&view_or_table(d, &input(None), RelationKind::View))
+        });
+        each_dialect("view_replacing_table", |d| {
             show(&view_or_table(
+                d,
                 &input(Some(RelationKind::Table)),
-                RelationKind::View
+                RelationKind::View,
             ))
-        );
+        });
     }
 
     #[test]
     fn table_rerun() {
-        insta::assert_snapshot!(
-            "table_rerun",
+        each_dialect("table_rerun", |d| {
             show(&view_or_table(
+                d,
                 &input(Some(RelationKind::Table)),
-                RelationKind::Table
+                RelationKind::Table,
             ))
-        );
+        });
     }
 
     #[test]
@@ -416,49 +335,67 @@ mod tests {
         i.settings = RelationSettings {
             unlogged: true,
             indexes: vec![
-                (vec!["id".into()], true, None),
-                (vec!["a".into(), "b".into()], false, Some("btree".into())),
+                IndexSpec {
+                    columns: vec!["id".into()],
+                    unique: true,
+                    method: None,
+                },
+                IndexSpec {
+                    columns: vec!["a".into(), "b".into()],
+                    unique: false,
+                    method: Some("btree".into()),
+                },
             ],
             grants: vec![("select".into(), vec!["reporter".into(), "bi".into()])],
-            revokes: vec![("insert".into(), "\"old_writer\"".into())],
+            revokes: vec![Grant {
+                privilege: "insert".into(),
+                grantee: "old_writer".into(),
+            }],
             relation_comment: Some("Orders, one per row's".into()),
             column_comments: vec![("id".into(), "The key".into())],
         };
-        insta::assert_snapshot!(
-            "table_with_settings",
-            show(&view_or_table(&i, RelationKind::Table))
-        );
+        each_dialect("table_with_settings", |d| {
+            show(&view_or_table(d, &i, RelationKind::Table))
+        });
     }
 
     #[test]
     fn materialized_view_refresh_and_contract_table() {
         let mut i = input(Some(RelationKind::MaterializedView));
-        i.settings.indexes = vec![(vec!["id".into()], false, None)];
-        insta::assert_snapshot!(
-            "matview_refresh",
-            show(&refresh_materialized_view(&i, None).unwrap())
-        );
-        assert!(refresh_materialized_view(&i, Some("fail")).is_err());
+        i.settings.indexes = vec![IndexSpec {
+            columns: vec!["id".into()],
+            unique: false,
+            method: None,
+        }];
+        each_dialect("matview_refresh", |d| {
+            show(&refresh_materialized_view(d, &i, OnConfigurationChange::Apply).unwrap())
+        });
+        assert!(refresh_materialized_view(
+            &dialect::PostgresDialect,
+            &i,
+            OnConfigurationChange::Fail
+        )
+        .is_err());
         let mut c = input(Some(RelationKind::Table));
         c.contract = Some(vec![contract::Declared {
             name: "id".into(),
             data_type: "integer".into(),
             ddl_type: "int".into(),
             constraints: vec![
-                serde_json::json!({"type": "not_null"}),
-                serde_json::json!({"type": "check", "expression": "id > 0"}),
+                Constraint {
+                    kind: ConstraintKind::NotNull,
+                    name: None,
+                    expression: None,
+                },
+                Constraint {
+                    kind: ConstraintKind::Check,
+                    name: None,
+                    expression: Some("id > 0".into()),
+                },
             ],
         }]);
-        insta::assert_snapshot!(
-            "contract_table",
-            show(&view_or_table(&c, RelationKind::Table))
-        );
-    }
-
-    #[test]
-    fn long_names_keep_their_suffix() {
-        let long = "x".repeat(70);
-        assert_eq!(suffixed(&long, "__dbt_tmp").len(), 63);
-        assert!(suffixed(&long, "__dbt_tmp").ends_with("__dbt_tmp"));
+        each_dialect("contract_table", |d| {
+            show(&view_or_table(d, &c, RelationKind::Table))
+        });
     }
 }

@@ -1,36 +1,14 @@
 //! Seeds: CSV files read and typed like dbt (agate's inference), then loaded
-//! with `COPY ... FROM STDIN` inside one transaction.
+//! with the dialect's bulk load (`COPY ... FROM STDIN` on Postgres) inside one
+//! transaction.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::adapter::dialect::{LoadSource, SeedType, TableOptions};
+use crate::adapter::{Dialect, RelationId, RelationKind};
 use crate::error::{DiagKind, Diagnostic};
-use crate::jinja::relation::quote_ident;
-
-/// The inferred type of a seed column, in agate's order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SeedType {
-    Integer,
-    Number,
-    Date,
-    DateTime,
-    Boolean,
-    Text,
-}
-
-impl SeedType {
-    pub fn sql(self) -> &'static str {
-        match self {
-            SeedType::Integer => "integer",
-            SeedType::Number => "numeric",
-            SeedType::Date => "date",
-            SeedType::DateTime => "timestamp without time zone",
-            SeedType::Boolean => "boolean",
-            SeedType::Text => "text",
-        }
-    }
-}
 
 static INTEGER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[-+]?\d+$").expect("static regex"));
@@ -103,6 +81,7 @@ pub struct SeedData {
 /// Reads a CSV, checking every row has the header's width. `column_types`
 /// overrides inferred types by column name.
 pub fn read_csv(
+    d: &dyn Dialect,
     file: &str,
     bytes: &[u8],
     delimiter: u8,
@@ -173,7 +152,7 @@ pub fn read_csv(
         .enumerate()
         .map(|(i, c)| {
             column_types(c)
-                .unwrap_or_else(|| infer(&mut records.iter().map(|r| &r[i])).sql().to_string())
+                .unwrap_or_else(|| d.seed_type(infer(&mut records.iter().map(|r| &r[i]))))
         })
         .collect();
     let mut w = csv::WriterBuilder::new()
@@ -205,36 +184,26 @@ pub struct SeedPlan {
 }
 
 /// Full refresh (or first load): a new table, swapped in. Otherwise the existing
-/// table is truncated and reloaded. Either way in one transaction.
+/// table is emptied and reloaded. Either way in one transaction, so where
+/// TRUNCATE would commit it (Redshift) the rows are deleted instead.
 pub fn plan(
-    relation: &str,
-    schema_rel: (&str, &str, &str),
+    d: &dyn Dialect,
+    target: &RelationId,
     data: &SeedData,
     quote_columns: bool,
     recreate: bool,
 ) -> SeedPlan {
-    let (db, schema, ident) = schema_rel;
+    let relation = d.relation(target);
     let col = |c: &str| {
         if quote_columns {
-            quote_ident(c)
+            d.quote_ident(c)
         } else {
             c.to_string()
         }
     };
     let cols: Vec<String> = data.columns.iter().map(|c| col(c)).collect();
-    let copy_target = |rel: &str| {
-        format!(
-            "copy {rel} ({}) from stdin with (format csv)",
-            cols.join(", ")
-        )
-    };
     if recreate {
-        let tmp = format!(
-            "{}.{}.{}",
-            quote_ident(db),
-            quote_ident(schema),
-            quote_ident(&format!("{ident}__dbt_tmp"))
-        );
+        let tmp = d.relation(&target.sibling(&d.suffixed(&target.identifier, "__dbt_tmp")));
         let defs: Vec<String> = cols
             .iter()
             .zip(&data.types)
@@ -242,19 +211,24 @@ pub fn plan(
             .collect();
         SeedPlan {
             before: vec![
-                format!("drop table if exists {tmp} cascade"),
-                format!("create table {tmp} ({})", defs.join(", ")),
+                d.drop_relation(RelationKind::Table, &tmp),
+                d.create_table(&tmp, &defs, &TableOptions::default()),
             ],
-            copy: copy_target(&tmp),
+            copy: d.copy_from(&tmp, &cols, &LoadSource::ClientCsv),
             after: vec![
-                format!("drop table if exists {relation} cascade"),
-                format!("alter table {tmp} rename to {}", quote_ident(ident)),
+                d.drop_relation(RelationKind::Table, &relation),
+                d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false),
             ],
         }
     } else {
+        let empty = if d.truncate_is_transactional() {
+            d.truncate(&relation)
+        } else {
+            d.delete_all(&relation)
+        };
         SeedPlan {
-            before: vec![format!("truncate table {relation}")],
-            copy: copy_target(relation),
+            before: vec![empty],
+            copy: d.copy_from(&relation, &cols, &LoadSource::ClientCsv),
             after: vec![],
         }
     }
@@ -263,6 +237,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::dialect::{self, PostgresDialect};
 
     #[test]
     fn inference_follows_agate_order() {
@@ -280,50 +255,46 @@ mod tests {
 
     #[test]
     fn ragged_rows_name_the_line() {
-        let e = read_csv("seeds/x.csv", b"a,b\n1,2\n3\n", b',', &|_| None).unwrap_err();
+        let d = &PostgresDialect;
+        let e = read_csv(d, "seeds/x.csv", b"a,b\n1,2\n3\n", b',', &|_| None).unwrap_err();
         assert_eq!(e.location.unwrap().line, 3);
-        let e = read_csv("seeds/x.csv", b"a,b\n1,\xff\n", b',', &|_| None).unwrap_err();
+        let e = read_csv(d, "seeds/x.csv", b"a,b\n1,\xff\n", b',', &|_| None).unwrap_err();
         assert_eq!(e.location.unwrap().line, 2);
     }
 
     #[test]
     fn plans() {
-        let d = read_csv("s.csv", b"id,name\n1,a\n", b',', &|_| None).unwrap();
-        let show = |p: SeedPlan| {
-            format!(
-                "{}\n-- copy\n{}\n-- after\n{}",
-                p.before.join(";\n"),
-                p.copy,
-                p.after.join(";\n")
-            )
-        };
-        insta::assert_snapshot!(
-            "seed_recreate",
-            show(plan(
-                "\"db\".\"raw\".\"s\"",
-                ("db", "raw", "s"),
-                &d,
-                true,
-                true
-            ))
-        );
-        insta::assert_snapshot!(
-            "seed_reload",
-            show(plan(
-                "\"db\".\"raw\".\"s\"",
-                ("db", "raw", "s"),
-                &d,
-                false,
-                false
-            ))
-        );
+        for d in dialect::all() {
+            let data = read_csv(d, "s.csv", b"id,name\n1,a\n", b',', &|_| None).unwrap();
+            let show = |p: SeedPlan| {
+                format!(
+                    "{}\n-- copy\n{}\n-- after\n{}",
+                    p.before.join(";\n"),
+                    p.copy,
+                    p.after.join(";\n")
+                )
+            };
+            let target = RelationId::new("db", "raw", "s");
+            insta::assert_snapshot!(
+                format!("{}__seed_recreate", d.name()),
+                show(plan(d, &target, &data, true, true))
+            );
+            insta::assert_snapshot!(
+                format!("{}__seed_reload", d.name()),
+                show(plan(d, &target, &data, false, false))
+            );
+        }
     }
 
     #[test]
     fn copy_data_keeps_quotes_and_nulls() {
-        let d = read_csv("s.csv", b"id,name\n1,\"a, b\"\n2,\n", b',', &|c| {
-            (c == "id").then(|| "bigint".into())
-        })
+        let d = read_csv(
+            &PostgresDialect,
+            "s.csv",
+            b"id,name\n1,\"a, b\"\n2,\n",
+            b',',
+            &|c| (c == "id").then(|| "bigint".into()),
+        )
         .unwrap();
         assert_eq!(d.types, vec!["bigint", "text"]);
         assert_eq!(String::from_utf8(d.copy_data).unwrap(), "1,\"a, b\"\n2,\n");

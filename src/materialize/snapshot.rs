@@ -2,9 +2,9 @@
 //! the snapshot table and, in one transaction serialized by an advisory lock,
 //! closes changed or deleted versions and inserts new ones.
 
-use super::{assemble, Plan, Target};
-use crate::adapter::Column;
-use crate::jinja::relation::quote_ident;
+use super::{assemble, Plan, RelationId};
+use crate::adapter::dialect::TableOptions;
+use crate::adapter::{Column, Dialect, RelationKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
@@ -59,7 +59,7 @@ impl Default for MetaColumns {
 
 #[derive(Debug, Clone)]
 pub struct SnapshotInput<'a> {
-    pub target: Target,
+    pub target: RelationId,
     pub sql: &'a str,
     pub unique_key: Vec<String>,
     pub strategy: Strategy,
@@ -73,16 +73,12 @@ pub struct SnapshotInput<'a> {
     pub existing_columns: Option<Vec<Column>>,
 }
 
-fn q(s: &str) -> String {
-    quote_ident(s)
-}
-
 impl SnapshotInput<'_> {
-    fn key_expr(&self, alias: &str) -> String {
+    fn key_expr(&self, d: &dyn Dialect, alias: &str) -> String {
         let parts: Vec<String> = self
             .unique_key
             .iter()
-            .map(|k| format!("coalesce(cast({alias}.{k} as varchar), '')"))
+            .map(|k| format!("coalesce(cast({alias}.{k} as {}), '')", d.string_type()))
             .collect();
         parts.join(" || '|' || ")
     }
@@ -94,33 +90,37 @@ impl SnapshotInput<'_> {
         }
     }
 
-    fn current_filter(&self, alias: &str) -> String {
-        let vt = format!("{alias}.{}", q(&self.meta.valid_to));
+    fn current_filter(&self, d: &dyn Dialect, alias: &str) -> String {
+        let vt = format!("{alias}.{}", d.quote_ident(&self.meta.valid_to));
         match &self.valid_to_current {
             Some(c) => format!("({vt} is null or {vt} = {c})"),
             None => format!("{vt} is null"),
         }
     }
 
-    fn keys_match(&self, a: &str, b: &str) -> String {
+    fn keys_match(&self, d: &dyn Dialect, a: &str, b: &str) -> String {
         self.unique_key
             .iter()
-            .map(|k| format!("{a}.{k} is not distinct from {b}.{k}"))
+            .map(|k| d.null_safe_eq(&format!("{a}.{k}"), &format!("{b}.{k}")))
             .collect::<Vec<_>>()
             .join(" and ")
     }
 
-    fn changed(&self, snap: &str, src: &str) -> String {
-        let base = self.changed_values(snap, src);
+    fn changed(&self, d: &dyn Dialect, snap: &str, src: &str) -> String {
+        let base = self.changed_values(d, snap, src);
         if self.hard_deletes == HardDeletes::NewRecord {
             // A key that comes back after its deletion record gets a new version.
-            format!("({base} or {snap}.{} = 'True')", q(&self.meta.is_deleted))
+            format!(
+                "({base} or {snap}.{} = 'True')",
+                d.quote_ident(&self.meta.is_deleted)
+            )
         } else {
             base
         }
     }
 
-    fn changed_values(&self, snap: &str, src: &str) -> String {
+    fn changed_values(&self, d: &dyn Dialect, snap: &str, src: &str) -> String {
+        let q = |s: &str| d.quote_ident(s);
         match &self.strategy {
             Strategy::Timestamp { updated_at } => format!(
                 "({snap}.{vf} < {src}.{updated_at})",
@@ -138,7 +138,7 @@ impl SnapshotInput<'_> {
                 };
                 let parts: Vec<String> = cols
                     .iter()
-                    .map(|c| format!("{snap}.{c} is distinct from {src}.{c}"))
+                    .map(|c| d.null_safe_ne(&format!("{snap}.{c}"), &format!("{src}.{c}")))
                     .collect();
                 if parts.is_empty() {
                     "false".into()
@@ -151,10 +151,12 @@ impl SnapshotInput<'_> {
 }
 
 /// The statements of one snapshot run.
-pub fn plan(input: &SnapshotInput<'_>) -> Plan {
+pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
+    let q = |s: &str| d.quote_ident(s);
     let t = &input.target;
-    let rel = t.rendered();
+    let rel = d.relation(t);
     let m = &input.meta;
+    let ts_type = d.timestamp_type();
     let valid_to_new = input
         .valid_to_current
         .clone()
@@ -163,18 +165,19 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
     let mut tx: Vec<String> = Vec::new();
     // Two runs of one snapshot must not interleave: both would see the same
     // current rows and insert duplicate versions.
-    tx.push(format!("select pg_advisory_xact_lock(hashtext({}))", {
-        let s = rel.replace('\'', "''");
-        format!("'{s}'")
-    }));
-    let snapshot_time = "(select now()::timestamp without time zone as ts) as snapshot_time";
+    tx.push(d.lock_for_update(&rel));
+    let snapshot_time = format!("(select {} as ts) as snapshot_time", d.current_timestamp());
     // The meta columns of a new version, over the source row `src`.
     let meta_columns = |valid_to: &str| -> Vec<String> {
         let upd = input.updated_expr("src");
         vec![
             format!(
-                "md5({} || '|' || coalesce(cast({upd} as varchar), '')) as {}",
-                input.key_expr("src"),
+                "{} as {}",
+                d.md5(&format!(
+                    "{} || '|' || coalesce(cast({upd} as {}), '')",
+                    input.key_expr(d, "src"),
+                    d.string_type()
+                )),
                 q(&m.scd_id)
             ),
             format!("{upd} as {}", q(&m.updated_at)),
@@ -185,52 +188,46 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
     let source_cols: Vec<String> = input.source_columns.iter().map(|c| q(&c.name)).collect();
     let Some(existing) = &input.existing_columns else {
         let main = tx.len();
-        let mut cols = meta_columns(&format!(
-            "cast({valid_to_new} as timestamp without time zone)"
-        ));
+        let mut cols = meta_columns(&format!("cast({valid_to_new} as {ts_type})"));
         if deleted_cols {
             cols.push(format!("'False' as {}", q(&m.is_deleted)));
         }
-        tx.push(format!(
-            "create table {rel} as (\n    select\n        src.*,\n        {}\n    from (\n{}\n    ) as src\n    cross join {snapshot_time}\n)",
+        let select = format!(
+            "    select\n        src.*,\n        {}\n    from (\n{}\n    ) as src\n    cross join {snapshot_time}",
             cols.join(",\n        "),
             input.sql,
-        ));
+        );
+        tx.push(d.create_as(RelationKind::Table, &rel, &select, &TableOptions::default()));
         return assemble(vec![], tx, main, vec![]);
     };
     // New source columns are added to the snapshot table first.
     for c in &input.source_columns {
         if !existing.iter().any(|e| e.name == c.name) {
-            tx.push(format!(
-                "alter table {rel} add column {} {}",
-                q(&c.name),
-                c.data_type
-            ));
+            tx.push(d.add_column(&rel, &c.name, &c.data_type));
         }
     }
     if deleted_cols && !existing.iter().any(|e| e.name == m.is_deleted) {
-        tx.push(format!(
-            "alter table {rel} add column {} text default 'False'",
-            q(&m.is_deleted)
-        ));
+        tx.push(d.add_column(&rel, &m.is_deleted, "text default 'False'"));
     }
     let staging = format!("{}__dbt_snapshot_staging", t.identifier);
-    let stg = q(&staging);
-    tx.push(format!("drop table if exists pg_temp.{stg}"));
+    let updates = format!("{staging}_updates");
+    let deletes = format!("{staging}_deletes");
+    let stg = d.temp_table_ref(&staging);
+    tx.push(d.drop_temp_table(&staging));
     let src_select =
         |valid_to: &str| format!("select src.*, {}", meta_columns(valid_to).join(", "));
     let current = format!(
         "select * from {rel} as cur where {}",
-        input.current_filter("cur")
+        input.current_filter(d, "cur")
     );
     let mut parts = vec![
         // New keys and changed rows: a new current version.
         format!(
             "select 'insert' as dbt_change_type, ins.* from (\n        {}\n        from ({}) as src cross join {snapshot_time}\n    ) as ins\n    left join ({current}) as snap on {}\n    where snap.{scd} is null or {}",
-            src_select(&format!("cast({valid_to_new} as timestamp without time zone)")),
+            src_select(&format!("cast({valid_to_new} as {ts_type})")),
             input.sql,
-            input.keys_match("snap", "ins"),
-            input.changed("snap", "ins"),
+            input.keys_match(d, "snap", "ins"),
+            input.changed(d, "snap", "ins"),
             scd = q(&m.scd_id),
         ),
         // Changed rows: the current version closes where the new one starts.
@@ -238,8 +235,8 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
             "select 'update' as dbt_change_type, upd.* from (\n        {}\n        from ({}) as src cross join {snapshot_time}\n    ) as upd\n    join ({current}) as snap on {}\n    where {}",
             src_select(&input.updated_expr("src")),
             input.sql,
-            input.keys_match("snap", "upd"),
-            input.changed("snap", "upd"),
+            input.keys_match(d, "snap", "upd"),
+            input.changed(d, "snap", "upd"),
         ),
     ];
     if input.hard_deletes != HardDeletes::Ignore {
@@ -247,10 +244,10 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
         parts.push(format!(
             "select 'delete' as dbt_change_type, snap.{scd} as {scd}, snapshot_time.ts as {vt}\n    from ({current}) as snap cross join {snapshot_time}\n    where not exists (select 1 from ({}) as src where {}){}",
             input.sql,
-            input.keys_match("src", "snap"),
+            input.keys_match(d, "src", "snap"),
             if deleted_cols {
                 // Already recorded as deleted.
-                format!(" and snap.{} is distinct from 'True'", q(&m.is_deleted))
+                format!(" and {}", d.null_safe_ne(&format!("snap.{}", q(&m.is_deleted)), "'True'"))
             } else {
                 String::new()
             },
@@ -259,27 +256,22 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
         ));
     }
     let (ins, upd) = (&parts[0], &parts[1]);
-    tx.push(format!("create temporary table {stg} as (\n    {ins}\n)"));
-    tx.push(format!(
-        "create temporary table {} as (\n    {upd}\n)",
-        q(&format!("{staging}_updates"))
-    ));
+    tx.push(d.create_temp_table_as(&staging, &format!("    {ins}")));
+    tx.push(d.create_temp_table_as(&updates, &format!("    {upd}")));
     // Close the versions that changed.
     tx.push(format!(
         "update {rel} as tgt set {vt} = u.{vt}\nfrom {} as u\nwhere {} and {}",
-        q(&format!("{staging}_updates")),
-        input.keys_match("tgt", "u"),
-        input.current_filter("tgt"),
+        d.temp_table_ref(&updates),
+        input.keys_match(d, "tgt", "u"),
+        input.current_filter(d, "tgt"),
         vt = q(&m.valid_to),
     ));
     if let Some(del) = parts.get(2) {
-        let deletes = q(&format!("{staging}_deletes"));
+        let deletes_ref = d.temp_table_ref(&deletes);
+        tx.push(d.create_temp_table_as(&deletes, &format!("    {del}")));
         tx.push(format!(
-            "create temporary table {deletes} as (\n    {del}\n)"
-        ));
-        tx.push(format!(
-            "update {rel} as tgt set {vt} = d.{vt}\nfrom {deletes} as d\nwhere tgt.{scd} = d.{scd} and {}",
-            input.current_filter("tgt"),
+            "update {rel} as tgt set {vt} = d.{vt}\nfrom {deletes_ref} as d\nwhere tgt.{scd} = d.{scd} and {}",
+            input.current_filter(d, "tgt"),
             vt = q(&m.valid_to),
             scd = q(&m.scd_id),
         ));
@@ -298,19 +290,20 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
                     if c.name == m.valid_from || c.name == m.updated_at {
                         format!("d.{}", q(&m.valid_to))
                     } else if c.name == m.valid_to {
-                        format!("cast({valid_to_new} as timestamp without time zone)")
+                        format!("cast({valid_to_new} as {ts_type})")
                     } else if c.name == m.scd_id {
-                        format!(
-                            "md5(old.{n} || '|deleted|' || cast(d.{} as varchar))",
-                            q(&m.valid_to)
-                        )
+                        d.md5(&format!(
+                            "old.{n} || '|deleted|' || cast(d.{} as {})",
+                            q(&m.valid_to),
+                            d.string_type()
+                        ))
                     } else {
                         format!("old.{n}")
                     }
                 })
                 .collect();
             tx.push(format!(
-                "insert into {rel} ({}, {isdel})\nselect {}, 'True'\nfrom {deletes} as d join {rel} as old on old.{scd} = d.{scd}",
+                "insert into {rel} ({}, {isdel})\nselect {}, 'True'\nfrom {deletes_ref} as d join {rel} as old on old.{scd} = d.{scd}",
                 cols.join(", "),
                 values.join(", "),
                 isdel = q(&m.is_deleted),
@@ -333,16 +326,10 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
         insert_cols.join(", "),
         select_cols.join(", ")
     ));
-    tx.push(format!("drop table if exists pg_temp.{stg}"));
-    tx.push(format!(
-        "drop table if exists pg_temp.{}",
-        q(&format!("{staging}_updates"))
-    ));
+    tx.push(d.drop_temp_table(&staging));
+    tx.push(d.drop_temp_table(&updates));
     if parts.len() > 2 {
-        tx.push(format!(
-            "drop table if exists pg_temp.{}",
-            q(&format!("{staging}_deletes"))
-        ));
+        tx.push(d.drop_temp_table(&deletes));
     }
     assemble(vec![], tx, main, vec![])
 }
@@ -350,6 +337,7 @@ pub fn plan(input: &SnapshotInput<'_>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::dialect;
     use crate::materialize::test_support::{column as col, statements_by_batch as show};
 
     fn input(
@@ -358,11 +346,7 @@ mod tests {
         hard: HardDeletes,
     ) -> SnapshotInput<'static> {
         SnapshotInput {
-            target: Target {
-                database: "db".into(),
-                schema: "snapshots".into(),
-                identifier: "orders_snapshot".into(),
-            },
+            target: RelationId::new("db", "snapshots", "orders_snapshot"),
             sql: "select * from \"db\".\"raw\".\"orders\"",
             unique_key: vec!["id".into()],
             strategy,
@@ -383,10 +367,12 @@ mod tests {
         let ts = Strategy::Timestamp {
             updated_at: "updated_at".into(),
         };
-        insta::assert_snapshot!(
-            "snapshot_first_run",
-            show(&plan(&input(None, ts.clone(), HardDeletes::Ignore)))
-        );
+        for d in dialect::all() {
+            insta::assert_snapshot!(
+                format!("{}__snapshot_first_run", d.name()),
+                show(&plan(d, &input(None, ts.clone(), HardDeletes::Ignore)))
+            );
+        }
         let existing = vec![
             col("id", "integer"),
             col("status", "text"),
@@ -395,15 +381,20 @@ mod tests {
             col("dbt_valid_from", "timestamp without time zone"),
             col("dbt_valid_to", "timestamp without time zone"),
         ];
-        insta::assert_snapshot!(
-            "snapshot_check_new_record",
-            show(&plan(&input(
-                Some(existing),
-                Strategy::Check {
-                    columns: Some(vec!["status".into()])
-                },
-                HardDeletes::NewRecord
-            )))
-        );
+        for d in dialect::all() {
+            insta::assert_snapshot!(
+                format!("{}__snapshot_check_new_record", d.name()),
+                show(&plan(
+                    d,
+                    &input(
+                        Some(existing.clone()),
+                        Strategy::Check {
+                            columns: Some(vec!["status".into()])
+                        },
+                        HardDeletes::NewRecord
+                    )
+                ))
+            );
+        }
     }
 }

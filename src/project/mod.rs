@@ -17,8 +17,8 @@ use serde_yaml::{Mapping, Value as Yaml};
 pub use dbt_project::ProjectSettings;
 pub use profiles::Target;
 
+use crate::confmap::{yaml_key, yaml_to_json};
 use crate::error::{DiagKind, Diagnostic, Error, Result};
-use config::yaml_to_json;
 
 /// One dbt project: the root or an installed package.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ pub fn parse_cli_vars(s: Option<&str>) -> Result<IndexMap<String, Json>> {
     match v {
         Yaml::Mapping(m) => Ok(m
             .iter()
-            .map(|(k, v)| (config::yaml_key(k), yaml_to_json(v)))
+            .map(|(k, v)| (yaml_key(k), yaml_to_json(v)))
             .collect()),
         Yaml::Null => Ok(IndexMap::new()),
         _ => Err(
@@ -266,14 +266,14 @@ fn resolve_vars(
     let mut out = IndexMap::new();
     let mut layer = |vars: &Mapping| {
         for (k, v) in vars {
-            let key = config::yaml_key(k);
+            let key = yaml_key(k);
             if !(packages.contains(&key) && v.is_mapping()) {
                 out.insert(key, yaml_to_json(v));
             }
         }
         if let Some(Yaml::Mapping(scoped)) = vars.get(pkg.name()) {
             for (k, v) in scoped {
-                out.insert(config::yaml_key(k), yaml_to_json(v));
+                out.insert(yaml_key(k), yaml_to_json(v));
             }
         }
     };

@@ -1,0 +1,724 @@
+//! The SQL a warehouse speaks. Every statement whose text depends on the
+//! warehouse is written here; materializations, the engine and the Jinja bridge
+//! ask a `Dialect` instead of writing it themselves.
+//!
+//! The trait's default methods are the SQL Postgres and Redshift share (both
+//! take it from standard SQL). `PostgresDialect` implements the rest;
+//! `RedshiftDialect` holds a `PostgresDialect` and delegates to it wherever
+//! Redshift keeps Postgres's behaviour, the way sqlparser's Redshift dialect
+//! delegates to its Postgres one, overriding only what differs.
+
+use std::fmt;
+
+use crate::sql;
+
+/// What exists in the warehouse under a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelationKind {
+    Table,
+    View,
+    MaterializedView,
+}
+
+impl RelationKind {
+    /// The word DDL uses for it (`drop materialized view ...`).
+    pub fn ddl_word(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+        }
+    }
+
+    /// dbt's name for it (`relation.type`).
+    pub fn dbt_name(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized_view",
+        }
+    }
+}
+
+/// A relation's database, schema and identifier, unquoted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelationId {
+    pub database: String,
+    pub schema: String,
+    pub identifier: String,
+}
+
+impl RelationId {
+    pub fn new(database: &str, schema: &str, identifier: &str) -> RelationId {
+        RelationId {
+            database: database.to_string(),
+            schema: schema.to_string(),
+            identifier: identifier.to_string(),
+        }
+    }
+
+    /// The same schema, another identifier.
+    pub fn sibling(&self, identifier: &str) -> RelationId {
+        RelationId {
+            identifier: identifier.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Options of a table created from a query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Postgres: no WAL (faster, not crash-safe).
+    pub unlogged: bool,
+}
+
+/// One configured index (Postgres `indexes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub columns: Vec<String>,
+    pub unique: bool,
+    /// Access method (`btree`, `hash`, `gin`, ...).
+    pub method: Option<String>,
+}
+
+/// A column constraint of an enforced contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConstraintKind {
+    NotNull,
+    Unique,
+    PrimaryKey,
+    Check,
+    ForeignKey,
+    Custom,
+}
+
+/// A contract column constraint, as written in YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    pub kind: ConstraintKind,
+    pub name: Option<String>,
+    pub expression: Option<String>,
+}
+
+/// Where the rows of a bulk load come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadSource {
+    /// CSV streamed from the client over the connection (`COPY ... FROM STDIN`).
+    ClientCsv,
+}
+
+/// The types a seed column is inferred as, in agate's order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SeedType {
+    Integer,
+    Number,
+    Date,
+    DateTime,
+    Boolean,
+    Text,
+}
+
+/// How a warehouse spells the SQL Strata generates. See the module docs for
+/// which methods have defaults and why.
+pub trait Dialect: Send + Sync + fmt::Debug {
+    /// The adapter type as dbt names it (`postgres`, `redshift`).
+    fn name(&self) -> &'static str;
+
+    // --- Names and literals -------------------------------------------------
+
+    fn quote_ident(&self, s: &str) -> String {
+        sql::quote_ident(s)
+    }
+
+    fn quote_literal(&self, s: &str) -> String {
+        sql::quote_literal(s)
+    }
+
+    /// The longest identifier, in bytes; longer ones are truncated by the server.
+    fn max_identifier_len(&self) -> usize;
+
+    /// `"db"."schema"."name"`.
+    fn relation(&self, r: &RelationId) -> String {
+        format!(
+            "{}.{}.{}",
+            self.quote_ident(&r.database),
+            self.quote_ident(&r.schema),
+            self.quote_ident(&r.identifier)
+        )
+    }
+
+    /// `base` with `suffix` appended, shortened so that the suffix survives the
+    /// server's identifier limit (`__dbt_tmp` names of long models).
+    fn suffixed(&self, base: &str, suffix: &str) -> String {
+        let max = self.max_identifier_len().saturating_sub(suffix.len());
+        let mut b = base.to_string();
+        while b.len() > max {
+            b.pop();
+        }
+        format!("{b}{suffix}")
+    }
+
+    // --- Expressions ----------------------------------------------------------
+
+    /// `a = b`, where two NULLs also match.
+    fn null_safe_eq(&self, a: &str, b: &str) -> String;
+
+    /// `a <> b`, where NULL and a value differ and two NULLs do not.
+    fn null_safe_ne(&self, a: &str, b: &str) -> String;
+
+    /// The current time as a timestamp without time zone, fixed per transaction.
+    fn current_timestamp(&self) -> String;
+
+    /// The type of naive timestamps (`dbt_valid_from` and friends).
+    fn timestamp_type(&self) -> &'static str {
+        "timestamp without time zone"
+    }
+
+    /// The type text is cast to for hashing and comparing.
+    fn string_type(&self) -> &'static str {
+        "varchar"
+    }
+
+    /// `md5(expr)` as text.
+    fn md5(&self, expr: &str) -> String {
+        format!("md5({expr})")
+    }
+
+    /// The warehouse type a seed column of this inferred type gets.
+    fn seed_type(&self, t: SeedType) -> String;
+
+    // --- Schemas and relations -----------------------------------------------
+
+    fn create_schema(&self, schema: &str) -> String {
+        format!("create schema if not exists {}", self.quote_ident(schema))
+    }
+
+    fn drop_schema(&self, schema: &str) -> String {
+        format!("drop schema if exists {} cascade", self.quote_ident(schema))
+    }
+
+    /// Drops a relation (and what depends on it) if it exists.
+    fn drop_relation(&self, kind: RelationKind, relation: &str) -> String {
+        format!("drop {} if exists {relation} cascade", kind.ddl_word())
+    }
+
+    /// Renames a relation within its schema; with `if_exists`, a missing one is no error.
+    fn rename_relation(
+        &self,
+        kind: RelationKind,
+        relation: &str,
+        new_identifier: &str,
+        if_exists: bool,
+    ) -> String;
+
+    /// `create view|table|materialized view <relation> as (<sql>)`.
+    fn create_as(
+        &self,
+        kind: RelationKind,
+        relation: &str,
+        sql: &str,
+        options: &TableOptions,
+    ) -> String;
+
+    /// `create table <relation> (<column definitions>)`.
+    fn create_table(&self, relation: &str, columns: &[String], options: &TableOptions) -> String;
+
+    /// One column definition of a contract's table, with its constraints.
+    fn column_definition(&self, name: &str, data_type: &str, constraints: &[Constraint]) -> String {
+        let mut def = format!("{} {data_type}", self.quote_ident(name));
+        for c in constraints {
+            if let Some(s) = self.constraint(c) {
+                def.push(' ');
+                def.push_str(&s);
+            }
+        }
+        def
+    }
+
+    /// A column constraint, or `None` when the warehouse cannot express it.
+    fn constraint(&self, c: &Constraint) -> Option<String>;
+
+    fn refresh_materialized_view(&self, relation: &str) -> String {
+        format!("refresh materialized view {relation}")
+    }
+
+    fn add_column(&self, relation: &str, column: &str, data_type: &str) -> String {
+        format!(
+            "alter table {relation} add column {} {data_type}",
+            self.quote_ident(column)
+        )
+    }
+
+    fn drop_column(&self, relation: &str, column: &str) -> String {
+        format!(
+            "alter table {relation} drop column {}",
+            self.quote_ident(column)
+        )
+    }
+
+    /// Statements changing a column's type in place, keeping its values.
+    fn alter_column_type(&self, relation: &str, column: &str, data_type: &str) -> Vec<String>;
+
+    /// Empties a table.
+    fn truncate(&self, relation: &str) -> String {
+        format!("truncate table {relation}")
+    }
+
+    /// Whether TRUNCATE rolls back with its transaction. Where it commits
+    /// (Redshift), atomic plans delete all rows instead.
+    fn truncate_is_transactional(&self) -> bool;
+
+    /// Empties a table inside a transaction that must stay atomic.
+    fn delete_all(&self, relation: &str) -> String {
+        format!("delete from {relation}")
+    }
+
+    // --- Temporary relations ---------------------------------------------------
+
+    /// Creates a session-private table from a query.
+    fn create_temp_table_as(&self, name: &str, sql: &str) -> String {
+        format!(
+            "create temporary table {} as (\n{sql}\n)",
+            self.quote_ident(name)
+        )
+    }
+
+    /// Drops a session-private table if it exists (never a permanent one of that name).
+    fn drop_temp_table(&self, name: &str) -> String;
+
+    /// How later statements of the session refer to a temporary table.
+    fn temp_table_ref(&self, name: &str) -> String {
+        self.quote_ident(name)
+    }
+
+    // --- Concurrency -------------------------------------------------------------
+
+    /// A statement that, inside a transaction, makes other transactions that run
+    /// it for the same relation wait until this one ends.
+    fn lock_for_update(&self, relation: &str) -> String;
+
+    // --- Relation settings ----------------------------------------------------------
+
+    fn supports_indexes(&self) -> bool;
+
+    fn supports_unlogged(&self) -> bool;
+
+    /// `create index` for one configured index; `None` without index support.
+    fn create_index(&self, relation: &str, identifier: &str, index: &IndexSpec) -> Option<String>;
+
+    fn grant(&self, privilege: &str, relation: &str, grantees: &[String]) -> String {
+        let who: Vec<String> = grantees.iter().map(|g| self.quote_ident(g)).collect();
+        format!("grant {privilege} on {relation} to {}", who.join(", "))
+    }
+
+    fn revoke(&self, privilege: &str, relation: &str, grantee: &str) -> String {
+        format!(
+            "revoke {privilege} on {relation} from {}",
+            self.quote_ident(grantee)
+        )
+    }
+
+    fn comment_on_relation(&self, kind: RelationKind, relation: &str, comment: &str) -> String {
+        let word = if kind == RelationKind::View {
+            "view"
+        } else {
+            "table"
+        };
+        format!(
+            "comment on {word} {relation} is {}",
+            self.quote_literal(comment)
+        )
+    }
+
+    fn comment_on_column(&self, relation: &str, column: &str, comment: &str) -> String {
+        format!(
+            "comment on column {relation}.{} is {}",
+            self.quote_ident(column),
+            self.quote_literal(comment)
+        )
+    }
+
+    // --- Loading ------------------------------------------------------------------
+
+    /// The statement that bulk-loads `columns` of `relation` from `source`.
+    fn copy_from(&self, relation: &str, columns: &[String], source: &LoadSource) -> String;
+
+    /// Whether bulk loads can stream rows from the client.
+    fn copy_from_client(&self) -> bool;
+
+    // --- Queries Strata wraps around compiled SQL ------------------------------------
+
+    /// At most `limit` rows of `sql` (`strata show`).
+    fn limit_rows(&self, sql: &str, limit: usize) -> String {
+        format!("select * from (\n{sql}\n) as dbt_show_sbq\nlimit {limit}")
+    }
+
+    /// Source freshness: one row of `max_loaded_at` and `snapshotted_at` as
+    /// text, and the age in seconds, from a query returning `max_loaded_at`.
+    fn freshness(&self, max_loaded_at_query: &str) -> String;
+
+    /// A query returning the newest `loaded_at_field` of `relation`, for `freshness`.
+    fn max_loaded_at(&self, field: &str, relation: &str, filter: Option<&str>) -> String;
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostgresDialect;
+
+impl Dialect for PostgresDialect {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn max_identifier_len(&self) -> usize {
+        63
+    }
+
+    fn null_safe_eq(&self, a: &str, b: &str) -> String {
+        format!("{a} is not distinct from {b}")
+    }
+
+    fn null_safe_ne(&self, a: &str, b: &str) -> String {
+        format!("{a} is distinct from {b}")
+    }
+
+    fn current_timestamp(&self) -> String {
+        "now()::timestamp without time zone".into()
+    }
+
+    fn seed_type(&self, t: SeedType) -> String {
+        match t {
+            SeedType::Integer => "integer",
+            SeedType::Number => "numeric",
+            SeedType::Date => "date",
+            SeedType::DateTime => "timestamp without time zone",
+            SeedType::Boolean => "boolean",
+            SeedType::Text => "text",
+        }
+        .into()
+    }
+
+    fn rename_relation(
+        &self,
+        kind: RelationKind,
+        relation: &str,
+        new_identifier: &str,
+        if_exists: bool,
+    ) -> String {
+        format!(
+            "alter {}{} {relation} rename to {}",
+            kind.ddl_word(),
+            if if_exists { " if exists" } else { "" },
+            self.quote_ident(new_identifier)
+        )
+    }
+
+    fn create_as(
+        &self,
+        kind: RelationKind,
+        relation: &str,
+        sql: &str,
+        options: &TableOptions,
+    ) -> String {
+        let unlogged = if kind == RelationKind::Table && options.unlogged {
+            "unlogged "
+        } else {
+            ""
+        };
+        format!(
+            "create {unlogged}{} {relation} as (\n{sql}\n)",
+            kind.ddl_word()
+        )
+    }
+
+    fn create_table(&self, relation: &str, columns: &[String], options: &TableOptions) -> String {
+        format!(
+            "create {}table {relation} (\n    {}\n)",
+            if options.unlogged { "unlogged " } else { "" },
+            columns.join(",\n    ")
+        )
+    }
+
+    fn constraint(&self, c: &Constraint) -> Option<String> {
+        let name = c
+            .name
+            .as_ref()
+            .map(|n| format!("constraint {} ", self.quote_ident(n)))
+            .unwrap_or_default();
+        let expr = c.expression.as_deref();
+        Some(match c.kind {
+            ConstraintKind::NotNull => "not null".into(),
+            ConstraintKind::Unique => format!("{name}unique"),
+            ConstraintKind::PrimaryKey => format!("{name}primary key"),
+            ConstraintKind::Check => format!("{name}check ({})", expr?),
+            ConstraintKind::ForeignKey => format!("{name}references {}", expr?),
+            ConstraintKind::Custom => expr?.to_string(),
+        })
+    }
+
+    fn alter_column_type(&self, relation: &str, column: &str, data_type: &str) -> Vec<String> {
+        let q = self.quote_ident(column);
+        vec![format!(
+            "alter table {relation} alter column {q} type {data_type} using {q}::{data_type}"
+        )]
+    }
+
+    fn truncate_is_transactional(&self) -> bool {
+        true
+    }
+
+    fn drop_temp_table(&self, name: &str) -> String {
+        // pg_temp: a permanent table of the same name on the search path is never touched.
+        format!("drop table if exists pg_temp.{}", self.quote_ident(name))
+    }
+
+    fn lock_for_update(&self, relation: &str) -> String {
+        // A transaction-scoped advisory lock keyed by the relation's name: it
+        // serializes runs even before the relation exists.
+        format!(
+            "select pg_advisory_xact_lock(hashtext({}))",
+            self.quote_literal(relation)
+        )
+    }
+
+    fn supports_indexes(&self) -> bool {
+        true
+    }
+
+    fn supports_unlogged(&self) -> bool {
+        true
+    }
+
+    fn create_index(&self, relation: &str, identifier: &str, index: &IndexSpec) -> Option<String> {
+        // A stable name from the index's definition, so reruns find it again.
+        let mut h: u32 = 2166136261;
+        for b in format!("{identifier}{}{}", index.columns.join(","), index.unique).bytes() {
+            h = (h ^ b as u32).wrapping_mul(16777619);
+        }
+        let name = format!(
+            "{}_idx_{h:08x}",
+            identifier.chars().take(40).collect::<String>()
+        );
+        Some(format!(
+            "create {}index if not exists {} on {relation} {}({})",
+            if index.unique { "unique " } else { "" },
+            self.quote_ident(&name),
+            index
+                .method
+                .as_deref()
+                .map(|m| format!("using {m} "))
+                .unwrap_or_default(),
+            index.columns.join(", ")
+        ))
+    }
+
+    fn copy_from(&self, relation: &str, columns: &[String], source: &LoadSource) -> String {
+        match source {
+            LoadSource::ClientCsv => format!(
+                "copy {relation} ({}) from stdin with (format csv)",
+                columns.join(", ")
+            ),
+        }
+    }
+
+    fn copy_from_client(&self) -> bool {
+        true
+    }
+
+    fn freshness(&self, max_loaded_at_query: &str) -> String {
+        format!(
+            "select max_loaded_at::text, snapshotted_at::text, \
+             extract(epoch from snapshotted_at - max_loaded_at)::float8 \
+             from (select ({max_loaded_at_query}) as max_loaded_at, now() as snapshotted_at) f"
+        )
+    }
+
+    fn max_loaded_at(&self, field: &str, relation: &str, filter: Option<&str>) -> String {
+        format!(
+            "select max({field})::timestamptz from {relation}{}",
+            filter.map(|f| format!(" where {f}")).unwrap_or_default()
+        )
+    }
+}
+
+/// Amazon Redshift: a Postgres 8.0 descendant. Only what differs from Postgres
+/// is written here; the rest delegates to `PostgresDialect`. Its transports
+/// arrive with the Redshift adapter; this dialect is already used to plan and
+/// snapshot-test materializations for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedshiftDialect {
+    pg: PostgresDialect,
+}
+
+impl Dialect for RedshiftDialect {
+    fn name(&self) -> &'static str {
+        "redshift"
+    }
+
+    fn max_identifier_len(&self) -> usize {
+        127
+    }
+
+    fn null_safe_eq(&self, a: &str, b: &str) -> String {
+        // Redshift has no IS NOT DISTINCT FROM.
+        format!("({a} = {b} or ({a} is null and {b} is null))")
+    }
+
+    fn null_safe_ne(&self, a: &str, b: &str) -> String {
+        format!("not ({})", self.null_safe_eq(a, b))
+    }
+
+    fn current_timestamp(&self) -> String {
+        // sysdate is the start of the transaction, like Postgres's now().
+        "sysdate".into()
+    }
+
+    fn seed_type(&self, t: SeedType) -> String {
+        match t {
+            // Redshift's `text` is varchar(256); seed values may be longer.
+            SeedType::Text => "varchar(65535)".into(),
+            other => self.pg.seed_type(other),
+        }
+    }
+
+    fn rename_relation(
+        &self,
+        kind: RelationKind,
+        relation: &str,
+        new_identifier: &str,
+        _if_exists: bool,
+    ) -> String {
+        // Redshift's ALTER has no IF EXISTS; plans only rename what exists there.
+        let word = match kind {
+            RelationKind::MaterializedView => "table",
+            k => k.ddl_word(),
+        };
+        format!(
+            "alter {word} {relation} rename to {}",
+            self.quote_ident(new_identifier)
+        )
+    }
+
+    fn create_as(
+        &self,
+        kind: RelationKind,
+        relation: &str,
+        sql: &str,
+        _options: &TableOptions,
+    ) -> String {
+        self.pg
+            .create_as(kind, relation, sql, &TableOptions::default())
+    }
+
+    fn create_table(&self, relation: &str, columns: &[String], _options: &TableOptions) -> String {
+        self.pg
+            .create_table(relation, columns, &TableOptions::default())
+    }
+
+    fn constraint(&self, c: &Constraint) -> Option<String> {
+        match c.kind {
+            // Redshift accepts neither check constraints nor custom expressions.
+            ConstraintKind::Check | ConstraintKind::Custom => None,
+            _ => self.pg.constraint(c),
+        }
+    }
+
+    fn alter_column_type(&self, relation: &str, column: &str, data_type: &str) -> Vec<String> {
+        // Redshift changes types in place only for varchar lengths: add a new
+        // column, copy, drop the old one and rename.
+        let tmp = self.quote_ident(&self.suffixed(column, "__dbt_alter"));
+        let q = self.quote_ident(column);
+        vec![
+            format!("alter table {relation} add column {tmp} {data_type}"),
+            format!("update {relation} set {tmp} = cast({q} as {data_type})"),
+            format!("alter table {relation} drop column {q} cascade"),
+            format!("alter table {relation} rename column {tmp} to {q}"),
+        ]
+    }
+
+    fn truncate_is_transactional(&self) -> bool {
+        // TRUNCATE commits the transaction it runs in (AWS docs, TRUNCATE).
+        false
+    }
+
+    fn drop_temp_table(&self, name: &str) -> String {
+        format!("drop table if exists {}", self.quote_ident(name))
+    }
+
+    fn lock_for_update(&self, relation: &str) -> String {
+        format!("lock table {relation}")
+    }
+
+    fn supports_indexes(&self) -> bool {
+        false
+    }
+
+    fn supports_unlogged(&self) -> bool {
+        false
+    }
+
+    fn create_index(&self, _r: &str, _i: &str, _index: &IndexSpec) -> Option<String> {
+        None
+    }
+
+    fn copy_from(&self, relation: &str, columns: &[String], source: &LoadSource) -> String {
+        self.pg.copy_from(relation, columns, source)
+    }
+
+    fn copy_from_client(&self) -> bool {
+        false
+    }
+
+    fn freshness(&self, max_loaded_at_query: &str) -> String {
+        format!(
+            "select max_loaded_at::varchar, snapshotted_at::varchar, \
+             datediff(second, max_loaded_at, snapshotted_at)::float8 \
+             from (select ({max_loaded_at_query}) as max_loaded_at, getdate() as snapshotted_at) f"
+        )
+    }
+
+    fn max_loaded_at(&self, field: &str, relation: &str, filter: Option<&str>) -> String {
+        format!(
+            "select max({field})::timestamp from {relation}{}",
+            filter.map(|f| format!(" where {f}")).unwrap_or_default()
+        )
+    }
+}
+
+/// Every dialect Strata has, for tests that check each of them.
+pub fn all() -> Vec<&'static dyn Dialect> {
+    vec![
+        &PostgresDialect,
+        &RedshiftDialect {
+            pg: PostgresDialect,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_survive_the_identifier_limit() {
+        let long = "x".repeat(200);
+        for d in all() {
+            let s = d.suffixed(&long, "__dbt_tmp");
+            assert_eq!(s.len(), d.max_identifier_len(), "{}", d.name());
+            assert!(s.ends_with("__dbt_tmp"));
+        }
+    }
+
+    #[test]
+    fn redshift_delegates_what_it_shares() {
+        let (pg, rs) = (PostgresDialect, RedshiftDialect::default());
+        assert_eq!(rs.create_schema("a"), pg.create_schema("a"));
+        assert_eq!(
+            rs.seed_type(SeedType::Integer),
+            pg.seed_type(SeedType::Integer)
+        );
+        assert_ne!(rs.seed_type(SeedType::Text), pg.seed_type(SeedType::Text));
+        assert!(!rs.truncate_is_transactional() && pg.truncate_is_transactional());
+    }
+}

@@ -1,0 +1,3 @@
+//! The execution engine: runs compiled nodes against a warehouse adapter.
+
+pub mod warehouse;

@@ -1,0 +1,83 @@
+//! The warehouse as templates see it (`jinja::Warehouse`), over an adapter: the
+//! SQL for each request comes from the adapter's dialect.
+
+use std::sync::Arc;
+
+use crate::adapter::{Adapter, Batch, RelationKind};
+use crate::jinja::{DropKind, Warehouse, WarehouseColumn, WarehouseError};
+use crate::table::Table;
+
+/// Lets compile-phase renders reach the warehouse through an adapter.
+pub struct AdapterWarehouse(pub Arc<dyn Adapter>);
+
+impl AdapterWarehouse {
+    pub fn shared(adapter: &Arc<dyn Adapter>) -> Arc<dyn Warehouse> {
+        Arc::new(AdapterWarehouse(adapter.clone()))
+    }
+
+    fn run(&self, sql: String) -> Result<(), WarehouseError> {
+        self.0.execute(&Batch {
+            statements: vec![sql],
+            atomic: false,
+        })?;
+        Ok(())
+    }
+}
+
+impl Warehouse for AdapterWarehouse {
+    fn query(&self, sql: &str) -> Result<Table, WarehouseError> {
+        Ok(self.0.query(sql)?)
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), WarehouseError> {
+        self.run(sql.to_string())
+    }
+
+    fn relation_type(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Option<String>, WarehouseError> {
+        Ok(self
+            .0
+            .relation_type(schema, identifier)?
+            .map(|k| k.dbt_name().to_string()))
+    }
+
+    fn columns(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Vec<WarehouseColumn>, WarehouseError> {
+        Ok(self
+            .0
+            .columns_of(schema, identifier)?
+            .into_iter()
+            .map(|c| WarehouseColumn {
+                name: c.name,
+                data_type: c.data_type,
+            })
+            .collect())
+    }
+
+    fn drop_relation(&self, relation: &str, kind: DropKind) -> Result<(), WarehouseError> {
+        let kind = match kind {
+            DropKind::Table => RelationKind::Table,
+            DropKind::View => RelationKind::View,
+            DropKind::MaterializedView => RelationKind::MaterializedView,
+        };
+        self.run(self.0.dialect().drop_relation(kind, relation))
+    }
+
+    fn truncate_relation(&self, relation: &str) -> Result<(), WarehouseError> {
+        self.run(self.0.dialect().truncate(relation))
+    }
+
+    fn create_schema(&self, schema: &str) -> Result<(), WarehouseError> {
+        self.run(self.0.dialect().create_schema(schema))
+    }
+
+    fn drop_schema(&self, schema: &str) -> Result<(), WarehouseError> {
+        self.run(self.0.dialect().drop_schema(schema))
+    }
+}
