@@ -16,7 +16,7 @@ use crate::jinja::{
     self, JinjaEnv, NodeInfo, RefCall, RelationName, ResolvedRef, Resolver, Services, Warehouse,
 };
 use crate::manifest::parser::Parsed;
-use crate::manifest::{Manifest, Node, ResourceType};
+use crate::manifest::{Manifest, Node, RefIndex, ResourceType};
 
 /// A node's rendered SQL.
 #[derive(Debug, Clone)]
@@ -33,17 +33,15 @@ pub struct CompiledNode {
 
 /// Resolves `ref`/`source` against the parsed manifest.
 pub struct ManifestResolver {
-    by_name: HashMap<String, Vec<(String, String)>>,
+    refs: Arc<RefIndex>,
     relations: HashMap<String, (RelationName, bool)>,
     /// Each relation's rendered name, computed once.
     rendered: HashMap<String, String>,
     sources: HashMap<(String, String), (String, RelationName)>,
-    root: String,
 }
 
 impl ManifestResolver {
     pub fn new(m: &Manifest) -> Self {
-        let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
         let mut relations = HashMap::new();
         let mut rendered = HashMap::new();
         for n in m.nodes.values() {
@@ -53,10 +51,6 @@ impl ManifestResolver {
             ) {
                 continue;
             }
-            by_name
-                .entry(n.name.clone())
-                .or_default()
-                .push((n.package.clone(), n.unique_id.clone()));
             let eph = n.is_ephemeral();
             let rel = if eph {
                 RelationName::cte(&n.name)
@@ -79,40 +73,19 @@ impl ManifestResolver {
             })
             .collect();
         ManifestResolver {
-            by_name,
+            refs: m.refs.clone(),
             relations,
             rendered,
             sources,
-            root: m.project_name.clone(),
         }
     }
 }
 
 impl ManifestResolver {
     fn pick(&self, from_package: &str, r: &RefCall) -> Result<&str, String> {
-        let cands = self
-            .by_name
-            .get(&r.name)
-            .ok_or_else(|| format!("ref('{}') is not a model, seed or snapshot", r.name))?;
-        let pick = |p: &str| {
-            cands
-                .iter()
-                .find(|(cp, _)| cp == p)
-                .map(|(_, u)| u.as_str())
-        };
-        match &r.package {
-            Some(p) => pick(p),
-            None => pick(from_package)
-                .or_else(|| pick(&self.root))
-                .or_else(|| cands.first().map(|(_, u)| u.as_str())),
-        }
-        .ok_or_else(|| {
-            format!(
-                "ref('{}') is not in package '{}'",
-                r.name,
-                r.package.clone().unwrap_or_default()
-            )
-        })
+        self.refs
+            .resolve(from_package, r)
+            .map_err(|e| e.to_string())
     }
 
     /// (unique id, rendered relation, ephemeral) without cloning names.
@@ -341,7 +314,7 @@ impl<'a> Compiler<'a> {
                 // `config.get` sees resolved defaults too, as in dbt.
                 let mut c = n.config.all.clone();
                 c.entry("materialized".into())
-                    .or_insert_with(|| Json::from(n.config.materialized.clone()));
+                    .or_insert_with(|| Json::from(n.config.materialized.as_str()));
                 c.entry("enabled".into())
                     .or_insert(Json::Bool(n.config.enabled));
                 c

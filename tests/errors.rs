@@ -193,3 +193,48 @@ fn duplicate_model_names() {
         &["parse"],
     ));
 }
+
+/// Invalid config values are caught while parsing, each located where it was
+/// set: an inline config(), a properties file, dbt_project.yml, a test entry.
+#[test]
+fn invalid_configs_point_where_they_were_set() {
+    insta::assert_snapshot!(fails(
+        &[
+            (
+                "dbt_project.yml",
+                "name: proj\nversion: '1.0'\nprofile: proj\nmodels:\n  proj:\n    marts:\n      +on_schema_change: append\n",
+            ),
+            ("models/marts/orders.sql", "select 1 as id"),
+            (
+                "models/inline.sql",
+                "{{ config(\n    materialized='tabel',\n) }}\nselect 1 as id",
+            ),
+            ("models/from_yaml.sql", "select 1 as id"),
+            ("snapshots/snap.sql", "{% snapshot snap %}\n{{ config(unique_key='id', strategy='timestamp') }}\nselect 1 as id\n{% endsnapshot %}"),
+            (
+                "models/schema.yml",
+                "version: 2\nmodels:\n  - name: from_yaml\n    config:\n      incremental_strategy: upsert\n      materialized: incremental\n  - name: inline\n    columns:\n      - name: id\n        tests:\n          - unique:\n              config:\n                severity: fatal\n",
+            ),
+        ],
+        &["parse"],
+    ));
+}
+
+/// A disabled node's config is not checked, and a project's own
+/// materialization is a valid value.
+#[test]
+fn custom_materializations_and_disabled_nodes_pass() {
+    let dir = project(&[
+        (
+            "macros/mat.sql",
+            "{% materialization mine, default %}{% endmaterialization %}",
+        ),
+        ("models/a.sql", "{{ config(materialized='mine') }}select 1"),
+        (
+            "models/b.sql",
+            "{{ config(enabled=false, materialized='nonsense') }}select 1",
+        ),
+    ]);
+    let r = strata(dir.path(), &["parse"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

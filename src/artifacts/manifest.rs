@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::compile::CompiledNode;
 use crate::error::Error;
-use crate::manifest::{Column, Exposure, Manifest, Node, ResourceType, Source};
+use crate::manifest::{ColumnInfo, Exposure, Manifest, Node, ResourceType, Source};
 
 pub const SCHEMA_URL: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
 pub const DBT_VERSION: &str = "1.12.0";
@@ -181,7 +181,7 @@ impl Serialize for ConfigOut<'_> {
     }
 }
 
-struct ColumnsOut<'a>(&'a indexmap::IndexMap<String, Column>);
+struct ColumnsOut<'a>(&'a indexmap::IndexMap<String, ColumnInfo>);
 
 impl Serialize for ColumnsOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -193,7 +193,7 @@ impl Serialize for ColumnsOut<'_> {
     }
 }
 
-struct ColumnOut<'a>(&'a Column);
+struct ColumnOut<'a>(&'a ColumnInfo);
 
 impl Serialize for ColumnOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -214,7 +214,7 @@ impl Serialize for ColumnOut<'_> {
     }
 }
 
-struct ColumnConfigOut<'a>(&'a Column);
+struct ColumnConfigOut<'a>(&'a ColumnInfo);
 
 impl Serialize for ColumnConfigOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

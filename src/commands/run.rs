@@ -723,7 +723,7 @@ pub fn execute(args: &RunArgs, which: Which, only: Option<BTreeSet<String>>) -> 
     // `is_incremental()` is true for incremental models whose table exists and
     // that are not being fully refreshed.
     for n in &models {
-        if n.config.materialized == "incremental"
+        if n.config.materialized == crate::project::config::Materialized::Incremental
             && existing.get(&(n.schema.clone(), n.alias.clone())) == Some(&RelationKind::Table)
             && !full_refresh_of(n, args.common.full_refresh)
         {

@@ -2,14 +2,19 @@
 //! resolved configs, names and dependencies.
 
 pub mod generic_tests;
+pub mod link;
+pub mod parse_file;
 pub mod parser;
 pub mod pyrepr;
+pub mod refs;
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use crate::jinja::RefCall;
-use crate::project::config::NodeConfig;
+use crate::project::config::{ConfigScope, Materialized, NodeConfig};
+pub use crate::project::FileId;
+pub use refs::{RefError, RefIndex};
 
 /// The kinds of node dbt knows, as written in unique ids and `resource_type:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,7 +70,7 @@ impl ResourceType {
 
 /// A documented column.
 #[derive(Debug, Clone, Default)]
-pub struct Column {
+pub struct ColumnInfo {
     pub name: String,
     pub description: String,
     pub data_type: Option<String>,
@@ -113,7 +118,7 @@ pub struct Node {
     pub schema: String,
     pub alias: String,
     pub description: String,
-    pub columns: IndexMap<String, Column>,
+    pub columns: IndexMap<String, ColumnInfo>,
     pub meta: Json,
     pub patch_path: Option<String>,
     pub refs: Vec<RefCall>,
@@ -130,9 +135,74 @@ pub struct Node {
     pub doc_blocks: Vec<String>,
 }
 
+/// What identifies a node and where it comes from; the rest starts empty.
+#[derive(Debug, Clone)]
+pub struct NodeBase {
+    pub unique_id: String,
+    pub resource_type: ResourceType,
+    pub package: String,
+    pub name: String,
+    pub path: String,
+    pub original_file_path: String,
+    pub display_path: String,
+    pub fqn: Vec<String>,
+}
+
+impl ResourceType {
+    /// Which config keys apply to nodes of this type.
+    pub fn config_scope(self) -> ConfigScope {
+        match self {
+            ResourceType::Model => ConfigScope::Model,
+            ResourceType::Seed => ConfigScope::Seed,
+            ResourceType::Snapshot => ConfigScope::Snapshot,
+            ResourceType::Test => ConfigScope::Test,
+            ResourceType::Analysis => ConfigScope::Analysis,
+            _ => ConfigScope::Other,
+        }
+    }
+}
+
 impl Node {
+    /// A node with its identity set and everything else empty; parsing and
+    /// linking fill in the rest.
+    pub fn new(base: NodeBase) -> Node {
+        let scope = base.resource_type.config_scope();
+        Node {
+            unique_id: base.unique_id,
+            resource_type: base.resource_type,
+            package: base.package,
+            name: base.name,
+            path: base.path,
+            original_file_path: base.original_file_path,
+            display_path: base.display_path,
+            line_offset: 0,
+            fqn: base.fqn,
+            raw_code: String::new(),
+            checksum: String::new(),
+            config: NodeConfig::empty(scope),
+            config_call: IndexMap::new(),
+            database: String::new(),
+            schema: String::new(),
+            alias: String::new(),
+            description: String::new(),
+            columns: IndexMap::new(),
+            meta: Json::Object(Default::default()),
+            patch_path: None,
+            refs: vec![],
+            sources: vec![],
+            depends_on_nodes: vec![],
+            depends_on_macros: vec![],
+            test: None,
+            parse_output: None,
+            phase_sensitive: false,
+            docs_show: true,
+            doc_blocks: vec![],
+        }
+    }
+
     pub fn is_ephemeral(&self) -> bool {
-        self.resource_type == ResourceType::Model && self.config.materialized == "ephemeral"
+        self.resource_type == ResourceType::Model
+            && self.config.materialized == Materialized::Ephemeral
     }
 
     pub fn has_sql(&self) -> bool {
@@ -142,11 +212,7 @@ impl Node {
     pub fn relation_name(&self, quoting: &crate::jinja::QuotePolicy) -> Option<String> {
         match self.resource_type {
             ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot => {}
-            ResourceType::Test
-                if self
-                    .config
-                    .get("store_failures")
-                    .is_some_and(crate::confmap::json_truthy) => {}
+            ResourceType::Test if self.config.test().store_failures => {}
             _ => return None,
         }
         if self.is_ephemeral() {
@@ -172,7 +238,7 @@ pub struct Source {
     pub loader: String,
     pub description: String,
     pub source_description: String,
-    pub columns: IndexMap<String, Column>,
+    pub columns: IndexMap<String, ColumnInfo>,
     pub loaded_at_field: Option<String>,
     pub loaded_at_query: Option<String>,
     pub freshness: Json,
@@ -217,6 +283,8 @@ pub struct Doc {
     pub path: String,
     pub original_file_path: String,
     pub block_contents: String,
+    /// Where the block starts in its file, for messages.
+    pub line: usize,
 }
 
 /// A macro as the manifest lists it.
@@ -249,6 +317,8 @@ pub struct Manifest {
     pub quoting: crate::jinja::QuotePolicy,
     pub warnings: Vec<String>,
     pub unit_tests: IndexMap<String, UnitTest>,
+    /// What `ref()` names resolve to; shared with the compiler's resolver.
+    pub refs: std::sync::Arc<RefIndex>,
 }
 
 /// Rows given to or expected from a unit test.

@@ -50,15 +50,29 @@ pub enum FileKind {
     Docs,
 }
 
+/// A file's identity, stable across runs and edits: its package and its path
+/// within the package (dbt's `original_file_path`, with `/` separators).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    pub package: String,
+    pub path: String,
+}
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.package, self.path)
+    }
+}
+
 /// A file read from disk.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
-    pub package: usize,
+    pub id: FileId,
     pub kind: FileKind,
-    /// Relative to the package root, with `/` separators (dbt's `original_file_path`).
-    pub original_path: String,
     /// Relative to the resource directory it was found in (dbt's `path`).
     pub path: String,
+    /// Where messages say it is: relative to the working project.
+    pub display: String,
     pub contents: String,
 }
 
@@ -93,6 +107,19 @@ impl Project {
 
     pub fn name(&self) -> &str {
         self.root().name()
+    }
+
+    /// An installed package (or the root) by name.
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.name() == name)
+    }
+
+    /// The text of a project file, for quoting it in messages.
+    pub fn file_text(&self, package: &str, path: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.id.package == package && f.id.path == path)
+            .map(|f| f.contents.as_str())
     }
 
     pub fn target_dir(&self, flag: Option<&Path>) -> PathBuf {
@@ -149,7 +176,7 @@ impl Project {
             pkg.vars = resolve_vars(pkg, &root_vars, &names, &cli_vars);
         }
 
-        let files = discover_files(&packages)?;
+        let files = discover_files(&dir, &packages)?;
         let selectors_path = dir.join("selectors.yml");
         let selectors_yml = std::fs::read_to_string(&selectors_path)
             .ok()
@@ -287,7 +314,7 @@ fn resolve_vars(
     out
 }
 
-fn discover_files(packages: &[Package]) -> Result<Vec<SourceFile>> {
+fn discover_files(project_dir: &Path, packages: &[Package]) -> Result<Vec<SourceFile>> {
     let mut wanted: Vec<(usize, FileKind, PathBuf, String, String)> = Vec::new();
     let mut seen = BTreeSet::new();
     for (pi, pkg) in packages.iter().enumerate() {
@@ -331,6 +358,22 @@ fn discover_files(packages: &[Package]) -> Result<Vec<SourceFile>> {
             });
         }
     }
+    // Messages name package files by their path from the working project.
+    let prefixes: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            if p.is_root {
+                String::new()
+            } else {
+                let rel = p
+                    .root
+                    .strip_prefix(project_dir)
+                    .map(|r| r.to_string_lossy().to_string())
+                    .unwrap_or_else(|_| p.root.display().to_string());
+                format!("{rel}/")
+            }
+        })
+        .collect();
     wanted
         .into_par_iter()
         .map(|(package, kind, abs, original_path, path)| {
@@ -351,9 +394,12 @@ fn discover_files(packages: &[Package]) -> Result<Vec<SourceFile>> {
                 )
             })?;
             Ok(SourceFile {
-                package,
+                display: format!("{}{original_path}", prefixes[package]),
+                id: FileId {
+                    package: packages[package].name().to_string(),
+                    path: original_path,
+                },
                 kind,
-                original_path,
                 path,
                 contents,
             })

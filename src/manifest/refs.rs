@@ -1,0 +1,76 @@
+//! dbt's rule for what `ref()` names, in one place: the link step uses it for
+//! `depends_on` and compilation for rendering, so the two always agree.
+
+use rustc_hash::FxHashMap;
+
+use super::{Node, ResourceType};
+use crate::jinja::RefCall;
+
+/// Why a `ref()` resolves to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    #[error("ref('{0}') is not a model, seed or snapshot")]
+    Unknown(String),
+    #[error("ref('{name}') is not in package '{package}'")]
+    NotInPackage { name: String, package: String },
+}
+
+/// Models, seeds and snapshots by name, with the packages that define them.
+#[derive(Debug, Clone, Default)]
+pub struct RefIndex {
+    by_name: FxHashMap<String, Vec<(String, String)>>,
+    root: String,
+}
+
+impl RefIndex {
+    /// Indexes the refable nodes among `nodes`; `root` is the project's own package.
+    pub fn new<'a>(nodes: impl Iterator<Item = &'a Node>, root: &str) -> RefIndex {
+        let mut by_name: FxHashMap<String, Vec<(String, String)>> = FxHashMap::default();
+        for n in nodes {
+            if matches!(
+                n.resource_type,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            ) {
+                by_name
+                    .entry(n.name.clone())
+                    .or_default()
+                    .push((n.package.clone(), n.unique_id.clone()));
+            }
+        }
+        RefIndex {
+            by_name,
+            root: root.to_string(),
+        }
+    }
+
+    /// The unique id `r` names when written in `from_package`: with a package,
+    /// that package's node; without, the caller's own package first, then the
+    /// root project, then any package.
+    pub fn resolve(&self, from_package: &str, r: &RefCall) -> Result<&str, RefError> {
+        let cands = self
+            .by_name
+            .get(&r.name)
+            .ok_or_else(|| RefError::Unknown(r.name.clone()))?;
+        let pick = |p: &str| {
+            cands
+                .iter()
+                .find(|(cp, _)| cp == p)
+                .map(|(_, u)| u.as_str())
+        };
+        match &r.package {
+            Some(p) => pick(p).ok_or_else(|| RefError::NotInPackage {
+                name: r.name.clone(),
+                package: p.clone(),
+            }),
+            None => pick(from_package)
+                .or_else(|| pick(&self.root))
+                .or_else(|| cands.first().map(|(_, u)| u.as_str()))
+                .ok_or_else(|| RefError::Unknown(r.name.clone())),
+        }
+    }
+
+    /// Every refable name, for "did you mean" hints.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
