@@ -21,7 +21,6 @@ pub mod secrets;
 pub mod selector_syntax;
 pub mod sql;
 pub mod table;
-pub mod unit_test;
 
 use std::process::ExitCode;
 
@@ -29,21 +28,22 @@ use cli::{Cli, Command};
 use commands::Outcome;
 
 /// Runs one CLI invocation: exit 0 on success, 1 when models or tests failed,
-/// 2 when the tool or the input was wrong.
-pub fn run(cli: Cli) -> ExitCode {
+/// 2 when the tool or the input was wrong, 130 when `interrupt` stopped it.
+/// The caller owns the interrupt (the binary triggers it on Ctrl-C).
+pub fn run(cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
     let result = match &cli.command {
         Command::Parse(a) => commands::parse::run(a),
         Command::Compile(a) => commands::compile::run(a),
         Command::Ls(a) => commands::ls::run(a),
-        Command::Run(a) => commands::run::run(a),
-        Command::Seed(a) => commands::run::seed(a),
-        Command::Build(a) => commands::run::build(a),
-        Command::Snapshot(a) => commands::run::snapshot(a),
-        Command::Test(a) => commands::run::test(a),
+        Command::Run(a) => commands::run::run(a, interrupt),
+        Command::Seed(a) => commands::run::seed(a, interrupt),
+        Command::Build(a) => commands::run::build(a, interrupt),
+        Command::Snapshot(a) => commands::run::snapshot(a, interrupt),
+        Command::Test(a) => commands::run::test(a, interrupt),
         Command::Source(a) => match &a.action {
             cli::SourceAction::Freshness(c) => commands::freshness::run(c),
         },
-        Command::Retry(a) => commands::run::retry(a),
+        Command::Retry(a) => commands::run::retry(a, interrupt),
         Command::Show(a) => commands::show::run(a),
         Command::RunOperation(a) => commands::run_operation::run(a),
         Command::Deps(a) => commands::deps::run(a),

@@ -2,6 +2,10 @@
 
 use std::io::{IsTerminal, Write};
 
+use crate::engine::events::{
+    Event, EventSink, NodeEnd, Problem, Progress, RunStatus, Subject, Summary,
+};
+
 /// Log lines as text, or as one JSON object per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -55,18 +59,28 @@ impl Reporter {
     }
 
     fn emit(&self, level: Level, code: &str, msg: &str) {
+        self.emit_with(level, code, msg, None);
+    }
+
+    /// One line; in JSON, `data` adds the event's structured fields.
+    fn emit_with(&self, level: Level, code: &str, msg: &str, data: Option<serde_json::Value>) {
         if self.quiet && level == Level::Info {
             return;
         }
         let msg = crate::secrets::scrub(msg);
         match self.format {
             LogFormat::Json => {
-                let line = serde_json::json!({
+                let mut line = serde_json::json!({
                     "ts": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
                     "level": level.as_str(),
                     "code": code,
                     "msg": msg,
                 });
+                if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+                    (data, line.as_object_mut())
+                {
+                    obj.insert("data".into(), serde_json::Value::Object(extra));
+                }
                 let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             LogFormat::Text => {
@@ -117,5 +131,236 @@ impl crate::jinja::LogSink for Reporter {
 
     fn print(&self, msg: &str) {
         let _ = writeln!(std::io::stderr().lock(), "{}", crate::secrets::scrub(msg));
+    }
+}
+
+/// `1 of 5 START sql view model schema.name ..... [RUN]`, dbt's layout.
+fn progress(at: Progress, text: &str, status: &str) -> String {
+    let head = format!("{} of {} {text} ", at.index, at.total);
+    let dots = 72usize.saturating_sub(head.chars().count());
+    format!("{head}{} [{status}]", ".".repeat(dots.max(3)))
+}
+
+/// How a subject reads in `START ...` and `OK created ...`.
+fn describe(subject: &Subject) -> String {
+    match subject {
+        Subject::Model {
+            materialized,
+            relation,
+            ..
+        } => format!("sql {materialized} model {relation}"),
+        Subject::Seed { relation, .. } => format!("seed file {relation}"),
+        Subject::Snapshot { relation, .. } => format!("snapshot {relation}"),
+        Subject::Test { name, .. } => format!("test {name}"),
+        Subject::UnitTest { label, .. } => format!("unit_test {label}"),
+    }
+}
+
+fn node_data(subject: &Subject, status: Option<RunStatus>) -> serde_json::Value {
+    let mut v = serde_json::json!({ "unique_id": subject.unique_id() });
+    if let (Some(s), Some(obj)) = (status, v.as_object_mut()) {
+        obj.insert("status".into(), s.as_str().into());
+    }
+    v
+}
+
+/// Run events as progress lines (text) or JSON lines with their fields.
+impl EventSink for Reporter {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::Started {
+                command,
+                threads,
+                target,
+                what,
+            } => self.emit_with(
+                Level::Info,
+                command,
+                &format!("Concurrency: {threads} threads (target='{target}'); running {what}"),
+                Some(serde_json::json!({"threads": threads, "target": target})),
+            ),
+            Event::NodeStarted { at, subject } => {
+                let code = if matches!(subject, Subject::UnitTest { .. }) {
+                    "unit_start"
+                } else {
+                    "node_start"
+                };
+                self.emit_with(
+                    Level::Info,
+                    code,
+                    &progress(*at, &format!("START {}", describe(subject)), "RUN"),
+                    Some(node_data(subject, None)),
+                );
+            }
+            Event::NodeFinished(end) => self.node_finished(end),
+            Event::NodeBlocked { at, subject } => {
+                let relation = match subject {
+                    Subject::Model { relation, .. }
+                    | Subject::Seed { relation, .. }
+                    | Subject::Snapshot { relation, .. } => relation.as_str(),
+                    Subject::Test { name, .. } => name.as_str(),
+                    Subject::UnitTest { label, .. } => label.as_str(),
+                };
+                self.emit_with(
+                    Level::Error,
+                    "node_blocked",
+                    &progress(
+                        *at,
+                        &format!("ERROR {relation} (its unit tests failed)"),
+                        "ERROR",
+                    ),
+                    Some(node_data(subject, Some(RunStatus::Error))),
+                );
+            }
+            Event::NodeSkipped { at, subject } => {
+                let relation = match subject {
+                    Subject::Model { relation, .. }
+                    | Subject::Seed { relation, .. }
+                    | Subject::Snapshot { relation, .. } => relation.as_str(),
+                    Subject::Test { name, .. } => name.as_str(),
+                    Subject::UnitTest { label, .. } => label.as_str(),
+                };
+                self.emit_with(
+                    Level::Info,
+                    "node_skip",
+                    &progress(
+                        *at,
+                        &format!("SKIP relation {relation} due to an upstream failure"),
+                        "SKIP",
+                    ),
+                    Some(node_data(subject, Some(RunStatus::Skipped))),
+                );
+            }
+            Event::Finished {
+                what,
+                seconds,
+                problems,
+                summary,
+            } => {
+                self.info(
+                    "run_done",
+                    &format!("Finished running {what} in {seconds:.2}s."),
+                );
+                let errors: Vec<&Problem> = problems.iter().filter(|p| p.is_error).collect();
+                if errors.is_empty() {
+                    self.info("run_done", "Completed successfully");
+                } else {
+                    self.error(&format!(
+                        "Completed with {} error{}:",
+                        errors.len(),
+                        if errors.len() == 1 { "" } else { "s" }
+                    ));
+                    for e in errors {
+                        self.error(&e.text);
+                    }
+                }
+                for w in problems.iter().filter(|p| !p.is_error) {
+                    self.warn(&w.text);
+                }
+                let Summary {
+                    pass,
+                    warn,
+                    error,
+                    skip,
+                    total,
+                } = *summary;
+                self.emit_with(
+                    Level::Info,
+                    "run_done",
+                    &format!(
+                        "Done. PASS={pass} WARN={warn} ERROR={error} SKIP={skip} TOTAL={total}"
+                    ),
+                    Some(serde_json::json!({
+                        "pass": pass, "warn": warn, "error": error, "skip": skip, "total": total,
+                        "elapsed": seconds,
+                    })),
+                );
+            }
+            Event::Interrupted => {
+                self.error("Interrupted: statements in flight were cancelled and rolled back")
+            }
+        }
+    }
+}
+
+impl Reporter {
+    fn node_finished(&self, end: &NodeEnd<'_>) {
+        let secs = end.seconds;
+        let data = {
+            let mut d = node_data(end.subject, Some(end.status));
+            if let Some(obj) = d.as_object_mut() {
+                obj.insert("elapsed".into(), secs.into());
+                if let Some(r) = end.rows {
+                    obj.insert("rows_affected".into(), r.into());
+                }
+                if let Some(f) = end.failures {
+                    obj.insert("failures".into(), f.into());
+                }
+            }
+            Some(d)
+        };
+        let unit = matches!(end.subject, Subject::UnitTest { .. });
+        let name = match end.subject {
+            Subject::Test { name, .. } => name.as_str(),
+            Subject::UnitTest { label, .. } => label.as_str(),
+            _ => "",
+        };
+        if unit || matches!(end.subject, Subject::Test { .. }) {
+            let word = match (end.status, end.failures) {
+                (RunStatus::Pass, _) => "PASS".to_string(),
+                (RunStatus::Warn, Some(f)) => format!("WARN {f}"),
+                (RunStatus::Fail, Some(f)) => format!("FAIL {f}"),
+                (RunStatus::Fail, None) => "FAIL".to_string(),
+                _ => "ERROR".to_string(),
+            };
+            let short = word.split(' ').next().unwrap_or_default();
+            let line = progress(
+                end.at,
+                &format!("{word} {name}"),
+                &format!("{} in {secs:.2}s", if unit { short } else { &word }),
+            );
+            let code = if unit { "unit_ok" } else { "node_ok" };
+            match end.status {
+                RunStatus::Pass => self.emit_with(Level::Info, code, &line, data),
+                RunStatus::Warn => self.emit_with(Level::Warn, "warning", &line, data),
+                _ => self.emit_with(Level::Error, "error", &line, data),
+            }
+            return;
+        }
+        let what = describe(end.subject);
+        if end.status == RunStatus::Success {
+            let code = end.code.unwrap_or("OK");
+            let shown = match end.rows {
+                Some(r) => format!("{code} {r} in {secs:.2}s"),
+                None => format!("{code} in {secs:.2}s"),
+            };
+            let verb = match end.subject {
+                Subject::Seed { .. } => "loaded",
+                Subject::Snapshot { .. } => "snapshotted",
+                _ => "created",
+            };
+            self.emit_with(
+                Level::Info,
+                "node_ok",
+                &progress(end.at, &format!("OK {verb} {what}"), &shown),
+                data,
+            );
+        } else {
+            let verb = if matches!(end.subject, Subject::Seed { .. }) {
+                "loading"
+            } else {
+                "creating"
+            };
+            self.emit_with(
+                Level::Error,
+                "error",
+                &progress(
+                    end.at,
+                    &format!("ERROR {verb} {what}"),
+                    &format!("ERROR in {secs:.2}s"),
+                ),
+                data,
+            );
+        }
     }
 }

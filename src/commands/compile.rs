@@ -82,7 +82,7 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
             println!("{}", crate::secrets::scrub(&c.sql));
         }
     }
-    std::mem::forget(compiled);
-    s.finish();
+    super::drop_in_background(compiled);
+    super::drop_in_background(s);
     Ok(Outcome::Success)
 }

@@ -164,7 +164,7 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
             path.display()
         ),
     );
-    s.finish();
+    super::drop_in_background(s);
     Ok(if failed {
         Outcome::Failed
     } else {

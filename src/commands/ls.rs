@@ -89,7 +89,7 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
     if selected.is_empty() {
         s.reporter.warn("nothing matched the selection");
     }
-    s.finish();
+    super::drop_in_background(s);
     Ok(Outcome::Success)
 }
 

@@ -92,12 +92,6 @@ impl Session {
         })
     }
 
-    /// Ends the command without freeing the parsed project: the process exits next,
-    /// and the OS reclaims memory faster than dropping tens of thousands of nodes.
-    pub fn finish(self) {
-        std::mem::forget(self);
-    }
-
     /// The target path as written into artifacts (relative when inside the project).
     pub fn target_path_label(&self) -> String {
         match &self.args.target_path {
@@ -149,6 +143,18 @@ impl Session {
         }
         Ok(chosen)
     }
+}
+
+/// Frees `value` on a background thread. Dropping tens of thousands of parsed
+/// nodes takes longer than the command's last output; a one-shot process
+/// exits before the thread is done (the OS reclaims the memory), and a
+/// long-lived one (watch) still frees it, off the critical path.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    let spawned = std::thread::Builder::new()
+        .name("strata-drop".into())
+        .spawn(move || drop(value));
+    // Without a thread, it is dropped here, when the closure is.
+    drop(spawned);
 }
 
 pub fn resource_type_of(unique_id: &str) -> Option<ResourceType> {

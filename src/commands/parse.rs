@@ -37,6 +37,6 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
             path.display()
         ),
     );
-    s.finish();
+    super::drop_in_background(s);
     Ok(Outcome::Success)
 }

@@ -28,7 +28,7 @@ pub fn run(args: &RunOperationArgs) -> Result<Outcome> {
             if !out.is_empty() {
                 println!("{}", crate::secrets::scrub(out));
             }
-            s.finish();
+            super::drop_in_background(s);
             Ok(Outcome::Success)
         }
         // A macro that does not exist is bad input (exit 2); one that fails ran (exit 1).

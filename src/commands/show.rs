@@ -50,6 +50,6 @@ pub fn run(args: &ShowArgs) -> Result<Outcome> {
     s.reporter
         .info("show", &format!("Previewing node '{label}':"));
     println!("{}", crate::table::format_table(&t));
-    s.finish();
+    super::drop_in_background(s);
     Ok(Outcome::Success)
 }

@@ -1,3 +1,622 @@
-//! The execution engine: runs compiled nodes against a warehouse adapter.
+//! The execution engine: builds a selection of nodes in a warehouse in
+//! dependency order. It compiles what it runs, runs project hooks, unit tests,
+//! models, seeds, snapshots and data tests on the scheduler's worker threads,
+//! and reports what happens as events; commands turn its output into artifacts.
+//! It owns no process state: the adapter, the interrupt handle and the event
+//! sink come from the caller, so runs in one process do not interfere.
 
+pub mod decide;
+pub mod error;
+pub mod events;
+pub mod interrupt;
+mod nodes;
+mod test;
+pub mod unit_test;
 pub mod warehouse;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub use decide::Which;
+pub use error::{NodeError, NodeErrorKind, RunError};
+pub use events::{Event, EventSink, NoEvents, Problem, Progress, RunStatus, Subject, Summary};
+pub use interrupt::Interrupt;
+
+use crate::adapter::{Adapter, Batch, RelationKind};
+use crate::artifacts::run_results::NodeResult;
+use crate::compile::{compiled_path, write_compiled, CompiledNode, Compiler};
+use crate::graph::Graph;
+use crate::manifest::parser::Parsed;
+use crate::manifest::{Node, ResourceType, UnitTest};
+use crate::project::Project;
+use crate::scheduler::{run_dag, JobStatus};
+use events::NodeEnd;
+use unit_test::UnitOutcome;
+
+/// How to run, as the command line asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub which: Which,
+    pub threads: usize,
+    /// `--full-refresh` (a node's own `full_refresh` config wins over it).
+    pub full_refresh: bool,
+    /// `--fail-fast`: the first failure stops new work and cancels what runs.
+    pub fail_fast: bool,
+}
+
+/// The project a run works on.
+#[derive(Clone, Copy)]
+pub struct RunInputs<'a> {
+    pub project: &'a Project,
+    pub parsed: &'a Parsed,
+    pub graph: &'a Graph,
+    /// Where compiled SQL is written.
+    pub target_dir: &'a Path,
+    /// The target's name, for the opening line.
+    pub target_name: &'a str,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Unit tests first, then nodes in the order they finished.
+    pub results: Vec<NodeResult>,
+    pub compiled: HashMap<String, CompiledNode>,
+    pub summary: Summary,
+    pub interrupted: bool,
+    /// Nodes or tests failed (exit 1).
+    pub failed: bool,
+}
+
+/// What one node's job needs, shared by the worker threads.
+pub(crate) struct RunCtx<'a> {
+    project: &'a Project,
+    adapter: &'a dyn Adapter,
+    compiler: &'a Compiler<'a>,
+    existing: &'a HashMap<(String, String), RelationKind>,
+    full_refresh_flag: bool,
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// "3 models and 2 data tests": what a run runs.
+fn describe_nodes(nodes: &[&Node]) -> String {
+    let count = |rt: ResourceType| nodes.iter().filter(|n| n.resource_type == rt).count();
+    let kinds: Vec<String> = [
+        (count(ResourceType::Model), "model"),
+        (count(ResourceType::Test), "data test"),
+        (count(ResourceType::Snapshot), "snapshot"),
+        (count(ResourceType::Seed), "seed"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| *c > 0)
+    .map(|(c, w)| plural(c, w))
+    .collect();
+    if kinds.is_empty() {
+        "0 models".to_string()
+    } else {
+        kinds.join(" and ")
+    }
+}
+
+fn subject_of(n: &Node) -> Subject {
+    let relation = format!("{}.{}", n.schema, n.alias);
+    let unique_id = n.unique_id.clone();
+    match n.resource_type {
+        ResourceType::Seed => Subject::Seed {
+            unique_id,
+            relation,
+        },
+        ResourceType::Snapshot => Subject::Snapshot {
+            unique_id,
+            relation,
+        },
+        ResourceType::Test => Subject::Test {
+            unique_id,
+            name: n.name.clone(),
+        },
+        _ => Subject::Model {
+            unique_id,
+            materialized: n.config.materialized.as_str().to_string(),
+            relation,
+        },
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n  ")
+}
+
+/// Runs `selected` (unique ids) for `options.which`.
+pub fn execute(
+    inputs: RunInputs<'_>,
+    options: RunOptions,
+    selected: &BTreeSet<String>,
+    adapter: &Arc<dyn Adapter>,
+    interrupt: &Interrupt,
+    events: &dyn EventSink,
+) -> Result<RunOutput, RunError> {
+    let m = &inputs.parsed.manifest;
+    let which = options.which;
+    let nodes: Vec<&Node> = selected
+        .iter()
+        .filter_map(|id| m.nodes.get(id))
+        .filter(|n| which.includes(n))
+        .collect();
+    let started = Instant::now();
+    // Models may run introspective queries (run_query, adapter.get_relation …).
+    let mut compiler = Compiler::new(
+        inputs.parsed,
+        Some(warehouse::AdapterWarehouse::shared(adapter)),
+    );
+    let what = describe_nodes(&nodes);
+    events.event(&Event::Started {
+        command: which.name(),
+        threads: options.threads,
+        target: inputs.target_name,
+        what: &what,
+    });
+    // Ctrl-C: start nothing new and cancel what runs, server side; each node's
+    // transaction rolls back, so no relation is left half built.
+    let stop = Arc::new(AtomicBool::new(interrupt.is_set()));
+    let _cancel_on_interrupt = {
+        let stop = stop.clone();
+        let adapter = adapter.clone();
+        interrupt.on_trigger(move || {
+            stop.store(true, Ordering::SeqCst);
+            adapter.cancel_all();
+        })
+    };
+
+    run_project_hooks(inputs, &compiler, adapter.as_ref(), ProjectHook::Start)?;
+    let schemas: BTreeSet<&str> = nodes.iter().map(|n| n.schema.as_str()).collect();
+    for schema in &schemas {
+        adapter
+            .execute(&Batch {
+                statements: vec![adapter.dialect().create_schema(schema)],
+                atomic: false,
+            })
+            .map_err(|source| RunError::Schema {
+                schema: schema.to_string(),
+                source,
+            })?;
+    }
+    let list: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
+    let existing: HashMap<(String, String), RelationKind> = adapter
+        .list_relations(&list)
+        .map_err(RunError::Introspection)?
+        .into_iter()
+        .map(|r| ((r.schema, r.identifier), r.kind))
+        .collect();
+
+    let unit_tests: Vec<&UnitTest> = if which.runs_unit_tests() {
+        m.unit_tests
+            .values()
+            .filter(|u| model_of(inputs, u).is_some_and(|n| selected.contains(&n.unique_id)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut compile_ids: BTreeSet<String> = nodes.iter().map(|n| n.unique_id.clone()).collect();
+    compile_ids.extend(
+        unit_tests
+            .iter()
+            .filter_map(|u| model_of(inputs, u))
+            .map(|n| n.unique_id.clone()),
+    );
+    let adapter_ref: &dyn Adapter = adapter.as_ref();
+    {
+        // `is_incremental()` is true where the model merges into its table.
+        let probe = RunCtx {
+            project: inputs.project,
+            adapter: adapter_ref,
+            compiler: &compiler,
+            existing: &existing,
+            full_refresh_flag: options.full_refresh,
+        };
+        let incremental: Vec<String> = nodes
+            .iter()
+            .filter(|n| {
+                n.resource_type == ResourceType::Model
+                    && probe.model_build(n).ok() == Some(decide::ModelBuild::Incremental)
+            })
+            .map(|n| n.unique_id.clone())
+            .collect();
+        compiler.incremental.extend(incremental);
+    }
+    let compiled: HashMap<String, CompiledNode> = compiler.compile(inputs.graph, &compile_ids)?;
+    std::fs::create_dir_all(inputs.target_dir).map_err(|e| {
+        crate::error::Diagnostic::new(
+            crate::error::DiagKind::Io,
+            format!("cannot create {}: {e}", inputs.target_dir.display()),
+        )
+    })?;
+    write_compiled(inputs.target_dir, &compiled)?;
+    let ctx = RunCtx {
+        project: inputs.project,
+        adapter: adapter_ref,
+        compiler: &compiler,
+        existing: &existing,
+        full_refresh_flag: options.full_refresh,
+    };
+
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut summary = Summary::default();
+    // Unit tests: a failure blocks its model (and so its descendants) in `build`.
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut unit_results: Vec<NodeResult> = Vec::new();
+    for (i, u) in unit_tests.iter().enumerate() {
+        let at = Progress {
+            index: i + 1,
+            total: unit_tests.len(),
+        };
+        let subject = Subject::UnitTest {
+            unique_id: u.unique_id.clone(),
+            label: format!("{}::{}", u.model, u.name),
+        };
+        events.event(&Event::NodeStarted {
+            at,
+            subject: &subject,
+        });
+        let t0 = chrono::Utc::now();
+        let clock = Instant::now();
+        let out = unit_test::run(m, &compiler, adapter_ref, u, &compiled);
+        let seconds = clock.elapsed().as_secs_f64();
+        let status = match &out {
+            Ok(UnitOutcome::Pass) => RunStatus::Pass,
+            Ok(UnitOutcome::Fail(_)) => RunStatus::Fail,
+            Err(_) => RunStatus::Error,
+        };
+        events.event(&Event::NodeFinished(NodeEnd {
+            at,
+            subject: &subject,
+            status,
+            code: None,
+            rows: None,
+            failures: None,
+            seconds,
+        }));
+        let message = match out {
+            Ok(UnitOutcome::Pass) => {
+                summary.pass += 1;
+                None
+            }
+            Ok(UnitOutcome::Fail(diff)) => Some(diff),
+            Err(e) => Some(e.message),
+        };
+        if let Some(text) = &message {
+            summary.error += 1;
+            problems.push(Problem {
+                is_error: true,
+                text: format!(
+                    "{} in unit test {}::{} ({})\n  {}",
+                    if status == RunStatus::Fail {
+                        "Failure"
+                    } else {
+                        "Error"
+                    },
+                    u.model,
+                    u.name,
+                    u.display_path,
+                    indent(text)
+                ),
+            });
+            if let Some(n) = model_of(inputs, u) {
+                blocked.insert(n.unique_id.clone());
+            }
+        }
+        unit_results.push(NodeResult {
+            message,
+            failures: Some(u64::from(status == RunStatus::Fail)),
+            ..NodeResult::ran(
+                &u.unique_id,
+                status.as_str(),
+                0,
+                (t0, chrono::Utc::now()),
+                seconds,
+            )
+        });
+    }
+
+    let jobs: Vec<decide::JobNode<'_>> = nodes
+        .iter()
+        .map(|n| decide::JobNode {
+            unique_id: &n.unique_id,
+            depends_on: &n.depends_on_nodes,
+            is_test: n.resource_type == ResourceType::Test,
+        })
+        .collect();
+    let parents = decide::job_parents(&jobs, |id| {
+        m.nodes
+            .get(id)
+            .filter(|p| p.is_ephemeral())
+            .map(|p| p.depends_on_nodes.as_slice())
+    });
+    let total = nodes.len();
+    let counter = AtomicUsize::new(0);
+    let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
+    let node_problems: Mutex<Vec<Problem>> = Mutex::new(Vec::new());
+    let next = || Progress {
+        index: counter.fetch_add(1, Ordering::SeqCst) + 1,
+        total,
+    };
+    let statuses = run_dag(
+        &parents,
+        options.threads,
+        &stop,
+        |i, thread| {
+            let n = nodes[i];
+            let at = next();
+            let subject = subject_of(n);
+            if blocked.contains(&n.unique_id) {
+                events.event(&Event::NodeBlocked {
+                    at,
+                    subject: &subject,
+                });
+                return JobStatus::Error;
+            }
+            events.event(&Event::NodeStarted {
+                at,
+                subject: &subject,
+            });
+            let t0 = chrono::Utc::now();
+            let clock = Instant::now();
+            let c = compiled.get(&n.unique_id);
+            let ran = run_node(&ctx, n, c);
+            let seconds = clock.elapsed().as_secs_f64();
+            let t1 = chrono::Utc::now();
+            events.event(&Event::NodeFinished(NodeEnd {
+                at,
+                subject: &subject,
+                status: ran.status,
+                code: ran.code,
+                rows: ran.rows,
+                failures: ran.failures,
+                seconds,
+            }));
+            if let Some(p) = problem_of(n, &ran, inputs.target_dir) {
+                node_problems
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(p);
+            }
+            if ran.status.is_failure() && options.fail_fast {
+                stop.store(true, Ordering::SeqCst);
+                adapter.cancel_all();
+            }
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(NodeResult {
+                    code: ran.code.map(str::to_string),
+                    rows_affected: ran.rows,
+                    failures: ran.failures,
+                    message: ran.message,
+                    compiled_code: c.map(|c| c.sql.clone()),
+                    relation_name: n.relation_name(&m.quoting),
+                    ..NodeResult::ran(&n.unique_id, ran.status.as_str(), thread, (t0, t1), seconds)
+                });
+            ran.status.job()
+        },
+        |i, _| {
+            let n = nodes[i];
+            let subject = subject_of(n);
+            events.event(&Event::NodeSkipped {
+                at: next(),
+                subject: &subject,
+            });
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(NodeResult::skipped(
+                    &n.unique_id,
+                    n.relation_name(&m.quoting),
+                ));
+        },
+    );
+    let interrupted = interrupt.is_set();
+    if !interrupted {
+        run_project_hooks(inputs, &compiler, adapter_ref, ProjectHook::End)?;
+    }
+
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.splice(0..0, unit_results);
+    let count = |st: JobStatus| statuses.iter().filter(|x| **x == st).count();
+    summary.pass += count(JobStatus::Success);
+    summary.warn += count(JobStatus::Warn);
+    summary.error += count(JobStatus::Error);
+    summary.skip += count(JobStatus::Skipped);
+    summary.total = total + unit_tests.len();
+    // Errors first, then warnings, each in the order they happened.
+    let node_problems = node_problems
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let (errors, warnings): (Vec<Problem>, Vec<Problem>) =
+        node_problems.into_iter().partition(|p| p.is_error);
+    problems.extend(errors);
+    problems.extend(warnings);
+    events.event(&Event::Finished {
+        what: &what,
+        seconds: started.elapsed().as_secs_f64(),
+        problems: &problems,
+        summary,
+    });
+    if interrupted {
+        events.event(&Event::Interrupted);
+    }
+    Ok(RunOutput {
+        results,
+        compiled,
+        summary,
+        interrupted,
+        failed: decide::run_failed(summary.error, summary.skip, options.fail_fast),
+    })
+}
+
+/// The model a unit test tests.
+fn model_of<'a>(inputs: RunInputs<'a>, u: &UnitTest) -> Option<&'a Node> {
+    inputs
+        .parsed
+        .manifest
+        .nodes
+        .values()
+        .find(|n| n.name == u.model && n.resource_type == ResourceType::Model)
+}
+
+/// How one node's job went.
+struct Ran {
+    status: RunStatus,
+    code: Option<&'static str>,
+    rows: Option<u64>,
+    failures: Option<u64>,
+    message: Option<String>,
+    error: Option<NodeError>,
+}
+
+fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
+    let failed = |e: NodeError| Ran {
+        status: RunStatus::Error,
+        code: None,
+        rows: None,
+        failures: None,
+        message: Some(e.message.clone()),
+        error: Some(e),
+    };
+    if n.resource_type == ResourceType::Test {
+        return match ctx.run_test(n, c) {
+            Ok(t) => Ran {
+                status: t.status,
+                code: None,
+                rows: None,
+                failures: Some(t.failures),
+                message: (t.status != RunStatus::Pass).then(|| {
+                    let cfg = n.config.test();
+                    format!(
+                        "Got {f} result{}, configured to {} if {}",
+                        if t.failures == 1 { "" } else { "s" },
+                        if t.status == RunStatus::Fail {
+                            "fail"
+                        } else {
+                            "warn"
+                        },
+                        if t.status == RunStatus::Fail {
+                            &cfg.error_if
+                        } else {
+                            &cfg.warn_if
+                        },
+                        f = t.failures,
+                    )
+                }),
+                error: None,
+            },
+            Err(e) => failed(e),
+        };
+    }
+    let built = match n.resource_type {
+        ResourceType::Seed => ctx.load_seed(n),
+        ResourceType::Snapshot => ctx.run_snapshot(n, c),
+        _ => ctx.build_model(n, c),
+    };
+    match built {
+        Ok(b) => Ran {
+            status: RunStatus::Success,
+            code: Some(b.code),
+            rows: b.rows,
+            failures: None,
+            message: Some(b.code.to_string()),
+            error: None,
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// The end-of-run explanation of a node that failed or warned.
+fn problem_of(n: &Node, ran: &Ran, target_dir: &Path) -> Option<Problem> {
+    let compiled_at = target_dir.join(compiled_path(n));
+    match (n.resource_type, ran.status) {
+        (_, RunStatus::Success | RunStatus::Pass | RunStatus::Skipped) => None,
+        (ResourceType::Test, status) => {
+            let kind = match status {
+                RunStatus::Fail => "Failure",
+                RunStatus::Warn => "Warning",
+                _ => "Error",
+            };
+            Some(Problem {
+                is_error: status != RunStatus::Warn,
+                text: format!(
+                    "{kind} in test {} ({})\n  {}\n  compiled code at {}",
+                    n.name,
+                    n.display_path,
+                    indent(ran.message.as_deref().unwrap_or_default()),
+                    compiled_at.display()
+                ),
+            })
+        }
+        (rt, _) => {
+            let e = ran.error.as_ref()?;
+            let mut text = format!(
+                "{} in {} {} ({})\n  {}",
+                e.kind.label(),
+                rt.as_str(),
+                n.name,
+                n.display_path,
+                indent(&e.message)
+            );
+            if rt != ResourceType::Seed {
+                text.push_str(&format!("\n  compiled code at {}", compiled_at.display()));
+            }
+            Some(Problem {
+                is_error: true,
+                text,
+            })
+        }
+    }
+}
+
+/// `on-run-start` or `on-run-end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProjectHook {
+    Start,
+    End,
+}
+
+/// Runs every package's project hooks of one kind, rendered in the project context.
+fn run_project_hooks(
+    inputs: RunInputs<'_>,
+    compiler: &Compiler<'_>,
+    adapter: &dyn Adapter,
+    which: ProjectHook,
+) -> Result<(), RunError> {
+    for pkg in &inputs.project.packages {
+        let (name, list) = match which {
+            ProjectHook::Start => ("on-run-start", &pkg.settings.on_run_start),
+            ProjectHook::End => ("on-run-end", &pkg.settings.on_run_end),
+        };
+        for h in list {
+            let sql = compiler.render_snippet(None, h)?;
+            if sql.trim().is_empty() {
+                continue;
+            }
+            adapter
+                .execute(&Batch {
+                    statements: vec![sql],
+                    atomic: false,
+                })
+                .map_err(|source| RunError::Hook {
+                    hook: name,
+                    package: pkg.name().to_string(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}

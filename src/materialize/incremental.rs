@@ -3,49 +3,37 @@
 //! one transaction. Key matching uses `is not distinct from`, so rows whose key
 //! is NULL replace each other instead of piling up as duplicates.
 
-use super::{split_hooks, HookSql, Plan, PlanError, RelationId};
+use super::{split_hooks, NodePlanInput, Plan, PlanError, RelationKind};
 use crate::adapter::{Column, Dialect};
 
+pub use crate::project::config::{IncrementalStrategy, OnSchemaChange};
+
+/// The strategies this plan knows how to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+enum Method {
     Append,
     Merge,
     DeleteInsert,
 }
 
-impl Strategy {
+impl Method {
     /// dbt-postgres's default: append without a unique key, else delete+insert.
-    pub fn parse(s: Option<&str>, has_key: bool) -> Result<Strategy, String> {
+    fn of(
+        d: &dyn Dialect,
+        s: Option<&IncrementalStrategy>,
+        has_key: bool,
+    ) -> Result<Method, PlanError> {
         match s {
-            None | Some("default") => Ok(if has_key { Strategy::DeleteInsert } else { Strategy::Append }),
-            Some("append") => Ok(Strategy::Append),
-            Some("merge") => Ok(Strategy::Merge),
-            Some("delete+insert") => Ok(Strategy::DeleteInsert),
-            Some(other) => Err(format!(
-                "incremental_strategy '{other}' is not supported on postgres (use append, merge or delete+insert)"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnSchemaChange {
-    Ignore,
-    Fail,
-    AppendNewColumns,
-    SyncAllColumns,
-}
-
-impl OnSchemaChange {
-    pub fn parse(s: Option<&str>) -> Result<OnSchemaChange, String> {
-        match s {
-            None | Some("ignore") => Ok(OnSchemaChange::Ignore),
-            Some("fail") => Ok(OnSchemaChange::Fail),
-            Some("append_new_columns") => Ok(OnSchemaChange::AppendNewColumns),
-            Some("sync_all_columns") => Ok(OnSchemaChange::SyncAllColumns),
-            Some(other) => Err(format!(
-                "on_schema_change '{other}' is not one of ignore, fail, append_new_columns, sync_all_columns"
-            )),
+            None if has_key => Ok(Method::DeleteInsert),
+            None => Ok(Method::Append),
+            Some(IncrementalStrategy::Append) => Ok(Method::Append),
+            Some(IncrementalStrategy::Merge) => Ok(Method::Merge),
+            Some(IncrementalStrategy::DeleteInsert) => Ok(Method::DeleteInsert),
+            Some(other) => Err(PlanError(format!(
+                "incremental_strategy '{}' is not supported on {} (use append, merge or delete+insert)",
+                other.as_str(),
+                d.name()
+            ))),
         }
     }
 }
@@ -53,16 +41,15 @@ impl OnSchemaChange {
 /// An incremental run against an existing table.
 #[derive(Debug, Clone)]
 pub struct IncrementalInput<'a> {
-    pub target: RelationId,
-    pub sql: &'a str,
-    pub strategy: Strategy,
+    /// Target, SQL, hooks and the settings applied after the merge.
+    pub node: NodePlanInput<'a>,
+    /// `None`: dbt's default for the dialect.
+    pub strategy: Option<IncrementalStrategy>,
     pub unique_key: Vec<String>,
     pub predicates: Vec<String>,
     pub on_schema_change: OnSchemaChange,
     pub source_columns: Vec<Column>,
     pub target_columns: Vec<Column>,
-    pub pre_hooks: Vec<HookSql>,
-    pub post_hooks: Vec<HookSql>,
 }
 
 fn same_type(a: &str, b: &str) -> bool {
@@ -70,7 +57,8 @@ fn same_type(a: &str, b: &str) -> bool {
 }
 
 pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanError> {
-    let t = &input.target;
+    let t = &input.node.target;
+    let method = Method::of(d, input.strategy.as_ref(), !input.unique_key.is_empty())?;
     let target = d.relation(t);
     let tmp_name = d.suffixed(&t.identifier, "__dbt_tmp");
     let tmp = d.temp_table_ref(&tmp_name);
@@ -98,9 +86,9 @@ pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanE
     let mut tx: Vec<String> = Vec::new();
     let mut before: Vec<String> = Vec::new();
     let mut after: Vec<String> = Vec::new();
-    split_hooks(&input.pre_hooks, &mut before, &mut tx);
+    split_hooks(&input.node.pre_hooks, &mut before, &mut tx);
     tx.push(d.drop_temp_table(&tmp_name));
-    tx.push(d.create_temp_table_as(&tmp_name, input.sql));
+    tx.push(d.create_temp_table_as(&tmp_name, input.node.sql));
     let dest: Vec<String> = match input.on_schema_change {
         OnSchemaChange::Ignore => input
             .target_columns
@@ -179,14 +167,14 @@ pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanE
         .map(|p| format!(" and {p}"))
         .collect();
     let main_index;
-    match (input.strategy, input.unique_key.is_empty()) {
-        (Strategy::Append, _) | (_, true) => {
+    match (method, input.unique_key.is_empty()) {
+        (Method::Append, _) | (_, true) => {
             main_index = tx.len();
             tx.push(format!(
                 "insert into {target} ({cols})\n(\n    select {cols}\n    from {tmp}\n)"
             ));
         }
-        (Strategy::DeleteInsert, false) => {
+        (Method::DeleteInsert, false) => {
             tx.push(format!(
                 "delete from {target} as DBT_INTERNAL_DEST\nwhere exists (\n    select 1 from {tmp} as DBT_INTERNAL_SOURCE\n    where {}\n){preds}",
                 key_match("DBT_INTERNAL_DEST", "DBT_INTERNAL_SOURCE")
@@ -196,7 +184,7 @@ pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanE
                 "insert into {target} ({cols})\n(\n    select {cols}\n    from {tmp}\n)"
             ));
         }
-        (Strategy::Merge, false) => {
+        (Method::Merge, false) => {
             let updates: Vec<String> = dest
                 .iter()
                 .filter(|c| !input.unique_key.contains(c))
@@ -224,7 +212,14 @@ pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanE
             tx.push(merge);
         }
     }
-    split_hooks(&input.post_hooks, &mut after, &mut tx);
+    split_hooks(&input.node.post_hooks, &mut after, &mut tx);
+    tx.extend(super::settings_sql(
+        d,
+        &target,
+        &t.identifier,
+        RelationKind::Table,
+        &input.node.settings,
+    ));
     tx.push(d.drop_temp_table(&tmp_name));
     Ok(super::assemble(before, tx, main_index, after))
 }
@@ -234,12 +229,15 @@ mod tests {
     use super::*;
     use crate::adapter::dialect;
     use crate::materialize::test_support::{column as col, statements_by_batch as show};
+    use crate::materialize::RelationId;
 
-    fn input(strategy: Strategy, osc: OnSchemaChange) -> IncrementalInput<'static> {
+    fn input(strategy: IncrementalStrategy, osc: OnSchemaChange) -> IncrementalInput<'static> {
         IncrementalInput {
-            target: RelationId::new("db", "s", "events"),
-            sql: "select * from src where ts > (select max(ts) from \"db\".\"s\".\"events\")",
-            strategy,
+            node: NodePlanInput::new(
+                RelationId::new("db", "s", "events"),
+                "select * from src where ts > (select max(ts) from \"db\".\"s\".\"events\")",
+            ),
+            strategy: Some(strategy),
             unique_key: vec!["id".into(), "region".into()],
             predicates: vec!["DBT_INTERNAL_DEST.ts > now() - interval '7 days'".into()],
             on_schema_change: osc,
@@ -255,8 +253,6 @@ mod tests {
                 col("ts", "date"),
                 col("gone", "text"),
             ],
-            pre_hooks: vec![],
-            post_hooks: vec![],
         }
     }
 
@@ -266,23 +262,38 @@ mod tests {
             let name = |n: &str| format!("{}__{n}", d.name());
             insta::assert_snapshot!(
                 name("merge_sync"),
-                show(&plan(d, &input(Strategy::Merge, OnSchemaChange::SyncAllColumns)).unwrap())
+                show(
+                    &plan(
+                        d,
+                        &input(IncrementalStrategy::Merge, OnSchemaChange::SyncAllColumns)
+                    )
+                    .unwrap()
+                )
             );
             insta::assert_snapshot!(
                 name("delete_insert_append_new"),
                 show(
                     &plan(
                         d,
-                        &input(Strategy::DeleteInsert, OnSchemaChange::AppendNewColumns)
+                        &input(
+                            IncrementalStrategy::DeleteInsert,
+                            OnSchemaChange::AppendNewColumns
+                        )
                     )
                     .unwrap()
                 )
             );
             insta::assert_snapshot!(
                 name("append_ignore"),
-                show(&plan(d, &input(Strategy::Append, OnSchemaChange::Ignore)).unwrap())
+                show(
+                    &plan(
+                        d,
+                        &input(IncrementalStrategy::Append, OnSchemaChange::Ignore)
+                    )
+                    .unwrap()
+                )
             );
-            let err = plan(d, &input(Strategy::Merge, OnSchemaChange::Fail))
+            let err = plan(d, &input(IncrementalStrategy::Merge, OnSchemaChange::Fail))
                 .unwrap_err()
                 .0;
             assert!(

@@ -26,10 +26,12 @@ impl HookSql {
     }
 }
 
-/// Everything a plan needs about one model.
+/// What every plan needs about its node (model, seed or snapshot): where it
+/// goes, its SQL, what exists there now, its hooks and relation settings.
 #[derive(Debug, Clone)]
-pub struct ModelPlanInput<'a> {
+pub struct NodePlanInput<'a> {
     pub target: RelationId,
+    /// The compiled SQL (empty for seeds, whose rows come from their file).
     pub sql: &'a str,
     pub existing: Option<RelationKind>,
     pub pre_hooks: Vec<HookSql>,
@@ -38,6 +40,21 @@ pub struct ModelPlanInput<'a> {
     pub settings: RelationSettings,
     /// Enforced contract: tables are created with these columns, then filled.
     pub contract: Option<Vec<contract::Declared>>,
+}
+
+impl<'a> NodePlanInput<'a> {
+    /// A node with nothing existing yet, no hooks and default settings.
+    pub fn new(target: RelationId, sql: &'a str) -> NodePlanInput<'a> {
+        NodePlanInput {
+            target,
+            sql,
+            existing: None,
+            pre_hooks: vec![],
+            post_hooks: vec![],
+            settings: RelationSettings::default(),
+            contract: None,
+        }
+    }
 }
 
 /// Table options and the things dbt applies to a built relation.
@@ -115,7 +132,7 @@ pub struct Plan {
 
 /// A view or table, built under a temporary name and swapped in within one
 /// transaction, so a failing model leaves the previous relation intact.
-pub fn view_or_table(d: &dyn Dialect, input: &ModelPlanInput<'_>, kind: RelationKind) -> Plan {
+pub fn view_or_table(d: &dyn Dialect, input: &NodePlanInput<'_>, kind: RelationKind) -> Plan {
     let t = &input.target;
     let rel = d.relation(t);
     let tmp_name = d.suffixed(&t.identifier, "__dbt_tmp");
@@ -154,17 +171,7 @@ pub fn view_or_table(d: &dyn Dialect, input: &ModelPlanInput<'_>, kind: Relation
     assemble(outside_before, tx, main_index, outside_after)
 }
 
-/// What `on_configuration_change` asks of a materialized view kept in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnConfigurationChange {
-    /// Apply configuration that can change in place (create missing indexes).
-    #[default]
-    Apply,
-    /// Only refresh.
-    Continue,
-    /// Refuse to run when configuration (indexes) is set.
-    Fail,
-}
+pub use crate::project::config::OnConfigurationChange;
 
 /// An existing materialized view: refreshed in place. `Apply` (the default)
 /// also creates configured indexes that are missing; `Continue` only
@@ -172,7 +179,7 @@ pub enum OnConfigurationChange {
 /// cannot be compared without rebuilding.
 pub fn refresh_materialized_view(
     d: &dyn Dialect,
-    input: &ModelPlanInput<'_>,
+    input: &NodePlanInput<'_>,
     on_change: OnConfigurationChange,
 ) -> Result<Plan, PlanError> {
     let rel = d.relation(&input.target);
@@ -282,8 +289,8 @@ mod tests {
     use crate::adapter::dialect::{self, Constraint, ConstraintKind};
     use crate::materialize::test_support::show;
 
-    fn input(existing: Option<RelationKind>) -> ModelPlanInput<'static> {
-        ModelPlanInput {
+    fn input(existing: Option<RelationKind>) -> NodePlanInput<'static> {
+        NodePlanInput {
             target: RelationId::new("db", "analytics", "orders"),
             sql: "select 1 as id",
             existing,

@@ -6,8 +6,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::{split_hooks, NodePlanInput};
 use crate::adapter::dialect::{LoadSource, SeedType, TableOptions};
-use crate::adapter::{Dialect, RelationId, RelationKind};
+use crate::adapter::{Dialect, RelationKind};
 use crate::error::{DiagKind, Diagnostic};
 
 static INTEGER: LazyLock<Regex> =
@@ -175,12 +176,17 @@ pub fn read_csv(
     })
 }
 
-/// The statements around the COPY of a seed.
+/// The statements around the COPY of a seed: `before`, the COPY and `after`
+/// run in one transaction; hooks outside the transaction run around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedPlan {
+    /// Hooks with `transaction: false`, before the load.
+    pub outside_before: Vec<String>,
     pub before: Vec<String>,
     pub copy: String,
     pub after: Vec<String>,
+    /// Hooks with `transaction: false`, after the load.
+    pub outside_after: Vec<String>,
 }
 
 /// Full refresh (or first load): a new table, swapped in. Otherwise the existing
@@ -188,12 +194,18 @@ pub struct SeedPlan {
 /// TRUNCATE would commit it (Redshift) the rows are deleted instead.
 pub fn plan(
     d: &dyn Dialect,
-    target: &RelationId,
+    node: &NodePlanInput<'_>,
     data: &SeedData,
     quote_columns: bool,
     recreate: bool,
 ) -> SeedPlan {
+    let target = &node.target;
     let relation = d.relation(target);
+    let mut outside_before = Vec::new();
+    let mut outside_after = Vec::new();
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    split_hooks(&node.pre_hooks, &mut outside_before, &mut before);
     let col = |c: &str| {
         if quote_columns {
             d.quote_ident(c)
@@ -209,27 +221,31 @@ pub fn plan(
             .zip(&data.types)
             .map(|(c, t)| format!("{c} {t}"))
             .collect();
+        before.push(d.drop_relation(RelationKind::Table, &tmp));
+        before.push(d.create_table(&tmp, &defs, &TableOptions::default()));
+        after.push(d.drop_relation(RelationKind::Table, &relation));
+        after.push(d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false));
+        split_hooks(&node.post_hooks, &mut outside_after, &mut after);
         SeedPlan {
-            before: vec![
-                d.drop_relation(RelationKind::Table, &tmp),
-                d.create_table(&tmp, &defs, &TableOptions::default()),
-            ],
+            outside_before,
+            before,
             copy: d.copy_from(&tmp, &cols, &LoadSource::ClientCsv),
-            after: vec![
-                d.drop_relation(RelationKind::Table, &relation),
-                d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false),
-            ],
+            after,
+            outside_after,
         }
     } else {
-        let empty = if d.truncate_is_transactional() {
+        before.push(if d.truncate_is_transactional() {
             d.truncate(&relation)
         } else {
             d.delete_all(&relation)
-        };
+        });
+        split_hooks(&node.post_hooks, &mut outside_after, &mut after);
         SeedPlan {
-            before: vec![empty],
+            outside_before,
+            before,
             copy: d.copy_from(&relation, &cols, &LoadSource::ClientCsv),
-            after: vec![],
+            after,
+            outside_after,
         }
     }
 }
@@ -238,6 +254,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::adapter::dialect::{self, PostgresDialect};
+    use crate::materialize::{HookSql, RelationId};
 
     #[test]
     fn inference_follows_agate_order() {
@@ -274,7 +291,7 @@ mod tests {
                     p.after.join(";\n")
                 )
             };
-            let target = RelationId::new("db", "raw", "s");
+            let target = NodePlanInput::new(RelationId::new("db", "raw", "s"), "");
             insta::assert_snapshot!(
                 format!("{}__seed_recreate", d.name()),
                 show(plan(d, &target, &data, true, true))
@@ -283,6 +300,25 @@ mod tests {
                 format!("{}__seed_reload", d.name()),
                 show(plan(d, &target, &data, false, false))
             );
+        }
+    }
+
+    #[test]
+    fn hooks_run_inside_or_around_the_load() {
+        let d = &PostgresDialect;
+        let data = read_csv(d, "s.csv", b"id\n1\n", b',', &|_| None).unwrap();
+        let mut node = NodePlanInput::new(RelationId::new("db", "raw", "s"), "");
+        node.pre_hooks = vec![HookSql::new("set a", false), HookSql::new("set b", true)];
+        node.post_hooks = vec![
+            HookSql::new("analyze s", true),
+            HookSql::new("vacuum s", false),
+        ];
+        for recreate in [true, false] {
+            let p = plan(d, &node, &data, true, recreate);
+            assert_eq!(p.outside_before, vec!["set a"]);
+            assert_eq!(p.before.first().map(String::as_str), Some("set b"));
+            assert_eq!(p.after.last().map(String::as_str), Some("analyze s"));
+            assert_eq!(p.outside_after, vec!["vacuum s"]);
         }
     }
 

@@ -2,67 +2,27 @@
 //! the snapshot table and, in one transaction serialized by an advisory lock,
 //! closes changed or deleted versions and inserts new ones.
 
-use super::{assemble, Plan, RelationId};
+use super::{assemble, split_hooks, NodePlanInput, Plan};
 use crate::adapter::dialect::TableOptions;
 use crate::adapter::{Column, Dialect, RelationKind};
 
+pub use crate::project::config::{HardDeletes, MetaColumns};
+
+/// How a snapshot tells that a row changed (its `strategy`, resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy {
+pub enum ChangeDetection {
     /// Rows changed when `updated_at` moved forward.
     Timestamp { updated_at: String },
     /// Rows changed when any of these columns differs (`None`: all columns).
     Check { columns: Option<Vec<String>> },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HardDeletes {
-    Ignore,
-    Invalidate,
-    NewRecord,
-}
-
-impl HardDeletes {
-    pub fn parse(s: Option<&str>, legacy_invalidate: bool) -> Result<HardDeletes, String> {
-        match s {
-            None if legacy_invalidate => Ok(HardDeletes::Invalidate),
-            None | Some("ignore") => Ok(HardDeletes::Ignore),
-            Some("invalidate") => Ok(HardDeletes::Invalidate),
-            Some("new_record") => Ok(HardDeletes::NewRecord),
-            Some(o) => Err(format!(
-                "hard_deletes '{o}' is not one of ignore, invalidate, new_record"
-            )),
-        }
-    }
-}
-
-/// The names of the meta columns (`snapshot_meta_column_names`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetaColumns {
-    pub scd_id: String,
-    pub updated_at: String,
-    pub valid_from: String,
-    pub valid_to: String,
-    pub is_deleted: String,
-}
-
-impl Default for MetaColumns {
-    fn default() -> Self {
-        MetaColumns {
-            scd_id: "dbt_scd_id".into(),
-            updated_at: "dbt_updated_at".into(),
-            valid_from: "dbt_valid_from".into(),
-            valid_to: "dbt_valid_to".into(),
-            is_deleted: "dbt_is_deleted".into(),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SnapshotInput<'a> {
-    pub target: RelationId,
-    pub sql: &'a str,
+    /// Target, source SQL and hooks.
+    pub node: NodePlanInput<'a>,
     pub unique_key: Vec<String>,
-    pub strategy: Strategy,
+    pub detection: ChangeDetection,
     pub hard_deletes: HardDeletes,
     pub meta: MetaColumns,
     /// SQL for `dbt_valid_to` of current rows (`dbt_valid_to_current`); NULL by default.
@@ -84,9 +44,9 @@ impl SnapshotInput<'_> {
     }
 
     fn updated_expr(&self, alias: &str) -> String {
-        match &self.strategy {
-            Strategy::Timestamp { updated_at } => format!("{alias}.{updated_at}"),
-            Strategy::Check { .. } => "snapshot_time.ts".into(),
+        match &self.detection {
+            ChangeDetection::Timestamp { updated_at } => format!("{alias}.{updated_at}"),
+            ChangeDetection::Check { .. } => "snapshot_time.ts".into(),
         }
     }
 
@@ -121,12 +81,12 @@ impl SnapshotInput<'_> {
 
     fn changed_values(&self, d: &dyn Dialect, snap: &str, src: &str) -> String {
         let q = |s: &str| d.quote_ident(s);
-        match &self.strategy {
-            Strategy::Timestamp { updated_at } => format!(
+        match &self.detection {
+            ChangeDetection::Timestamp { updated_at } => format!(
                 "({snap}.{vf} < {src}.{updated_at})",
                 vf = q(&self.meta.valid_from)
             ),
-            Strategy::Check { columns } => {
+            ChangeDetection::Check { columns } => {
                 let cols: Vec<String> = match columns {
                     Some(c) => c.clone(),
                     None => self
@@ -153,7 +113,7 @@ impl SnapshotInput<'_> {
 /// The statements of one snapshot run.
 pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
     let q = |s: &str| d.quote_ident(s);
-    let t = &input.target;
+    let t = &input.node.target;
     let rel = d.relation(t);
     let m = &input.meta;
     let ts_type = d.timestamp_type();
@@ -163,6 +123,9 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
         .unwrap_or_else(|| "null".into());
     let deleted_cols = input.hard_deletes == HardDeletes::NewRecord;
     let mut tx: Vec<String> = Vec::new();
+    let mut before: Vec<String> = Vec::new();
+    let mut after: Vec<String> = Vec::new();
+    split_hooks(&input.node.pre_hooks, &mut before, &mut tx);
     // Two runs of one snapshot must not interleave: both would see the same
     // current rows and insert duplicate versions.
     tx.push(d.lock_for_update(&rel));
@@ -195,10 +158,11 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
         let select = format!(
             "    select\n        src.*,\n        {}\n    from (\n{}\n    ) as src\n    cross join {snapshot_time}",
             cols.join(",\n        "),
-            input.sql,
+            input.node.sql,
         );
         tx.push(d.create_as(RelationKind::Table, &rel, &select, &TableOptions::default()));
-        return assemble(vec![], tx, main, vec![]);
+        split_hooks(&input.node.post_hooks, &mut after, &mut tx);
+        return assemble(before, tx, main, after);
     };
     // New source columns are added to the snapshot table first.
     for c in &input.source_columns {
@@ -225,7 +189,7 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
         format!(
             "select 'insert' as dbt_change_type, ins.* from (\n        {}\n        from ({}) as src cross join {snapshot_time}\n    ) as ins\n    left join ({current}) as snap on {}\n    where snap.{scd} is null or {}",
             src_select(&format!("cast({valid_to_new} as {ts_type})")),
-            input.sql,
+            input.node.sql,
             input.keys_match(d, "snap", "ins"),
             input.changed(d, "snap", "ins"),
             scd = q(&m.scd_id),
@@ -234,7 +198,7 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
         format!(
             "select 'update' as dbt_change_type, upd.* from (\n        {}\n        from ({}) as src cross join {snapshot_time}\n    ) as upd\n    join ({current}) as snap on {}\n    where {}",
             src_select(&input.updated_expr("src")),
-            input.sql,
+            input.node.sql,
             input.keys_match(d, "snap", "upd"),
             input.changed(d, "snap", "upd"),
         ),
@@ -243,7 +207,7 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
         // Current versions whose key left the source.
         parts.push(format!(
             "select 'delete' as dbt_change_type, snap.{scd} as {scd}, snapshot_time.ts as {vt}\n    from ({current}) as snap cross join {snapshot_time}\n    where not exists (select 1 from ({}) as src where {}){}",
-            input.sql,
+            input.node.sql,
             input.keys_match(d, "src", "snap"),
             if deleted_cols {
                 // Already recorded as deleted.
@@ -331,7 +295,8 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
     if parts.len() > 2 {
         tx.push(d.drop_temp_table(&deletes));
     }
-    assemble(vec![], tx, main, vec![])
+    split_hooks(&input.node.post_hooks, &mut after, &mut tx);
+    assemble(before, tx, main, after)
 }
 
 #[cfg(test)]
@@ -339,17 +304,20 @@ mod tests {
     use super::*;
     use crate::adapter::dialect;
     use crate::materialize::test_support::{column as col, statements_by_batch as show};
+    use crate::materialize::{HookSql, RelationId};
 
     fn input(
         existing: Option<Vec<Column>>,
-        strategy: Strategy,
+        detection: ChangeDetection,
         hard: HardDeletes,
     ) -> SnapshotInput<'static> {
         SnapshotInput {
-            target: RelationId::new("db", "snapshots", "orders_snapshot"),
-            sql: "select * from \"db\".\"raw\".\"orders\"",
+            node: NodePlanInput::new(
+                RelationId::new("db", "snapshots", "orders_snapshot"),
+                "select * from \"db\".\"raw\".\"orders\"",
+            ),
             unique_key: vec!["id".into()],
-            strategy,
+            detection,
             hard_deletes: hard,
             meta: MetaColumns::default(),
             valid_to_current: None,
@@ -364,7 +332,7 @@ mod tests {
 
     #[test]
     fn plans() {
-        let ts = Strategy::Timestamp {
+        let ts = ChangeDetection::Timestamp {
             updated_at: "updated_at".into(),
         };
         for d in dialect::all() {
@@ -388,13 +356,44 @@ mod tests {
                     d,
                     &input(
                         Some(existing.clone()),
-                        Strategy::Check {
+                        ChangeDetection::Check {
                             columns: Some(vec!["status".into()])
                         },
                         HardDeletes::NewRecord
                     )
                 ))
             );
+        }
+    }
+
+    #[test]
+    fn hooks_run_in_the_snapshot_transaction_or_around_it() {
+        let d = &dialect::PostgresDialect;
+        let ts = ChangeDetection::Timestamp {
+            updated_at: "updated_at".into(),
+        };
+        for existing in [None, Some(vec![col("id", "integer")])] {
+            let mut i = input(existing, ts.clone(), HardDeletes::Ignore);
+            i.node.pre_hooks = vec![
+                HookSql::new("set a = 1", false),
+                HookSql::new("set b = 2", true),
+            ];
+            i.node.post_hooks = vec![
+                HookSql::new("analyze x", true),
+                HookSql::new("vacuum x", false),
+            ];
+            let p = plan(d, &i);
+            assert_eq!(p.batches.len(), 3);
+            assert_eq!(p.batches[0].statements, vec!["set a = 1"]);
+            assert!(!p.batches[0].atomic);
+            assert!(p.batches[1].atomic);
+            assert_eq!(p.batches[1].statements[0], "set b = 2");
+            assert_eq!(
+                p.batches[1].statements.last().map(String::as_str),
+                Some("analyze x")
+            );
+            assert_eq!(p.batches[2].statements, vec!["vacuum x"]);
+            assert_eq!(p.main.0, 1);
         }
     }
 }

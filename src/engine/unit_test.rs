@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use minijinja::value::Value;
 use serde_json::Value as Json;
 
+use super::error::{NodeError, NodeErrorKind};
 use crate::adapter::{Adapter, Column};
 use crate::compile::{inject_ctes, CompiledNode, Compiler};
 use crate::manifest::{Fixture, Manifest, Node, UnitTest};
@@ -14,7 +15,7 @@ use crate::sql::quote_ident;
 
 /// What a unit test found.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum UnitOutcome {
     Pass,
     /// Expected and actual rows differ; the text is a readable diff.
     Fail(String),
@@ -133,16 +134,17 @@ pub fn run(
     adapter: &dyn Adapter,
     u: &UnitTest,
     done: &HashMap<String, CompiledNode>,
-) -> Result<Outcome, String> {
+) -> Result<UnitOutcome, NodeError> {
+    let config_error = |m: String| NodeError::new(NodeErrorKind::Config, m);
     let node: &Node = m
         .nodes
         .values()
         .find(|n| n.name == u.model && n.resource_type == crate::manifest::ResourceType::Model)
         .ok_or_else(|| {
-            format!(
+            config_error(format!(
                 "unit test '{}' tests model '{}', which does not exist",
                 u.name, u.model
-            )
+            ))
         })?;
     let to_map = |map: &indexmap::IndexMap<String, Json>| crate::jinja::to_value(map);
     let overrides: Vec<(String, Value)> = vec![
@@ -150,19 +152,20 @@ pub fn run(
         ("__strata_env_overrides".into(), to_map(&u.env_vars)),
         ("__strata_macro_overrides".into(), to_map(&u.macros)),
     ];
-    let compiled = compiler
-        .compile_with_overrides(node, overrides, done)
-        .map_err(|d| d.to_string())?;
+    let compiled = compiler.compile_with_overrides(node, overrides, done)?;
     let mut sql = compiled.pre_injected.clone();
     let mut ctes: Vec<(String, String)> = compiled.extra_ctes.clone();
     for (i, g) in u.given.iter().enumerate() {
         let (rendered, schema, ident) = if let Some(r) = g.refs.first() {
-            let (uid, rendered, eph) = compiler.resolver().resolve_rendered(&node.package, r)?;
+            let (uid, rendered, eph) = compiler
+                .resolver()
+                .resolve_rendered(&node.package, r)
+                .map_err(config_error)?;
             if eph {
-                return Err(format!(
+                return Err(config_error(format!(
                     "given input {} is an ephemeral model; give its inputs instead",
                     g.input
-                ));
+                )));
             }
             let n = &m.nodes[uid];
             (rendered.to_string(), n.schema.clone(), n.alias.clone())
@@ -172,7 +175,9 @@ pub fn run(
                 .sources
                 .values()
                 .find(|x| x.source_name == s && x.name == t)
-                .ok_or_else(|| format!("given input {} is not a defined source", g.input))?;
+                .ok_or_else(|| {
+                    config_error(format!("given input {} is not a defined source", g.input))
+                })?;
             (
                 src.relation_name.clone(),
                 src.schema.clone(),
@@ -188,9 +193,10 @@ pub fn run(
         ));
     }
     let sql = inject_ctes(&sql, &ctes);
+    let query = format!("select * from (\n{sql}\n) as dbt_unit_actual");
     let actual = adapter
-        .query(&format!("select * from (\n{sql}\n) as dbt_unit_actual"))
-        .map_err(|e| e.message)?;
+        .query(&query)
+        .map_err(|e| NodeError::in_statement(e, &query))?;
     let (exp_cols, expected): (Vec<String>, Vec<Vec<Option<String>>>) = match &u.expect {
         Fixture::Rows(rows) => {
             let mut cols: Vec<String> = Vec::new();
@@ -210,7 +216,7 @@ pub fn run(
         Fixture::Sql(q) => {
             let t = adapter
                 .query(q)
-                .map_err(|e| format!("expect rows query failed: {}", e.message))?;
+                .map_err(|e| NodeError::in_statement(e, q).context("expect rows query failed"))?;
             (t.columns, t.rows)
         }
     };
@@ -218,10 +224,10 @@ pub fn run(
         .iter()
         .map(|c| {
             actual.columns.iter().position(|a| a == c).ok_or_else(|| {
-                format!(
+                config_error(format!(
                     "expected column '{c}' is not in the model's output ({})",
                     actual.columns.join(", ")
-                )
+                ))
             })
         })
         .collect::<Result<_, _>>()?;
@@ -238,7 +244,7 @@ pub fn run(
     exp.sort();
     act.sort();
     if exp == act {
-        return Ok(Outcome::Pass);
+        return Ok(UnitOutcome::Pass);
     }
     // A diff: rows only expected (-), only actual (+), and shared ( ).
     let mut rows: Vec<(char, Vec<String>)> = Vec::new();
@@ -255,7 +261,7 @@ pub fn run(
     for a in act_left {
         rows.push(('+', a));
     }
-    Ok(Outcome::Fail(format!(
+    Ok(UnitOutcome::Fail(format!(
         "actual differs from expected (- expected, + actual):\n{}",
         table(&exp_cols, &rows)
     )))
