@@ -66,7 +66,7 @@ pub fn run(cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
                 }
                 cause = c.source();
             }
-            eprintln!("{}", secrets::scrub(&text));
+            crate::errln!("{}", secrets::scrub(&text));
             ExitCode::from(2)
         }
     }

@@ -6,6 +6,45 @@ use crate::engine::events::{
     Event, EventSink, NodeEnd, Problem, Progress, RunStatus, Subject, Summary,
 };
 
+/// A command's result on stdout (a listing, compiled SQL, a table, `debug`'s
+/// report), as opposed to log lines: the one place besides the reporter that
+/// writes to the terminal. A closed pipe (`strata ls | head`) is not an error.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
+
+/// A final error of the process, on stderr.
+pub fn err(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// `println!` for a command's result, through [`out`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::report::out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::report::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for a command's result, through [`out`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::report::out(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` for the process's final error, through [`err`].
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::report::err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Log lines as text, or as one JSON object per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {

@@ -880,3 +880,57 @@ fn yaml_snapshot_with_relation_and_ignored_deletes() {
         "1:10:false,1:11:true,2:20:true"
     );
 }
+
+#[test]
+fn seed_full_refresh_false_and_hooks_of_seeds_and_snapshots() {
+    let db = pg::database("seed_hooks");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("seeds/kept.csv", "id,name\n1,a\n2,b\n"),
+            ("seeds/plain.csv", "id\n1\n"),
+            (
+                "seeds/_seeds.yml",
+                "version: 2\nseeds:\n  - name: kept\n    config:\n      full_refresh: false\n      pre_hook: \"create table if not exists main.hook_log (what text, n int)\"\n      post_hook:\n        - \"insert into main.hook_log select 'seed {{ this.identifier }}', count(*) from {{ this }}\"\n        - sql: \"insert into main.hook_log values ('outside', 0)\"\n          transaction: false\n",
+            ),
+            (
+                "snapshots/snap.sql",
+                "{% snapshot kept_snapshot %}\n{{ config(target_schema='snapshots', unique_key='id', strategy='check', check_cols='all', post_hook=\"insert into main.hook_log select 'snapshot', count(*) from {{ this }}\") }}\nselect * from {{ ref('kept') }}\n{% endsnapshot %}",
+            ),
+        ],
+    );
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(
+            &db,
+            "select string_agg(what || ':' || n, ',' order by what) from main.hook_log"
+        ),
+        "outside:0,seed kept:2,snapshot:2",
+        "seed post-hooks run inside and after the load, snapshot post-hooks after it"
+    );
+    let oid = |table: &str| psql(&db, &format!("select 'main.{table}'::regclass::oid"));
+    let (kept, plain) = (oid("kept"), oid("plain"));
+    std::fs::write(
+        dir.path().join("seeds/kept.csv"),
+        "id,name\n1,a\n2,b\n3,c\n",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["seed", "--full-refresh"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        oid("kept"),
+        kept,
+        "full_refresh: false keeps the table under --full-refresh"
+    );
+    assert_ne!(oid("plain"), plain, "other seeds are recreated");
+    assert_eq!(psql(&db, "select count(*) from main.kept"), "3");
+    assert_eq!(
+        psql(
+            &db,
+            "select n from main.hook_log where what = 'seed kept' order by n desc limit 1"
+        ),
+        "3"
+    );
+}

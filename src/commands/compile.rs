@@ -79,7 +79,7 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
         .collect();
     if !args.common.select.is_empty() && explicit.len() == 1 {
         if let Some(c) = compiled.get(explicit[0]) {
-            println!("{}", crate::secrets::scrub(&c.sql));
+            crate::outln!("{}", crate::secrets::scrub(&c.sql));
         }
     }
     super::drop_in_background(compiled);

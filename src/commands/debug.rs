@@ -8,53 +8,53 @@ use crate::project::profiles::{profiles_dir, Connection};
 use crate::project::Project;
 
 pub fn run(args: &CommonArgs) -> Result<Outcome> {
-    println!("strata {}", env!("CARGO_PKG_VERSION"));
-    println!("project dir:   {}", args.project_dir.display());
+    crate::outln!("strata {}", env!("CARGO_PKG_VERSION"));
+    crate::outln!("project dir:   {}", args.project_dir.display());
     let pdir = profiles_dir(args.profiles_dir.as_deref(), &args.project_dir);
-    println!("profiles.yml:  {}", pdir.join("profiles.yml").display());
+    crate::outln!("profiles.yml:  {}", pdir.join("profiles.yml").display());
     let project = Project::load(&load_options(args, false))?;
     let s = &project.root().settings;
-    println!("project:       {} (dbt_project.yml OK)", s.name);
-    println!("packages:      {}", project.packages.len() - 1);
+    crate::outln!("project:       {} (dbt_project.yml OK)", s.name);
+    crate::outln!("packages:      {}", project.packages.len() - 1);
     let t = &project.target;
-    println!("profile:       {}", t.profile_name);
-    println!("target:        {}", t.name);
-    println!("type:          {}", t.connection.type_name());
+    crate::outln!("profile:       {}", t.profile_name);
+    crate::outln!("target:        {}", t.name);
+    crate::outln!("type:          {}", t.connection.type_name());
     match &t.connection {
         Connection::Postgres(c) => {
-            println!(
+            crate::outln!(
                 "host:          {}",
                 c.host.as_deref().unwrap_or("(local socket)")
             );
-            println!("port:          {}", c.port.unwrap_or(5432));
-            println!("user:          {}", c.user.as_deref().unwrap_or(""));
-            println!("local cluster: {}", c.local.unwrap_or(false));
+            crate::outln!("port:          {}", c.port.unwrap_or(5432));
+            crate::outln!("user:          {}", c.user.as_deref().unwrap_or(""));
+            crate::outln!("local cluster: {}", c.local.unwrap_or(false));
         }
         Connection::Redshift(c) => {
-            println!("host:          {}", c.host.as_deref().unwrap_or(""));
-            println!(
+            crate::outln!("host:          {}", c.host.as_deref().unwrap_or(""));
+            crate::outln!(
                 "method:        {}",
                 c.method.as_deref().unwrap_or("database")
             );
-            println!("cluster_id:    {}", c.cluster_id.as_deref().unwrap_or(""));
+            crate::outln!("cluster_id:    {}", c.cluster_id.as_deref().unwrap_or(""));
         }
     }
-    println!("database:      {}", t.database);
-    println!("schema:        {}", t.schema);
-    println!("threads:       {}", t.threads);
+    crate::outln!("database:      {}", t.database);
+    crate::outln!("schema:        {}", t.schema);
+    crate::outln!("threads:       {}", t.threads);
     match crate::adapter::connect(&project.dir, t, Some(1)).and_then(|a| {
         a.server_version().map_err(|e| {
             crate::error::Diagnostic::new(crate::error::DiagKind::Io, e.message).into()
         })
     }) {
         Ok(v) => {
-            println!("connection:    OK ({v})");
-            println!("All checks passed!");
+            crate::outln!("connection:    OK ({v})");
+            crate::outln!("All checks passed!");
             Ok(Outcome::Success)
         }
         Err(e) => {
-            println!("connection:    FAILED");
-            eprintln!("{e}");
+            crate::outln!("connection:    FAILED");
+            crate::errln!("{e}");
             Ok(Outcome::Failed)
         }
     }

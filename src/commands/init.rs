@@ -63,7 +63,7 @@ pub fn run(args: &InitArgs) -> Result<Outcome> {
         std::fs::write(&p, text.replace("strata_starter", name))
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    println!("Created project '{name}' in {}", dir.display());
-    println!("Next: cd {} && strata compile", dir.display());
+    crate::outln!("Created project '{name}' in {}", dir.display());
+    crate::outln!("Next: cd {} && strata compile", dir.display());
     Ok(Outcome::Success)
 }

@@ -85,7 +85,7 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
         out.push_str(&line);
         out.push('\n');
     }
-    print!("{out}");
+    crate::out!("{out}");
     if selected.is_empty() {
         s.reporter.warn("nothing matched the selection");
     }

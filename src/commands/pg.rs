@@ -28,7 +28,7 @@ pub fn run(args: &PgArgs) -> Result<Outcome> {
     match args.action {
         PgAction::Start => {
             let cluster = ensure_local(&project.dir, c, &t.database)?;
-            println!(
+            crate::outln!(
                 "running on 127.0.0.1:{} ({})",
                 cluster.port,
                 cluster.root.display()
@@ -37,30 +37,30 @@ pub fn run(args: &PgArgs) -> Result<Outcome> {
         PgAction::Stop => {
             let cluster = LocalCluster::for_project(&project.dir, &user)?;
             if cluster.stop()? {
-                println!("stopped");
+                crate::outln!("stopped");
             } else {
-                println!("not running");
+                crate::outln!("not running");
             }
         }
         PgAction::Status => {
             let cluster = LocalCluster::for_project(&project.dir, &user)?;
             if cluster.status()? {
-                println!(
+                crate::outln!(
                     "running on 127.0.0.1:{} ({})",
                     cluster.port,
                     cluster.root.display()
                 );
             } else if cluster.is_initialized() {
-                println!("stopped ({})", cluster.root.display());
+                crate::outln!("stopped ({})", cluster.root.display());
                 return Ok(Outcome::Failed);
             } else {
-                println!("not created yet; `strata pg start` creates it");
+                crate::outln!("not created yet; `strata pg start` creates it");
                 return Ok(Outcome::Failed);
             }
         }
         PgAction::Url => {
             let cluster = ensure_local(&project.dir, c, &t.database)?;
-            println!("{}", cluster.url(&t.database));
+            crate::outln!("{}", cluster.url(&t.database));
         }
         PgAction::Psql => {
             let cluster = ensure_local(&project.dir, c, &t.database)?;

@@ -26,7 +26,7 @@ pub fn run(args: &RunOperationArgs) -> Result<Outcome> {
         Ok(out) => {
             let out = out.trim();
             if !out.is_empty() {
-                println!("{}", crate::secrets::scrub(out));
+                crate::outln!("{}", crate::secrets::scrub(out));
             }
             super::drop_in_background(s);
             Ok(Outcome::Success)

@@ -49,7 +49,7 @@ pub fn run(args: &ShowArgs) -> Result<Outcome> {
     let t = adapter.query(&query).map_err(|e| anyhow::anyhow!("{e}"))?;
     s.reporter
         .info("show", &format!("Previewing node '{label}':"));
-    println!("{}", crate::table::format_table(&t));
+    crate::outln!("{}", crate::table::format_table(&t));
     super::drop_in_background(s);
     Ok(Outcome::Success)
 }

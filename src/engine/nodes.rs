@@ -17,10 +17,10 @@ use crate::project::config::{CheckCols, Hook, SnapshotStrategy};
 
 /// What building a node did, for its progress line and run_results.json.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Built {
+pub(crate) struct Built {
     /// The warehouse's response code (`CREATE VIEW`, `SELECT`, `INSERT`, ...).
-    pub code: &'static str,
-    pub rows: Option<u64>,
+    pub(crate) code: &'static str,
+    pub(crate) rows: Option<u64>,
 }
 
 fn not_compiled(n: &Node) -> NodeError {

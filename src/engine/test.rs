@@ -12,10 +12,10 @@ use crate::project::config::StoreFailuresAs;
 
 /// What a data test found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TestOutcome {
+pub(crate) struct TestOutcome {
     /// `Pass`, `Warn` or `Fail`.
-    pub status: RunStatus,
-    pub failures: u64,
+    pub(crate) status: RunStatus,
+    pub(crate) failures: u64,
 }
 
 impl RunCtx<'_> {

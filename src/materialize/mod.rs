@@ -247,7 +247,7 @@ pub(crate) mod test_support {
     use super::Plan;
     use crate::adapter::Column;
 
-    pub fn column(name: &str, data_type: &str) -> Column {
+    pub(crate) fn column(name: &str, data_type: &str) -> Column {
         Column {
             name: name.into(),
             data_type: data_type.into(),
@@ -255,7 +255,7 @@ pub(crate) mod test_support {
     }
 
     /// A plan's batches, each headed by how it runs.
-    pub fn show(p: &Plan) -> String {
+    pub(crate) fn show(p: &Plan) -> String {
         p.batches
             .iter()
             .map(|b| {
@@ -274,7 +274,7 @@ pub(crate) mod test_support {
     }
 
     /// A plan's statements, batch by batch, as its snapshot shows them.
-    pub fn statements_by_batch(p: &Plan) -> String {
+    pub(crate) fn statements_by_batch(p: &Plan) -> String {
         p.batches
             .iter()
             .map(|b| b.statements.join(";\n"))

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: fixture copies and CLI runs.
 #![allow(dead_code)]
+// `pub` for each test binary that includes this module.
+#![allow(unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
