@@ -8,10 +8,10 @@ use minijinja::value::Value;
 use serde_json::Value as Json;
 
 use super::error::{NodeError, NodeErrorKind};
+use crate::adapter::Dialect;
 use crate::adapter::{Adapter, Column};
 use crate::compile::{inject_ctes, CompiledNode, Compiler};
 use crate::manifest::{Fixture, Manifest, Node, UnitTest};
-use crate::sql::quote_ident;
 
 /// What a unit test found.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,18 +21,18 @@ pub enum UnitOutcome {
     Fail(String),
 }
 
-fn literal(v: &Json) -> String {
+fn literal(d: &dyn Dialect, v: &Json) -> String {
     match v {
         Json::Null => "null".into(),
         Json::Bool(b) => b.to_string(),
         Json::Number(n) => n.to_string(),
-        Json::String(s) => format!("'{}'", s.replace('\'', "''")),
-        other => format!("'{}'", other.to_string().replace('\'', "''")),
+        Json::String(s) => d.quote_literal(s),
+        other => d.quote_literal(&other.to_string()),
     }
 }
 
 /// The CTE body for one input's rows, typed like the real relation when it exists.
-fn fixture_sql(rows: &Fixture, columns: &[Column]) -> String {
+fn fixture_sql(d: &dyn Dialect, rows: &Fixture, columns: &[Column]) -> String {
     match rows {
         Fixture::Sql(sql) => sql.clone(),
         Fixture::Rows(rows) => {
@@ -51,10 +51,10 @@ fn fixture_sql(rows: &Fixture, columns: &[Column]) -> String {
                     .map(|c| c.data_type.clone())
             };
             let cell = |n: &str, v: Option<&Json>| {
-                let lit = literal(v.unwrap_or(&Json::Null));
+                let lit = literal(d, v.unwrap_or(&Json::Null));
                 match ty(n) {
-                    Some(t) => format!("cast({lit} as {t}) as {}", quote_ident(n)),
-                    None => format!("{lit} as {}", quote_ident(n)),
+                    Some(t) => format!("cast({lit} as {t}) as {}", d.quote_ident(n)),
+                    None => format!("{lit} as {}", d.quote_ident(n)),
                 }
             };
             if rows.is_empty() {
@@ -189,7 +189,10 @@ pub fn run(
         let columns = adapter.columns_of(&schema, &ident).unwrap_or_default();
         ctes.push((
             name.clone(),
-            format!(" {name} as (\n{}\n)", fixture_sql(&g.rows, &columns)),
+            format!(
+                " {name} as (\n{}\n)",
+                fixture_sql(adapter.dialect(), &g.rows, &columns)
+            ),
         ));
     }
     let sql = inject_ctes(&sql, &ctes);
