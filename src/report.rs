@@ -216,7 +216,7 @@ impl EventSink for Reporter {
                 Level::Info,
                 command,
                 &format!("Concurrency: {threads} threads (target='{target}'); running {what}"),
-                Some(serde_json::json!({"threads": threads, "target": target})),
+                self.data(|| serde_json::json!({"threads": threads, "target": target})),
             ),
             Event::NodeStarted { at, subject } => {
                 let code = if matches!(subject, Subject::UnitTest { .. }) {
@@ -228,7 +228,7 @@ impl EventSink for Reporter {
                     Level::Info,
                     code,
                     &progress(*at, &format!("START {}", describe(subject)), "RUN"),
-                    Some(node_data(subject, None)),
+                    self.data(|| node_data(subject, None)),
                 );
             }
             Event::NodeFinished(end) => self.node_finished(end),
@@ -248,7 +248,7 @@ impl EventSink for Reporter {
                         &format!("ERROR {relation} (its unit tests failed)"),
                         "ERROR",
                     ),
-                    Some(node_data(subject, Some(RunStatus::Error))),
+                    self.data(|| node_data(subject, Some(RunStatus::Error))),
                 );
             }
             Event::NodeSkipped { at, subject } => {
@@ -267,7 +267,7 @@ impl EventSink for Reporter {
                         &format!("SKIP relation {relation} due to an upstream failure"),
                         "SKIP",
                     ),
-                    Some(node_data(subject, Some(RunStatus::Skipped))),
+                    self.data(|| node_data(subject, Some(RunStatus::Skipped))),
                 );
             }
             Event::Finished {
@@ -309,10 +309,12 @@ impl EventSink for Reporter {
                     &format!(
                         "Done. PASS={pass} WARN={warn} ERROR={error} SKIP={skip} TOTAL={total}"
                     ),
-                    Some(serde_json::json!({
-                        "pass": pass, "warn": warn, "error": error, "skip": skip, "total": total,
-                        "elapsed": seconds,
-                    })),
+                    self.data(|| {
+                        serde_json::json!({
+                            "pass": pass, "warn": warn, "error": error, "skip": skip, "total": total,
+                            "elapsed": seconds,
+                        })
+                    }),
                 );
             }
             Event::Interrupted => {
@@ -323,9 +325,14 @@ impl EventSink for Reporter {
 }
 
 impl Reporter {
+    /// An event's structured fields, built only for JSON output.
+    fn data(&self, fields: impl FnOnce() -> serde_json::Value) -> Option<serde_json::Value> {
+        (self.format == LogFormat::Json).then(fields)
+    }
+
     fn node_finished(&self, end: &NodeEnd<'_>) {
         let secs = end.seconds;
-        let data = {
+        let data = self.data(|| {
             let mut d = node_data(end.subject, Some(end.status));
             if let Some(obj) = d.as_object_mut() {
                 obj.insert("elapsed".into(), secs.into());
@@ -336,8 +343,8 @@ impl Reporter {
                     obj.insert("failures".into(), f.into());
                 }
             }
-            Some(d)
-        };
+            d
+        });
         let unit = matches!(end.subject, Subject::UnitTest { .. });
         let name = match end.subject {
             Subject::Test { name, .. } => name.as_str(),
