@@ -934,3 +934,51 @@ fn seed_full_refresh_false_and_hooks_of_seeds_and_snapshots() {
         "3"
     );
 }
+
+#[test]
+fn seed_values_arrive_exactly_or_the_seed_fails() {
+    let db = pg::database("seed_exact");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("seeds/marker.csv", "v\na\n\\.\nb\n\nc\n"),
+            ("seeds/wide.csv", "id,v\n1,x\n"),
+        ],
+    );
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(
+            &db,
+            "select string_agg(coalesce(v, 'NULL'), '|' order by ctid) from main.marker"
+        ),
+        "a|\\.|b|NULL|c",
+        "COPY's end marker is a value, a blank line a NULL"
+    );
+    // An unterminated quote fails the seed at its line; the table survives.
+    let mut rows = String::from("id,v\n");
+    for i in 1..=2000 {
+        if i == 1000 {
+            rows.push_str("1000,\"open\n");
+        } else {
+            rows.push_str(&format!("{i},x\n"));
+        }
+    }
+    std::fs::write(dir.path().join("seeds/wide.csv"), rows).unwrap();
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("seeds/wide.csv:1001"), "{}", r.stderr);
+    assert!(r.stderr.contains("never closed"), "{}", r.stderr);
+    assert_eq!(psql(&db, "select count(*) from main.wide"), "1");
+    // Invalid UTF-8 fails that seed at its line; the others still load.
+    std::fs::write(dir.path().join("seeds/wide.csv"), b"id,v\n1,x\n2,\xff\n").unwrap();
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("seeds/wide.csv:3:1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("OK loaded seed file main.marker"),
+        "{}",
+        r.stderr
+    );
+}

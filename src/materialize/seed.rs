@@ -99,81 +99,180 @@ pub fn read_csv(
             .hint("save the CSV as UTF-8")
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let header = rdr
-        .headers()
-        .map_err(|e| {
-            Diagnostic::new(DiagKind::Io, format!("cannot read the header: {e}")).at(
-                file,
-                Some(text),
-                1,
-                1,
-            )
-        })?
-        .clone();
-    let columns: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
-    if columns.is_empty() || columns.iter().any(String::is_empty) {
+    let mut rows = parse_csv(text, char::from(delimiter))
+        .map_err(|(line, msg)| Diagnostic::new(DiagKind::Io, msg).at(file, Some(text), line, 1))?
+        .into_iter();
+    let Some(header) = rows.next() else {
         return Err(
-            Diagnostic::new(DiagKind::Io, "the header has an empty column name").at(
+            Diagnostic::new(DiagKind::Io, "cannot read the header: the file is empty").at(
                 file,
                 Some(text),
                 1,
                 1,
             ),
         );
-    }
-    let mut records: Vec<csv::StringRecord> = Vec::new();
-    for r in rdr.records() {
-        let r = r.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
-            Diagnostic::new(DiagKind::Io, format!("malformed CSV: {e}")).at(
+    };
+    let columns: Vec<String> = header.fields.iter().map(|h| h.trim().to_string()).collect();
+    if columns.is_empty() || columns.iter().any(String::is_empty) {
+        return Err(
+            Diagnostic::new(DiagKind::Io, "the header has an empty column name").at(
                 file,
                 Some(text),
-                line,
+                header.line,
                 1,
-            )
-        })?;
-        if r.len() != columns.len() {
-            let line = r.position().map(|p| p.line() as usize).unwrap_or(1);
+            ),
+        );
+    }
+    let mut records: Vec<Vec<String>> = Vec::new();
+    for r in rows {
+        // A blank line is a NULL value of a one-column seed (as dbt loads
+        // it), and nothing in a wider one.
+        if r.blank && columns.len() > 1 {
+            continue;
+        }
+        if r.fields.len() != columns.len() {
             return Err(Diagnostic::new(
                 DiagKind::Io,
-                format!("row has {} fields but the header has {}", r.len(), columns.len()),
+                format!("row has {} fields but the header has {}", r.fields.len(), columns.len()),
             )
-            .at(file, Some(text), line, 1)
+            .at(file, Some(text), r.line, 1)
             .hint("every row needs one value per header column; quote values that contain the delimiter"));
         }
-        records.push(r);
+        records.push(r.fields);
     }
     let types: Vec<String> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
             column_types(c)
-                .unwrap_or_else(|| d.seed_type(infer(&mut records.iter().map(|r| &r[i]))))
+                .unwrap_or_else(|| d.seed_type(infer(&mut records.iter().map(|r| r[i].as_str()))))
         })
         .collect();
-    let mut w = csv::WriterBuilder::new()
-        .quote_style(csv::QuoteStyle::Necessary)
-        .from_writer(Vec::new());
+    let mut copy_data = Vec::with_capacity(text.len() + records.len());
     for r in &records {
-        let fields: Vec<&str> = r.iter().collect();
-        w.write_record(&fields).map_err(|e| {
-            Diagnostic::new(DiagKind::Io, format!("cannot re-encode the seed: {e}")).file(file)
-        })?;
+        for (i, f) in r.iter().enumerate() {
+            if i > 0 {
+                copy_data.push(b',');
+            }
+            write_copy_field(&mut copy_data, f);
+        }
+        copy_data.push(b'\n');
     }
-    let copy_data = w.into_inner().map_err(|e| {
-        Diagnostic::new(DiagKind::Io, format!("cannot re-encode the seed: {e}")).file(file)
-    })?;
     Ok(SeedData {
         columns,
         types,
         copy_data,
         rows: records.len(),
     })
+}
+
+/// One CSV record and the line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CsvRow {
+    line: usize,
+    fields: Vec<String>,
+    /// An empty line.
+    blank: bool,
+}
+
+/// Reads CSV as RFC 4180 writes it (quoted fields may hold delimiters,
+/// quotes as `""` and line breaks), keeping blank lines, and refusing a
+/// quote that never closes instead of swallowing the rest of the file.
+fn parse_csv(text: &str, delimiter: char) -> Result<Vec<CsvRow>, (usize, String)> {
+    let mut rows = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut line = 1usize;
+    let mut row_line = 1usize;
+    let mut quoted_from: Option<usize> = None;
+    let mut at_field_start = true;
+    let mut chars = text.chars().peekable();
+    let end_row =
+        |fields: &mut Vec<String>, field: &mut String, rows: &mut Vec<CsvRow>, row_line| {
+            fields.push(std::mem::take(field));
+            let blank = fields.len() == 1 && fields[0].is_empty();
+            rows.push(CsvRow {
+                line: row_line,
+                fields: std::mem::take(fields),
+                blank,
+            });
+        };
+    let mut pending = false;
+    while let Some(c) = chars.next() {
+        if let Some(_start) = quoted_from {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    field.push('"');
+                } else {
+                    quoted_from = None;
+                }
+            } else {
+                if c == '\n' {
+                    line += 1;
+                }
+                field.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' if at_field_start => {
+                quoted_from = Some(line);
+                at_field_start = false;
+                pending = true;
+            }
+            c if c == delimiter => {
+                fields.push(std::mem::take(&mut field));
+                at_field_start = true;
+                pending = true;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                end_row(&mut fields, &mut field, &mut rows, row_line);
+                line += 1;
+                row_line = line;
+                at_field_start = true;
+                pending = false;
+            }
+            c => {
+                field.push(c);
+                at_field_start = false;
+                pending = true;
+            }
+        }
+    }
+    if let Some(start) = quoted_from {
+        return Err((
+            start,
+            "malformed CSV: a quoted value starts here and is never closed".to_string(),
+        ));
+    }
+    if pending {
+        end_row(&mut fields, &mut field, &mut rows, row_line);
+    }
+    Ok(rows)
+}
+
+/// One value as COPY's CSV format reads it back exactly: empty is NULL, and
+/// anything COPY could misread (delimiters, quotes, line breaks, backslashes,
+/// and `\.`, its end-of-data marker) is quoted.
+fn write_copy_field(out: &mut Vec<u8>, value: &str) {
+    let needs_quotes = value == "\\."
+        || value
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'));
+    if needs_quotes {
+        out.push(b'"');
+        for b in value.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
 }
 
 /// The statements around the COPY of a seed: `before`, the COPY and `after`
@@ -334,5 +433,31 @@ mod tests {
         .unwrap();
         assert_eq!(d.types, vec!["bigint", "text"]);
         assert_eq!(String::from_utf8(d.copy_data).unwrap(), "1,\"a, b\"\n2,\n");
+    }
+
+    #[test]
+    fn every_value_arrives_or_the_file_is_refused() {
+        let d = &PostgresDialect;
+        // COPY's end-of-data marker as a value is quoted, not an end.
+        let data = read_csv(d, "s.csv", b"v\na\n\\.\nb\nc\n", b',', &|_| None).unwrap();
+        assert_eq!(data.rows, 4);
+        assert_eq!(
+            String::from_utf8(data.copy_data).unwrap(),
+            "a\n\"\\.\"\nb\nc\n"
+        );
+        // A blank line is a NULL row of a one-column seed, nothing in a wider one.
+        let data = read_csv(d, "s.csv", b"v\na\n\nb\n", b',', &|_| None).unwrap();
+        assert_eq!(data.rows, 3);
+        assert_eq!(String::from_utf8(data.copy_data).unwrap(), "a\n\nb\n");
+        let data = read_csv(d, "s.csv", b"a,b\n1,2\n\n3,4\r\n", b',', &|_| None).unwrap();
+        assert_eq!(data.rows, 2);
+        assert_eq!(String::from_utf8(data.copy_data).unwrap(), "1,2\n3,4\n");
+        // An unterminated quote names the line where it opens.
+        let e = read_csv(d, "s.csv", b"a,b\n1,2\n3,\"x\n4,5\n6,7\n", b',', &|_| None).unwrap_err();
+        assert_eq!(e.location.as_ref().unwrap().line, 3);
+        assert!(e.to_string().contains("never closed"), "{e}");
+        // Quoted line breaks keep later line numbers right.
+        let e = read_csv(d, "s.csv", b"a,b\n1,\"x\ny\"\n3\n", b',', &|_| None).unwrap_err();
+        assert_eq!(e.location.unwrap().line, 4);
     }
 }

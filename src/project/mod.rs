@@ -381,18 +381,31 @@ fn discover_files(project_dir: &Path, packages: &[Package]) -> Result<Vec<Source
                 path: abs.clone(),
                 source,
             })?;
-            let contents = String::from_utf8(bytes).map_err(|e| {
-                Error::from(
-                    Diagnostic::new(
-                        DiagKind::Io,
-                        format!(
-                            "file is not valid UTF-8 (byte {})",
-                            e.utf8_error().valid_up_to()
-                        ),
-                    )
-                    .file(&original_path),
-                )
-            })?;
+            let contents = match String::from_utf8(bytes) {
+                Ok(text) => text,
+                // A seed is read again when it is loaded, and fails there alone
+                // with its line; parsing needs only its checksum.
+                Err(e) if kind == FileKind::Seed => {
+                    String::from_utf8_lossy(e.as_bytes()).into_owned()
+                }
+                Err(e) => {
+                    let bytes = e.as_bytes();
+                    let valid = &bytes[..e.utf8_error().valid_up_to()];
+                    let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+                    let column = valid.len()
+                        - valid
+                            .iter()
+                            .rposition(|b| *b == b'\n')
+                            .map(|p| p + 1)
+                            .unwrap_or(0)
+                        + 1;
+                    return Err(Error::from(
+                        Diagnostic::new(DiagKind::Io, "file is not valid UTF-8")
+                            .at(&original_path, None, line, column)
+                            .hint("save the file as UTF-8"),
+                    ));
+                }
+            };
             Ok(SourceFile {
                 display: format!("{}{original_path}", prefixes[package]),
                 id: FileId {
