@@ -2,6 +2,7 @@
 //! with the dialect's bulk load (`COPY ... FROM STDIN` on Postgres) inside one
 //! transaction.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -99,7 +100,7 @@ pub fn read_csv(
             .hint("save the CSV as UTF-8")
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rows = parse_csv(text, char::from(delimiter))
+    let mut rows = parse_csv(text, delimiter)
         .map_err(|(line, msg)| Diagnostic::new(DiagKind::Io, msg).at(file, Some(text), line, 1))?
         .into_iter();
     let Some(header) = rows.next() else {
@@ -123,7 +124,7 @@ pub fn read_csv(
             ),
         );
     }
-    let mut records: Vec<Vec<String>> = Vec::new();
+    let mut records: Vec<Vec<Cow<'_, str>>> = Vec::new();
     for r in rows {
         // A blank line is a NULL value of a one-column seed (as dbt loads
         // it), and nothing in a wider one.
@@ -145,7 +146,7 @@ pub fn read_csv(
         .enumerate()
         .map(|(i, c)| {
             column_types(c)
-                .unwrap_or_else(|| d.seed_type(infer(&mut records.iter().map(|r| r[i].as_str()))))
+                .unwrap_or_else(|| d.seed_type(infer(&mut records.iter().map(|r| r[i].as_ref()))))
         })
         .collect();
     let mut copy_data = Vec::with_capacity(text.len() + records.len());
@@ -168,9 +169,10 @@ pub fn read_csv(
 
 /// One CSV record and the line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct CsvRow {
+struct CsvRow<'a> {
     line: usize,
-    fields: Vec<String>,
+    /// Borrowed from the file unless a quoted value holds `""`.
+    fields: Vec<Cow<'a, str>>,
     /// An empty line.
     blank: bool,
 }
@@ -178,77 +180,98 @@ struct CsvRow {
 /// Reads CSV as RFC 4180 writes it (quoted fields may hold delimiters,
 /// quotes as `""` and line breaks), keeping blank lines, and refusing a
 /// quote that never closes instead of swallowing the rest of the file.
-fn parse_csv(text: &str, delimiter: char) -> Result<Vec<CsvRow>, (usize, String)> {
+/// Works on bytes: an ASCII delimiter, quote or line break never occurs
+/// inside a multi-byte UTF-8 character.
+fn parse_csv(text: &str, delimiter: u8) -> Result<Vec<CsvRow<'_>>, (usize, String)> {
+    let b = text.as_bytes();
     let mut rows = Vec::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
+    let mut fields: Vec<Cow<'_, str>> = Vec::new();
     let mut line = 1usize;
-    let mut row_line = 1usize;
-    let mut quoted_from: Option<usize> = None;
-    let mut at_field_start = true;
-    let mut chars = text.chars().peekable();
-    let end_row =
-        |fields: &mut Vec<String>, field: &mut String, rows: &mut Vec<CsvRow>, row_line| {
-            fields.push(std::mem::take(field));
-            let blank = fields.len() == 1 && fields[0].is_empty();
-            rows.push(CsvRow {
-                line: row_line,
-                fields: std::mem::take(fields),
-                blank,
-            });
-        };
-    let mut pending = false;
-    while let Some(c) = chars.next() {
-        if let Some(_start) = quoted_from {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    field.push('"');
+    let mut i = 0usize;
+    let n = b.len();
+    while i < n {
+        let row_line = line;
+        // One record.
+        loop {
+            let field: Cow<'_, str>;
+            if b[i] == b'"' {
+                let open_line = line;
+                let start = i + 1;
+                let mut j = start;
+                let mut escaped = false;
+                loop {
+                    if j >= n {
+                        return Err((
+                            open_line,
+                            "malformed CSV: a quoted value starts here and is never closed"
+                                .to_string(),
+                        ));
+                    }
+                    match b[j] {
+                        b'"' if j + 1 < n && b[j + 1] == b'"' => {
+                            escaped = true;
+                            j += 2;
+                        }
+                        b'"' => break,
+                        b'\n' => {
+                            line += 1;
+                            j += 1;
+                        }
+                        _ => j += 1,
+                    }
+                }
+                let inner = &text[start..j];
+                i = j + 1;
+                // Text after the closing quote belongs to the value (lenient, like dbt).
+                let rest_start = i;
+                while i < n && b[i] != delimiter && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+                let mut value = if escaped {
+                    Cow::Owned(inner.replace("\"\"", "\""))
                 } else {
-                    quoted_from = None;
+                    Cow::Borrowed(inner)
+                };
+                if i > rest_start {
+                    value = Cow::Owned(format!("{value}{}", &text[rest_start..i]));
                 }
+                field = value;
             } else {
-                if c == '\n' {
-                    line += 1;
+                let start = i;
+                while i < n && b[i] != delimiter && b[i] != b'\n' {
+                    i += 1;
                 }
-                field.push(c);
+                let mut end = i;
+                if i < n && b[i] == b'\n' && end > start && b[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                field = Cow::Borrowed(&text[start..end]);
             }
-            continue;
-        }
-        match c {
-            '"' if at_field_start => {
-                quoted_from = Some(line);
-                at_field_start = false;
-                pending = true;
+            fields.push(field);
+            if i < n && b[i] == b'\r' && i + 1 < n && b[i + 1] == b'\n' {
+                i += 1;
             }
-            c if c == delimiter => {
-                fields.push(std::mem::take(&mut field));
-                at_field_start = true;
-                pending = true;
+            if i < n && b[i] == delimiter {
+                i += 1;
+                if i >= n {
+                    fields.push(Cow::Borrowed(""));
+                    break;
+                }
+                continue;
             }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                end_row(&mut fields, &mut field, &mut rows, row_line);
+            // End of line or of file.
+            if i < n {
+                i += 1;
                 line += 1;
-                row_line = line;
-                at_field_start = true;
-                pending = false;
             }
-            c => {
-                field.push(c);
-                at_field_start = false;
-                pending = true;
-            }
+            break;
         }
-    }
-    if let Some(start) = quoted_from {
-        return Err((
-            start,
-            "malformed CSV: a quoted value starts here and is never closed".to_string(),
-        ));
-    }
-    if pending {
-        end_row(&mut fields, &mut field, &mut rows, row_line);
+        let blank = fields.len() == 1 && fields[0].is_empty();
+        rows.push(CsvRow {
+            line: row_line,
+            fields: std::mem::take(&mut fields),
+            blank,
+        });
     }
     Ok(rows)
 }
