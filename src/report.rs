@@ -195,6 +195,17 @@ fn describe(subject: &Subject) -> String {
     }
 }
 
+/// The relation (`schema.alias`) or test name of a subject.
+fn short_name(subject: &Subject) -> &str {
+    match subject {
+        Subject::Model { relation, .. }
+        | Subject::Seed { relation, .. }
+        | Subject::Snapshot { relation, .. } => relation,
+        Subject::Test { name, .. } => name,
+        Subject::UnitTest { label, .. } => label,
+    }
+}
+
 fn node_data(subject: &Subject, status: Option<RunStatus>) -> serde_json::Value {
     let mut v = serde_json::json!({ "unique_id": subject.unique_id() });
     if let (Some(s), Some(obj)) = (status, v.as_object_mut()) {
@@ -233,13 +244,7 @@ impl EventSink for Reporter {
             }
             Event::NodeFinished(end) => self.node_finished(end),
             Event::NodeBlocked { at, subject } => {
-                let relation = match subject {
-                    Subject::Model { relation, .. }
-                    | Subject::Seed { relation, .. }
-                    | Subject::Snapshot { relation, .. } => relation.as_str(),
-                    Subject::Test { name, .. } => name.as_str(),
-                    Subject::UnitTest { label, .. } => label.as_str(),
-                };
+                let relation = short_name(subject);
                 self.emit_with(
                     Level::Error,
                     "node_blocked",
@@ -252,13 +257,7 @@ impl EventSink for Reporter {
                 );
             }
             Event::NodeSkipped { at, subject } => {
-                let relation = match subject {
-                    Subject::Model { relation, .. }
-                    | Subject::Seed { relation, .. }
-                    | Subject::Snapshot { relation, .. } => relation.as_str(),
-                    Subject::Test { name, .. } => name.as_str(),
-                    Subject::UnitTest { label, .. } => label.as_str(),
-                };
+                let relation = short_name(subject);
                 self.emit_with(
                     Level::Info,
                     "node_skip",
