@@ -214,25 +214,17 @@ pub fn execute(
             .map(|n| n.unique_id.clone()),
     );
     let adapter_ref: &dyn Adapter = adapter.as_ref();
-    {
-        // `is_incremental()` is true where the model merges into its table.
-        let probe = RunCtx {
-            project: inputs.project,
-            adapter: adapter_ref,
-            compiler: &compiler,
-            existing: &existing,
-            full_refresh_flag: options.full_refresh,
-        };
-        let incremental: Vec<String> = nodes
+    // `is_incremental()` is true where the model merges into its table.
+    compiler.incremental.extend(
+        nodes
             .iter()
             .filter(|n| {
                 n.resource_type == ResourceType::Model
-                    && probe.model_build(n).ok() == Some(decide::ModelBuild::Incremental)
+                    && nodes::model_build_of(n, &existing, options.full_refresh).ok()
+                        == Some(decide::ModelBuild::Incremental)
             })
-            .map(|n| n.unique_id.clone())
-            .collect();
-        compiler.incremental.extend(incremental);
-    }
+            .map(|n| n.unique_id.clone()),
+    );
     let compiled: HashMap<String, CompiledNode> = compiler.compile(inputs.graph, &compile_ids)?;
     std::fs::create_dir_all(inputs.target_dir).map_err(|e| {
         crate::error::Diagnostic::new(

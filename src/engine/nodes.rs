@@ -2,6 +2,8 @@
 //! the warehouse become a `NodePlanInput` (hooks rendered), a plan, and the
 //! plan's batches run on the adapter.
 
+use std::collections::HashMap;
+
 use super::decide::{self, ModelBuild};
 use super::error::{NodeError, NodeErrorKind};
 use super::RunCtx;
@@ -52,11 +54,35 @@ fn describe(adapter: &dyn Adapter, sql: &str) -> Result<Vec<crate::adapter::Colu
         .map_err(|e| NodeError::in_statement(e, &wrapped))
 }
 
+/// A model's output columns, asked of the warehouse once however many
+/// settings need them (persisted column docs, contract, incremental merge).
+struct Output<'a> {
+    adapter: &'a dyn Adapter,
+    sql: &'a str,
+    columns: std::cell::OnceCell<Vec<crate::adapter::Column>>,
+}
+
+impl<'a> Output<'a> {
+    fn new(adapter: &'a dyn Adapter, sql: &'a str) -> Output<'a> {
+        Output {
+            adapter,
+            sql,
+            columns: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn columns(&self) -> Result<&[crate::adapter::Column], NodeError> {
+        if let Some(c) = self.columns.get() {
+            return Ok(c);
+        }
+        let described = describe(self.adapter, self.sql)?;
+        Ok(self.columns.get_or_init(|| described))
+    }
+}
+
 impl RunCtx<'_> {
     fn existing(&self, n: &Node) -> Option<RelationKind> {
-        self.existing
-            .get(&(n.schema.clone(), n.alias.clone()))
-            .copied()
+        existing_of(self.existing, n)
     }
 
     fn render_hooks(&self, n: &Node, hooks: &[Hook]) -> Result<Vec<HookSql>, NodeError> {
@@ -86,11 +112,7 @@ impl RunCtx<'_> {
 
     /// How a model is built this run (also decides `is_incremental()` at compile).
     pub(super) fn model_build(&self, n: &Node) -> Result<ModelBuild, NodeError> {
-        decide::model_build(
-            &n.config.materialized,
-            self.existing(n),
-            self.full_refresh(n),
-        )
+        model_build_of(n, self.existing, self.full_refresh_flag)
     }
 
     pub(super) fn build_model(
@@ -102,13 +124,14 @@ impl RunCtx<'_> {
         let build = self.model_build(n)?;
         let d = self.adapter.dialect();
         let mut input = self.plan_input(n, &c.sql)?;
-        input.settings = self.relation_settings(n, &c.sql)?;
+        let output = Output::new(self.adapter, &c.sql);
+        input.settings = self.relation_settings(n, &output)?;
         if build.keeps_relation() {
             // Relations kept in place keep their grants: revoke what the
             // config no longer lists, so grants match it.
             input.settings.revokes = self.stale_grants(n, &input.settings.grants)?;
         }
-        input.contract = self.enforced_contract(n, &c.sql)?;
+        input.contract = self.enforced_contract(n, &output)?;
         let plan = match build {
             ModelBuild::Incremental => incremental::plan(
                 d,
@@ -117,7 +140,7 @@ impl RunCtx<'_> {
                     unique_key: n.config.unique_key.clone(),
                     predicates: n.config.incremental_predicates.clone(),
                     on_schema_change: n.config.on_schema_change,
-                    source_columns: describe(self.adapter, &c.sql)?,
+                    source_columns: output.columns()?.to_vec(),
                     target_columns: self.adapter.columns_of(&n.schema, &n.alias)?,
                     node: input,
                 },
@@ -141,7 +164,11 @@ impl RunCtx<'_> {
     }
 
     /// Indexes, grants, unlogged and persisted docs from a model's config.
-    fn relation_settings(&self, n: &Node, sql: &str) -> Result<RelationSettings, NodeError> {
+    fn relation_settings(
+        &self,
+        n: &Node,
+        output: &Output<'_>,
+    ) -> Result<RelationSettings, NodeError> {
         let cfg = &n.config;
         let mut out = RelationSettings {
             unlogged: cfg.unlogged,
@@ -165,7 +192,7 @@ impl RunCtx<'_> {
             out.relation_comment = Some(n.description.clone());
         }
         if cfg.persist_docs.columns && n.columns.values().any(|c| !c.description.is_empty()) {
-            let produced = describe(self.adapter, sql)?;
+            let produced = output.columns()?;
             for c in n.columns.values() {
                 if !c.description.is_empty() && produced.iter().any(|p| p.name == c.name) {
                     out.column_comments
@@ -197,7 +224,11 @@ impl RunCtx<'_> {
     /// With `contract: {enforced: true}`, checks the model's output against
     /// its YAML columns before anything is built, and returns the declared
     /// columns with their types normalized by the warehouse.
-    fn enforced_contract(&self, n: &Node, sql: &str) -> Result<Option<Vec<Declared>>, NodeError> {
+    fn enforced_contract(
+        &self,
+        n: &Node,
+        output: &Output<'_>,
+    ) -> Result<Option<Vec<Declared>>, NodeError> {
         if !n.config.contract_enforced {
             return Ok(None);
         }
@@ -229,8 +260,8 @@ impl RunCtx<'_> {
                 constraints: c.constraints.iter().filter_map(constraint_of).collect(),
             });
         }
-        let produced = describe(self.adapter, sql)?;
-        contract::check(&declared, &produced).map_err(|e| contract_error(e.0))?;
+        let produced = output.columns()?;
+        contract::check(&declared, produced).map_err(|e| contract_error(e.0))?;
         Ok(Some(declared))
     }
 
@@ -388,6 +419,29 @@ impl RunCtx<'_> {
             rows,
         })
     }
+}
+
+/// What exists in the warehouse where a node goes.
+fn existing_of(
+    existing: &HashMap<(String, String), RelationKind>,
+    n: &Node,
+) -> Option<RelationKind> {
+    existing.get(&(n.schema.clone(), n.alias.clone())).copied()
+}
+
+/// How a model is built over what exists, under the `--full-refresh` flag
+/// (the model's own `full_refresh` wins). Before compiling it decides
+/// `is_incremental()`; while running, the plan.
+pub(super) fn model_build_of(
+    n: &Node,
+    existing: &HashMap<(String, String), RelationKind>,
+    full_refresh_flag: bool,
+) -> Result<ModelBuild, NodeError> {
+    decide::model_build(
+        &n.config.materialized,
+        existing_of(existing, n),
+        n.config.full_refresh_under(full_refresh_flag),
+    )
 }
 
 /// The data line COPY names in its error (`COPY x, line 3`).
