@@ -71,7 +71,7 @@ where
             let on_skip = &on_skip;
             let children = &children;
             let skip_descendants = &skip_descendants;
-            scope.spawn(move || loop {
+            let worker = move || loop {
                 let job = {
                     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                     loop {
@@ -122,7 +122,18 @@ where
                     }
                 }
                 cv.notify_all();
-            });
+            };
+            // Jobs render hooks: give them the stack templates need, or the
+            // default one when the system refuses it.
+            let worker = std::sync::Arc::new(worker);
+            let w = worker.clone();
+            if std::thread::Builder::new()
+                .stack_size(crate::jinja::STACK_BYTES)
+                .spawn_scoped(scope, move || w())
+                .is_err()
+            {
+                scope.spawn(move || worker());
+            }
         }
     });
     state

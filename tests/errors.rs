@@ -238,3 +238,37 @@ fn custom_materializations_and_disabled_nodes_pass() {
     let r = strata(dir.path(), &["parse"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// A list or dict put inside itself is refused where it is made, and absurdly
+/// deep values are refused when printed: an error with the file, never a
+/// crash (dbt prints `[[...]]`; Strata says no).
+#[test]
+fn self_containing_and_absurdly_deep_values_are_errors_not_crashes() {
+    for (model, expected) in [
+        ("{% set l = [] %}{% do l.append(l) %}select {{ l }}", "cannot put this list inside itself"),
+        ("{% set l = [] %}{% do l.extend([[l]]) %}select {{ tojson(l) }}", "cannot put this list inside itself"),
+        ("{% set d = {} %}{% do d.update({'k': d}) %}select {{ d }}", "cannot put this dict inside itself"),
+        ("{% set l = [] %}{% set d = {'l': l} %}{% do l.append(d) %}select 1", "cannot put this list inside itself"),
+        (
+            "{% set ns = namespace(v=[]) %}{% for j in range(10) %}{% for i in range(200) %}{% set ns.v = [ns.v] %}{% endfor %}{% endfor %}select {{ ns.v }}",
+            "nested more than 1000 levels deep",
+        ),
+        (
+            "{% set ns = namespace(v={}) %}{% for i in range(2000) %}{% set ns.v = {'k': ns.v} %}{% endfor %}select {{ tojson(ns.v) }}",
+            "nested more than 1000 levels deep",
+        ),
+    ] {
+        let err = fails(&[("models/m.sql", model)], &["compile"]);
+        assert!(err.contains(expected), "{model}\n{err}");
+        assert!(err.contains("models/m.sql:1"), "{err}");
+    }
+    // Deep but legal data still prints, and a list may hold other lists.
+    let dir = project(&[(
+        "models/m.sql",
+        "{% set a = [] %}{% set b = [a] %}{% do a.append(1) %}{% set ns = namespace(v=[]) %}{% for i in range(900) %}{% set ns.v = [ns.v] %}{% endfor %}select '{{ b }}' as b, {{ (ns.v | string | length) }} as n",
+    )]);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sql = read(dir.path(), "target/compiled/proj/models/m.sql");
+    assert!(sql.contains("'[[1]]' as b, 1802 as n"), "{sql}");
+}

@@ -8,6 +8,11 @@ pub mod preprocess;
 pub mod relation;
 pub mod services;
 
+/// The stack a thread that renders templates gets: printing, comparing and
+/// dropping nested values recurses, so deep but legal data needs room.
+/// Reserved, not committed: untouched pages cost nothing.
+pub const STACK_BYTES: usize = 256 << 20;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -228,6 +233,11 @@ fn configure(env: &mut Environment<'static>) {
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_recursion_limit(500);
+    // Printing a list or dict recurses: refuse absurd nesting with an error.
+    env.set_formatter(|out, state, value| {
+        objects::check_nesting(value)?;
+        minijinja::escape_formatter(out, state, value)
+    });
     env.add_function("ref", context::ref_fn);
     env.add_function("source", context::source_fn);
     env.add_function("var", context::var_fn);

@@ -518,6 +518,89 @@ impl Object for TableObj {
     }
 }
 
+/// How deeply a value may nest when it is printed or serialized: far beyond
+/// any real macro's data, and well within the renderer's stack.
+pub(crate) const MAX_NESTING: usize = 1000;
+
+/// The children of a list or dict value (keys and values), nothing for
+/// scalars, strings and plain objects (relations, datetimes).
+fn children_of(v: &Value) -> Vec<Value> {
+    match v.kind() {
+        ValueKind::Seq | ValueKind::Iterable => {
+            v.try_iter().map(|i| i.collect()).unwrap_or_default()
+        }
+        ValueKind::Map => match v.try_iter() {
+            Ok(keys) => keys
+                .flat_map(|k| {
+                    let item = v.get_item(&k).unwrap_or_default();
+                    [k, item]
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Refuses a value nested deeper than [`MAX_NESTING`] before it is printed or
+/// serialized: both recurse, and a deep enough value would overflow the stack.
+/// Walks without recursion.
+pub(crate) fn check_nesting(v: &Value) -> Result<(), Error> {
+    if !matches!(v.kind(), ValueKind::Seq | ValueKind::Map) {
+        return Ok(());
+    }
+    let mut stack = vec![(v.clone(), 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > MAX_NESTING {
+            return Err(err(format!(
+                "this value is nested more than {MAX_NESTING} levels deep (lists or dicts inside each other); it cannot be printed or serialized"
+            )));
+        }
+        for c in children_of(&v) {
+            if matches!(c.kind(), ValueKind::Seq | ValueKind::Map) {
+                stack.push((c, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The identity of a mutable list or dict, for cycle checks.
+fn mutable_identity(v: &Value) -> Option<*const ()> {
+    if let Some(l) = v.downcast_object_ref::<MutList>() {
+        return Some(l as *const MutList as *const ());
+    }
+    v.downcast_object_ref::<MutDict>()
+        .map(|d| d as *const MutDict as *const ())
+}
+
+/// Refuses to put a mutable list or dict inside itself: a value containing
+/// itself cannot be printed, compared or serialized (each would recurse
+/// forever), so it is an error where it is made, not a crash later.
+fn refuse_cycle(target: *const (), inserted: &Value, what: &str) -> Result<(), Error> {
+    let mut seen: std::collections::HashSet<*const ()> = std::collections::HashSet::new();
+    let mut stack = vec![inserted.clone()];
+    while let Some(v) = stack.pop() {
+        if let Some(id) = mutable_identity(&v) {
+            if id == target {
+                return Err(err(format!(
+                    "cannot put this {what} inside itself: a {what} that contains itself cannot be printed, compared or serialized"
+                )));
+            }
+            if !seen.insert(id) {
+                continue;
+            }
+        }
+        stack.extend(children_of(&v).into_iter().filter(|c| {
+            matches!(
+                c.kind(),
+                ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+            )
+        }));
+    }
+    Ok(())
+}
+
 /// A list that supports `.append()`/`.extend()` etc., for `{% set x = [] %}`.
 #[derive(Debug, Default)]
 pub struct MutList(pub Mutex<Vec<Value>>);
@@ -551,6 +634,13 @@ impl Object for MutList {
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
+        // Checked before the lock is taken: the walk may meet this list.
+        if matches!(method, "append" | "extend" | "insert") {
+            let me = Arc::as_ptr(self) as *const ();
+            for a in args {
+                refuse_cycle(me, a, "list")?;
+            }
+        }
         let mut v = self.0.lock().map_err(|_| err("list lock poisoned"))?;
         match method {
             "append" => {
@@ -632,6 +722,12 @@ impl Object for MutDict {
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
+        if matches!(method, "update" | "setdefault") {
+            let me = Arc::as_ptr(self) as *const ();
+            for a in args {
+                refuse_cycle(me, a, "dict")?;
+            }
+        }
         match method {
             "update" => {
                 let (other, kwargs): (Option<Value>, Kwargs) = from_args(args)?;
@@ -1008,6 +1104,7 @@ pub fn local_md5_fn(s: String) -> String {
 pub fn tojson_fn(v: Value, kwargs: Kwargs) -> Result<String, Error> {
     let sort = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     let _ = kwargs.assert_all_used();
+    check_nesting(&v)?;
     let mut j = serde_json::to_value(&v).map_err(|e| err(format!("tojson: {e}")))?;
     if sort {
         j = sort_json(j);
@@ -1037,6 +1134,7 @@ pub fn fromjson_fn(s: String, default: Option<Value>) -> Result<Value, Error> {
 }
 
 pub fn toyaml_fn(v: Value) -> Result<String, Error> {
+    check_nesting(&v)?;
     serde_yaml::to_string(&v).map_err(|e| err(format!("toyaml: {e}")))
 }
 
