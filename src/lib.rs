@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod selector_syntax;
 pub mod sql;
 pub mod table;
+pub mod yaml_depth;
 
 use std::process::ExitCode;
 

@@ -174,7 +174,7 @@ pub enum IndirectSelection {
 
 /// selectors.yml → the `selectors` object of manifest.json.
 pub fn selectors_json(file: &str, text: &str) -> Result<Json, Diagnostic> {
-    let mut doc: Yaml = serde_yaml::from_str(text).map_err(|e| yaml_diagnostic(file, text, &e))?;
+    let mut doc: Yaml = crate::error::yaml_from_str(file, text)?;
     doc.apply_merge()
         .map_err(|e| yaml_diagnostic(file, text, &e))?;
     let list = doc

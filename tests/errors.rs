@@ -272,3 +272,53 @@ fn self_containing_and_absurdly_deep_values_are_errors_not_crashes() {
     let sql = read(dir.path(), "target/compiled/proj/models/m.sql");
     assert!(sql.contains("'[[1]]' as b, 1802 as n"), "{sql}");
 }
+
+/// Absurdly nested YAML (libyaml needs quadratic time for it) is refused at
+/// once, naming the file, line and column, with the long line cut around it.
+#[test]
+fn absurdly_nested_yaml_is_refused_with_its_place() {
+    let deep = format!("{}1{}", "{a: ".repeat(50_000), "}".repeat(50_000));
+    let project_yml = format!("name: proj\nversion: '1.0'\nprofile: proj\nvars:\n  x: {deep}\n");
+    let err = fails(&[("dbt_project.yml", &project_yml)], &["parse"]);
+    assert!(
+        err.contains("YAML nested more than 128 levels deep"),
+        "{err}"
+    );
+    assert!(err.contains("dbt_project.yml:5:"), "{err}");
+    assert!(
+        err.len() < 2_000,
+        "the quoted line is cut: {} bytes",
+        err.len()
+    );
+    let schema = format!("models:\n  - name: m\n    meta: {}\n", "[".repeat(10_000));
+    let err = fails(
+        &[("models/m.sql", "select 1"), ("models/s.yml", &schema)],
+        &["parse"],
+    );
+    assert!(err.contains("models/s.yml:3:"), "{err}");
+    let vars = "[".repeat(40_000);
+    let err = fails(&[], &["parse", "--vars", &vars]);
+    assert!(err.contains("nested more than 128 levels deep"), "{err}");
+}
+
+/// dbt_project.yml that is not UTF-8 is named as such, at its line and column.
+#[test]
+fn dbt_project_yml_that_is_not_utf8_says_so() {
+    let dir = project(&[]);
+    std::fs::write(
+        dir.path().join("dbt_project.yml"),
+        b"name: proj\nprofile: proj\n# caf\xe9\n",
+    )
+    .unwrap();
+    for cmd in ["parse", "deps", "clean"] {
+        let r = strata(dir.path(), &[cmd]);
+        assert_eq!(r.code, 2, "{cmd}: {}", r.stderr);
+        assert!(r.stderr.contains("not valid UTF-8"), "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("dbt_project.yml:3:6"),
+            "{cmd}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("no dbt_project.yml"), "{}", r.stderr);
+    }
+}

@@ -10,8 +10,7 @@ use crate::report::Reporter;
 pub fn run(args: &CommonArgs) -> Result<Outcome> {
     let reporter = Reporter::new(args.report_settings());
     let dir = &args.project_dir;
-    let text = std::fs::read_to_string(dir.join("dbt_project.yml"))
-        .with_context(|| format!("no dbt_project.yml in {}", dir.display()))?;
+    let text = crate::project::read_project_yml(dir)?;
     let settings = ProjectSettings::parse("dbt_project.yml", &text)?;
     let targets = if settings.clean_targets.is_empty() {
         vec![

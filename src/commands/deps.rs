@@ -1,6 +1,6 @@
 //! `strata deps`: install local packages; remote ones must already be in place.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::Outcome;
 use crate::cli::CommonArgs;
@@ -10,8 +10,7 @@ use crate::report::Reporter;
 pub fn run(args: &CommonArgs) -> Result<Outcome> {
     let reporter = Reporter::new(args.report_settings());
     let dir = &args.project_dir;
-    let text = std::fs::read_to_string(dir.join("dbt_project.yml"))
-        .with_context(|| format!("no dbt_project.yml in {}", dir.display()))?;
+    let text = crate::project::read_project_yml(dir)?;
     let settings = ProjectSettings::parse("dbt_project.yml", &text)?;
     let install = dir.join(&settings.packages_install_path);
     let done = packages::install(dir, &install)?;

@@ -38,13 +38,7 @@ pub fn test(args: &RunArgs, interrupt: &Interrupt) -> Result<Outcome> {
 /// Re-runs the nodes that failed or were skipped in the last run_results.json,
 /// with the command that produced it.
 pub fn retry(args: &RunArgs, interrupt: &Interrupt) -> Result<Outcome> {
-    let settings_text = std::fs::read_to_string(args.common.project_dir.join("dbt_project.yml"))
-        .with_context(|| {
-            format!(
-                "no dbt_project.yml in {}",
-                args.common.project_dir.display()
-            )
-        })?;
+    let settings_text = crate::project::read_project_yml(&args.common.project_dir)?;
     let settings = crate::project::ProjectSettings::parse("dbt_project.yml", &settings_text)?;
     let target = match &args.common.target_path {
         Some(p) => p.clone(),

@@ -1139,6 +1139,9 @@ pub fn toyaml_fn(v: Value) -> Result<String, Error> {
 }
 
 pub fn fromyaml_fn(s: String, default: Option<Value>) -> Result<Value, Error> {
+    if let Err(e) = crate::yaml_depth::check(&s) {
+        return default.ok_or_else(|| err(format!("fromyaml: {e}")));
+    }
     match serde_yaml::from_str::<serde_yaml::Value>(&s) {
         Ok(y) => Ok(crate::jinja::to_value(crate::confmap::yaml_to_json(&y))),
         Err(e) => default.ok_or_else(|| err(format!("fromyaml: {e}"))),
@@ -1174,7 +1177,7 @@ pub fn as_text(v: Value) -> String {
 }
 
 pub fn as_native(v: Value) -> Value {
-    if let Some(s) = v.as_str() {
+    if let Some(s) = v.as_str().filter(|s| crate::yaml_depth::check(s).is_ok()) {
         if let Ok(y) = serde_yaml::from_str::<serde_yaml::Value>(s) {
             if !matches!(y, serde_yaml::Value::String(_)) {
                 return crate::jinja::to_value(crate::confmap::yaml_to_json(&y));

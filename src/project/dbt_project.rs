@@ -150,8 +150,7 @@ fn paths(v: Option<Vec<String>>, default: &str) -> Vec<String> {
 impl ProjectSettings {
     /// Parses a `dbt_project.yml` text; `file` is used in diagnostics.
     pub fn parse(file: &str, text: &str) -> Result<ProjectSettings> {
-        let mut value: Yaml =
-            serde_yaml::from_str(text).map_err(|e| yaml_diagnostic(file, text, &e))?;
+        let mut value: Yaml = crate::error::yaml_from_str(file, text)?;
         value
             .apply_merge()
             .map_err(|e| yaml_diagnostic(file, text, &e))?;

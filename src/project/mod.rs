@@ -193,17 +193,28 @@ impl Project {
     }
 }
 
-fn read_settings(dir: &Path, cli_vars: &IndexMap<String, Json>) -> Result<ProjectSettings> {
+/// The text of a project's dbt_project.yml: missing, unreadable and not
+/// UTF-8 are three different errors.
+pub fn read_project_yml(dir: &Path) -> std::result::Result<String, Diagnostic> {
     let path = dir.join("dbt_project.yml");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::from(
+    let bytes = std::fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
             Diagnostic::new(
                 DiagKind::Config,
-                format!("no dbt_project.yml in {}: {e}", dir.display()),
+                format!("no dbt_project.yml in {}", dir.display()),
             )
-            .hint("run strata from a dbt project directory, pass --project-dir, or create one with `strata init NAME`"),
-        )
+            .hint("run strata from a dbt project directory, pass --project-dir, or create one with `strata init NAME`")
+        } else {
+            Diagnostic::new(DiagKind::Io, format!("cannot read {}: {e}", path.display()))
+        }
     })?;
+    String::from_utf8(bytes)
+        .map_err(|e| crate::error::utf8_diagnostic("dbt_project.yml", e.as_bytes(), e.utf8_error()))
+}
+
+fn read_settings(dir: &Path, cli_vars: &IndexMap<String, Json>) -> Result<ProjectSettings> {
+    let path = dir.join("dbt_project.yml");
+    let text = read_project_yml(dir)?;
     let file = if dir.ends_with(".") || dir.as_os_str().is_empty() {
         "dbt_project.yml".to_string()
     } else {
@@ -263,6 +274,12 @@ pub fn parse_cli_vars(s: Option<&str>) -> Result<IndexMap<String, Json>> {
     let Some(s) = s else {
         return Ok(IndexMap::new());
     };
+    crate::yaml_depth::check(s).map_err(|e| {
+        Diagnostic::new(
+            DiagKind::Config,
+            format!("--vars is not valid YAML or JSON: {e}"),
+        )
+    })?;
     let v: Yaml = serde_yaml::from_str(s).map_err(|e| {
         Diagnostic::new(
             DiagKind::Config,
@@ -389,21 +406,11 @@ fn discover_files(project_dir: &Path, packages: &[Package]) -> Result<Vec<Source
                     String::from_utf8_lossy(e.as_bytes()).into_owned()
                 }
                 Err(e) => {
-                    let bytes = e.as_bytes();
-                    let valid = &bytes[..e.utf8_error().valid_up_to()];
-                    let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-                    let column = valid.len()
-                        - valid
-                            .iter()
-                            .rposition(|b| *b == b'\n')
-                            .map(|p| p + 1)
-                            .unwrap_or(0)
-                        + 1;
-                    return Err(Error::from(
-                        Diagnostic::new(DiagKind::Io, "file is not valid UTF-8")
-                            .at(&original_path, None, line, column)
-                            .hint("save the file as UTF-8"),
-                    ));
+                    return Err(Error::from(crate::error::utf8_diagnostic(
+                        &original_path,
+                        e.as_bytes(),
+                        e.utf8_error(),
+                    )))
                 }
             };
             Ok(SourceFile {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_yaml::Value as Yaml;
 
-use crate::error::{yaml_diagnostic, DiagKind, Diagnostic, Result};
+use crate::error::{DiagKind, Diagnostic, Result};
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
@@ -73,9 +73,8 @@ pub fn read_specs(project_dir: &Path) -> Result<Vec<PackageSpec>> {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
-        let file: PackagesFile = serde_yaml::from_str::<Option<PackagesFile>>(&text)
-            .map_err(|e| yaml_diagnostic(name, &text, &e))?
-            .unwrap_or_default();
+        let file: PackagesFile =
+            crate::error::yaml_from_str::<Option<PackagesFile>>(name, &text)?.unwrap_or_default();
         let mut out = Vec::new();
         for (i, p) in file.packages.iter().enumerate() {
             let s = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);

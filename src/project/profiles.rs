@@ -168,8 +168,7 @@ pub fn load_target(
         )
         .hint("pass --profiles-dir, set DBT_PROFILES_DIR, or put a profiles.yml in the project (strata init writes one)")
     })?;
-    let mut doc: Yaml =
-        serde_yaml::from_str(&text).map_err(|e| yaml_diagnostic(&file, &text, &e))?;
+    let mut doc: Yaml = crate::error::yaml_from_str(&file, &text)?;
     doc.apply_merge()
         .map_err(|e| yaml_diagnostic(&file, &text, &e))?;
     let profile = doc.get(profile_name).ok_or_else(|| {
@@ -286,9 +285,13 @@ pub fn render_yaml(v: Yaml, render: StringRenderer<'_>) -> std::result::Result<Y
     Ok(match v {
         Yaml::String(s) if s.contains("{{") || s.contains("{%") => {
             let out = render(&s)?;
-            // Rendered numbers and booleans keep their type, as in dbt's native rendering.
-            match serde_yaml::from_str::<Yaml>(&out) {
-                Ok(y @ (Yaml::Number(_) | Yaml::Bool(_))) => y,
+            // Rendered numbers and booleans keep their type (the text is
+            // checked first: a rendered value may be absurdly nested YAML).
+            let parsed = crate::yaml_depth::check(&out)
+                .ok()
+                .and_then(|()| serde_yaml::from_str::<Yaml>(&out).ok());
+            match parsed {
+                Some(y @ (Yaml::Number(_) | Yaml::Bool(_))) => y,
                 _ => Yaml::String(out),
             }
         }

@@ -272,12 +272,13 @@ fn split_items(text: &str, pieces: usize) -> Option<Vec<String>> {
 }
 
 fn parse_schema_text(file: &str, text: &str) -> Result<SchemaFile, Diagnostic> {
+    crate::error::yaml_depth_check(file, text)?;
     if !text.contains("<<") {
         return serde_yaml::from_str::<Option<SchemaFile>>(text)
             .map(Option::unwrap_or_default)
             .map_err(|e| shape_or_syntax(file, text, &e));
     }
-    let mut v: Yaml = serde_yaml::from_str(text).map_err(|e| yaml_diagnostic(file, text, &e))?;
+    let mut v: Yaml = crate::error::yaml_from_str(file, text)?;
     v.apply_merge()
         .map_err(|e| yaml_diagnostic(file, text, &e))?;
     if v.is_null() {
