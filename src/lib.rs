@@ -32,6 +32,9 @@ use commands::Outcome;
 /// 2 when the tool or the input was wrong, 130 when `interrupt` stopped it.
 /// The caller owns the interrupt (the binary triggers it on Ctrl-C).
 pub fn run(cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
+    // Whatever prints a secret's value (debug, an error quoting a connection
+    // string) shows `*****` instead, as dbt does.
+    secrets::register_from_env();
     let result = match &cli.command {
         Command::Parse(a) => commands::parse::run(a),
         Command::Compile(a) => commands::compile::run(a),

@@ -9,13 +9,20 @@ use crate::engine::events::{
 /// A command's result on stdout (a listing, compiled SQL, a table, `debug`'s
 /// report), as opposed to log lines: the one place besides the reporter that
 /// writes to the terminal. A closed pipe (`strata ls | head`) is not an error.
+/// Secret values (`DBT_ENV_SECRET_*`) are masked, whatever the command prints.
 pub fn out(args: std::fmt::Arguments<'_>) {
-    let _ = std::io::stdout().lock().write_fmt(args);
+    let text = args.to_string();
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(crate::secrets::scrub(&text).as_bytes());
 }
 
 /// A final error of the process, on stderr.
 pub fn err(args: std::fmt::Arguments<'_>) {
-    let _ = std::io::stderr().lock().write_fmt(args);
+    let text = args.to_string();
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(crate::secrets::scrub(&text).as_bytes());
 }
 
 /// `println!` for a command's result, through [`out`].

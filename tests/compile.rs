@@ -157,10 +157,15 @@ fn manifest_validates_against_dbt_v12_schema() {
 
 #[test]
 fn secrets_never_reach_artifacts() {
-    let dir = project(&[(
-        "models/m.sql",
-        "select '{{ env_var(\"DBT_ENV_SECRET_TOKEN\") }}' as token",
-    )]);
+    // A secret is only read in profiles.yml, but a model can still print
+    // the target's settings.
+    let dir = project(&[
+        (
+            "profiles.yml",
+            "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: localhost\n      user: \"{{ env_var('DBT_ENV_SECRET_TOKEN') }}\"\n      dbname: db\n      schema: main\n",
+        ),
+        ("models/m.sql", "select '{{ target.user }}' as token"),
+    ]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["compile"])
         .current_dir(dir.path())

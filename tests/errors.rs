@@ -322,3 +322,85 @@ fn dbt_project_yml_that_is_not_utf8_says_so() {
         assert!(!r.stderr.contains("no dbt_project.yml"), "{}", r.stderr);
     }
 }
+
+fn strata_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DBT_PROFILES_DIR")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run strata");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: normalize(&String::from_utf8_lossy(&out.stderr), dir),
+    }
+}
+
+/// `DBT_ENV_SECRET_*` values: usable in profiles.yml, masked in everything
+/// Strata prints, and refused where they would end up in SQL or artifacts.
+#[test]
+fn secret_env_vars_stay_in_profiles_and_are_masked() {
+    let secret = [("DBT_ENV_SECRET_USER", "hunter2-user")];
+    let profile = "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: 1\n      user: \"{{ env_var('DBT_ENV_SECRET_USER') }}\"\n      dbname: db\n      schema: main\n";
+    let dir = project(&[("profiles.yml", profile), ("models/m.sql", "select 1")]);
+    let r = strata_env(dir.path(), &["debug"], &secret);
+    assert!(r.stdout.contains("user:          *****"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(strata_env(dir.path(), &["parse"], &secret).code, 0);
+
+    for (path, text, at) in [
+        (
+            "models/m.sql",
+            "select '{{ env_var(\"DBT_ENV_SECRET_USER\") | upper }}' as u",
+            "models/m.sql:1",
+        ),
+        (
+            "macros/m.sql",
+            "{% macro leak() %}{{ env_var('DBT_ENV_SECRET_USER')[1:] }}{% endmacro %}",
+            "macros/m.sql:1",
+        ),
+    ] {
+        let files: Vec<(&str, &str)> = if path == "models/m.sql" {
+            vec![("profiles.yml", profile), (path, text)]
+        } else {
+            vec![
+                ("profiles.yml", profile),
+                (path, text),
+                ("models/m.sql", "select '{{ leak() }}'"),
+            ]
+        };
+        let dir = project(&files);
+        let r = strata_env(dir.path(), &["compile"], &secret);
+        assert_eq!(r.code, 2, "{path}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("secret env var 'DBT_ENV_SECRET_USER' can only be used in profiles.yml or packages.yml"), "{}", r.stderr);
+        assert!(r.stderr.contains(at), "{}", r.stderr);
+        assert!(
+            !r.stderr.contains("hunter2")
+                && !r.stdout.contains("hunter2")
+                && !r.stderr.contains("HUNTER2")
+        );
+    }
+    let dir = project(&[
+        ("profiles.yml", profile),
+        (
+            "dbt_project.yml",
+            "name: proj\nprofile: proj\nvars:\n  u: \"{{ env_var('DBT_ENV_SECRET_USER') }}\"\n",
+        ),
+    ]);
+    let r = strata_env(dir.path(), &["parse"], &secret);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("dbt_project.yml:4")
+            && r.stderr.contains("can only be used in profiles.yml"),
+        "{}",
+        r.stderr
+    );
+}

@@ -463,9 +463,40 @@ pub fn env_var_fn(state: &State, name: String, default: Option<Value>) -> Result
     if let Some(v) = ctx_of(state).ok().and_then(|c| c.override_of("env", &name)) {
         return Ok(v);
     }
-    match std::env::var(&name) {
+    env_var_value(&name, default, SecretEnv::Refused)
+}
+
+/// Whether `env_var()` may read `DBT_ENV_SECRET_*` variables where it renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretEnv {
+    /// profiles.yml and packages.yml: the value goes to a connection or a
+    /// download, never into SQL, artifacts or logs.
+    Allowed,
+    /// Everywhere else (models, macros, hooks, dbt_project.yml, properties):
+    /// the value would end up in compiled SQL, artifacts or logs.
+    Refused,
+}
+
+pub const SECRET_ENV_PREFIX: &str = "DBT_ENV_SECRET_";
+
+/// `env_var(name, default)`, refusing secret variables where they would leak.
+pub fn env_var_value(
+    name: &str,
+    default: Option<Value>,
+    secrets: SecretEnv,
+) -> Result<Value, Error> {
+    let secret = name.starts_with(SECRET_ENV_PREFIX);
+    if secret && secrets == SecretEnv::Refused {
+        return Err(tagged(
+            DiagKind::EnvVar,
+            format!(
+                "secret env var '{name}' can only be used in profiles.yml or packages.yml: here its value would end up in compiled SQL, artifacts or logs"
+            ),
+        ));
+    }
+    match std::env::var(name) {
         Ok(v) => {
-            if name.starts_with("DBT_ENV_SECRET_") {
+            if secret {
                 crate::secrets::register(&v);
             }
             Ok(Value::from(v))

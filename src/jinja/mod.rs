@@ -21,7 +21,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 use serde_json::Value as Json;
 
-pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, Shared};
+pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, SecretEnv, Shared};
 pub use macros::{MacroDef, MacroRegistry, INTERNAL_PACKAGE};
 pub use relation::{QuotePolicy, RelationName};
 pub use services::{
@@ -271,13 +271,18 @@ fn configure(env: &mut Environment<'static>) {
 }
 
 /// Renders a string from dbt_project.yml or profiles.yml (`env_var`, `var`, `target`).
+/// `secrets` says whether `DBT_ENV_SECRET_*` variables may be read there
+/// (profiles.yml and packages.yml only).
 pub fn render_config_string(
     s: &str,
     vars: &IndexMap<String, Json>,
     target: Option<&Json>,
+    secrets: context::SecretEnv,
 ) -> Result<String, String> {
     let mut env = Environment::new();
-    env.add_function("env_var", context::env_var_fn);
+    env.add_function("env_var", move |name: String, default: Option<Value>| {
+        context::env_var_value(&name, default, secrets)
+    });
     let vars = vars.clone();
     env.add_function(
         "var",

@@ -616,8 +616,13 @@ impl Linker<'_> {
             return Ok(s.to_string());
         }
         let target = self.project.target.to_json();
-        jinja::render_config_string(s, &self.project.root().vars, Some(&target))
-            .map_err(|e| Diagnostic::new(DiagKind::JinjaRuntime, e))
+        jinja::render_config_string(
+            s,
+            &self.project.root().vars,
+            Some(&target),
+            jinja::SecretEnv::Refused,
+        )
+        .map_err(|e| Diagnostic::new(DiagKind::JinjaRuntime, e))
     }
 
     fn source(

@@ -145,8 +145,14 @@ impl Project {
         } else {
             let pdir = profiles::profiles_dir(opts.profiles_dir.as_deref(), &dir);
             let vars_for_render = cli_vars.clone();
-            let render =
-                move |s: &str| crate::jinja::render_config_string(s, &vars_for_render, None);
+            let render = move |s: &str| {
+                crate::jinja::render_config_string(
+                    s,
+                    &vars_for_render,
+                    None,
+                    crate::jinja::SecretEnv::Allowed,
+                )
+            };
             profiles::load_target(&pdir, &profile_name, opts.target.as_deref(), &render)?
         };
 
@@ -256,8 +262,13 @@ fn render_project_text(
             continue;
         }
         if line.contains("{{") && !trimmed.starts_with('#') {
-            let rendered = crate::jinja::render_config_string(line, cli_vars, None)
-                .map_err(|e| Diagnostic::new(DiagKind::EnvVar, e).at(file, Some(text), i + 1, 1))?;
+            let rendered = crate::jinja::render_config_string(
+                line,
+                cli_vars,
+                None,
+                crate::jinja::SecretEnv::Refused,
+            )
+            .map_err(|e| Diagnostic::new(DiagKind::EnvVar, e).at(file, Some(text), i + 1, 1))?;
             out.push_str(&rendered);
             if line.ends_with('\n') && !rendered.ends_with('\n') {
                 out.push('\n');
