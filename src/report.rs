@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use crate::engine::events::{
-    Event, EventSink, NodeEnd, Problem, Progress, RunStatus, Subject, Summary,
+    Event, EventSink, NodeEnd, Problem, Progress, RunStatus, SkipReason, Subject, Summary,
 };
 
 /// A command's result on stdout (a listing, compiled SQL, a table, `debug`'s
@@ -263,16 +263,20 @@ impl EventSink for Reporter {
                     self.data(|| node_data(subject, Some(RunStatus::Error))),
                 );
             }
-            Event::NodeSkipped { at, subject } => {
+            Event::NodeSkipped {
+                at,
+                subject,
+                reason,
+            } => {
                 let relation = short_name(subject);
+                let why = match reason {
+                    SkipReason::UpstreamFailed => "due to an upstream failure",
+                    SkipReason::RunStopped => "because the run stopped",
+                };
                 self.emit_with(
                     Level::Info,
                     "node_skip",
-                    &progress(
-                        *at,
-                        &format!("SKIP relation {relation} due to an upstream failure"),
-                        "SKIP",
-                    ),
+                    &progress(*at, &format!("SKIP relation {relation} {why}"), "SKIP"),
                     self.data(|| node_data(subject, Some(RunStatus::Skipped))),
                 );
             }
@@ -290,10 +294,12 @@ impl EventSink for Reporter {
                 if errors.is_empty() {
                     self.info("run_done", "Completed successfully");
                 } else {
+                    // Failed nodes, as the summary counts them (a stopped run
+                    // adds its reason to the list, not to the count).
+                    let n = summary.error.max(1);
                     self.error(&format!(
-                        "Completed with {} error{}:",
-                        errors.len(),
-                        if errors.len() == 1 { "" } else { "s" }
+                        "Completed with {n} error{}:",
+                        if n == 1 { "" } else { "s" }
                     ));
                     for e in errors {
                         self.error(&e.text);

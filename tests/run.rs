@@ -982,3 +982,243 @@ fn seed_values_arrive_exactly_or_the_seed_fails() {
         r.stderr
     );
 }
+
+fn spawn_strata(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `sql` on `db` until it returns `want`, for up to `secs` seconds.
+fn wait_for(db: &str, sql: &str, want: &str, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if psql(db, sql) == want {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+const SLEEPING: &str = "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' and state = 'active' and pid <> pg_backend_pid()";
+
+#[test]
+fn sigterm_stops_a_run_like_ctrl_c() {
+    let db = pg::database("sigterm");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[(
+            "models/slow.sql",
+            "{{ config(materialized='table') }}select 1 as v",
+        )],
+    );
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    std::fs::write(
+        dir.path().join("models/slow.sql"),
+        "{{ config(materialized='table') }}select 2 as v from (select pg_sleep(30)) s",
+    )
+    .unwrap();
+    let child = spawn_strata(dir.path(), &["run"]);
+    assert!(wait_for(&db, SLEEPING, "1", 20), "the statement started");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        psql(&db, "select v from main.slow"),
+        "1",
+        "the previous table is intact"
+    );
+    assert!(
+        wait_for(&db, SLEEPING, "0", 5),
+        "the server statement was cancelled"
+    );
+}
+
+/// Ctrl-C while a large seed file is being read: the load must not start
+/// (or commit) afterwards; the previous table stays.
+#[test]
+fn ctrl_c_while_a_seed_is_read_keeps_the_previous_table() {
+    let db = pg::database("seedint");
+    let dir = warehouse_project(&db, 1, &[("seeds/big.csv", "id,v\n1,a\n")]);
+    assert_eq!(strata(dir.path(), &["seed"]).code, 0);
+    let mut big = String::from("id,v\n");
+    for i in 0..1_500_000 {
+        big.push_str(&format!("{i},value number {i}\n"));
+    }
+    std::fs::write(dir.path().join("seeds/big.csv"), big).unwrap();
+    let mut child = spawn_strata(dir.path(), &["seed"]);
+    // The seed has started (its START line) when the file is being read.
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("START") {
+            break;
+        }
+    }
+    assert!(seen.contains("START"), "{seen}");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{}", rest.join("\n"));
+    assert_eq!(
+        psql(&db, "select count(*) from main.big"),
+        "1",
+        "{}",
+        rest.join("\n")
+    );
+}
+
+/// kill -9 of Strata mid-statement: the backend notices its client is gone
+/// (client_connection_check_interval) and stops, releasing its locks,
+/// instead of running on for minutes.
+#[test]
+fn after_kill_9_the_server_statement_stops_and_a_snapshot_lock_is_released() {
+    let db = pg::database("kill9");
+    psql(&db, "create table public.src as select 1 as id, 'a' as v");
+    let dir = warehouse_project(
+        &db,
+        1,
+        &[(
+            "snapshots/snap.sql",
+            "{% snapshot snap %}{{ config(target_schema='main', unique_key='id', strategy='check', check_cols='all') }}\
+             select id, v from public.src, (select pg_sleep({{ var('sleep', 0) }})) s{% endsnapshot %}",
+        )],
+    );
+    assert_eq!(strata(dir.path(), &["snapshot"]).code, 0);
+    psql(&db, "update public.src set v = 'b'");
+    let mut child = spawn_strata(dir.path(), &["snapshot", "--vars", "{sleep: 30}"]);
+    assert!(
+        wait_for(&db, SLEEPING, "1", 20),
+        "the snapshot statement started"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        wait_for(&db, SLEEPING, "0", 10),
+        "the orphaned statement stopped"
+    );
+    // The next snapshot is not blocked by an orphaned advisory lock.
+    let r = strata(dir.path(), &["snapshot"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from main.snap where dbt_valid_to is null and v = 'b'"
+        ),
+        "1"
+    );
+}
+
+/// When the server goes away mid-run, the run stops with one clear error
+/// instead of every remaining model failing to connect.
+#[test]
+fn a_server_that_goes_away_stops_the_run_with_one_error() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = strata::localpg::LocalCluster::at(root.path().join("pg"), "strata").unwrap();
+    let conn = cluster.ensure_running().unwrap();
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: postgres\n      schema: main\n      threads: 1\n      retries: 0\n",
+        conn.port
+    );
+    let mut files: Vec<(String, String)> = vec![("profiles.yml".into(), profile)];
+    for i in 0..20 {
+        files.push((
+            format!("models/m{i:02}.sql"),
+            "{{ config(materialized='table') }}select 1 as v from (select pg_sleep(0.3)) s".into(),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = project(&refs);
+    let child = spawn_strata(dir.path(), &["run"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    cluster.stop().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("The warehouse cannot be reached any more, so the run stopped"),
+        "{stderr}"
+    );
+    let errors = stderr.lines().filter(|l| l.contains("ERROR")).count();
+    assert!(
+        errors <= 2,
+        "one node fails, the rest are skipped: {stderr}"
+    );
+    cluster.destroy();
+}
+
+/// After kill -9, run_results.json holds what finished and what did not, so
+/// `retry` runs exactly the unfinished nodes (not "Nothing to retry").
+#[test]
+fn retry_after_kill_9_runs_what_did_not_finish() {
+    let db = pg::database("retrykill");
+    let dir = warehouse_project(
+        &db,
+        1,
+        &[
+            ("models/a.sql", "{{ config(materialized='table') }}select 1 as v"),
+            ("models/b.sql", "{{ config(materialized='table') }}select v from {{ ref('a') }}, (select pg_sleep({{ var('sleep', 0) }})) s"),
+            ("models/c.sql", "select v from {{ ref('b') }}"),
+        ],
+    );
+    assert_eq!(strata(dir.path(), &["run"]).code, 0);
+    let mut child = spawn_strata(dir.path(), &["run", "--vars", "{sleep: 30}"]);
+    assert!(wait_for(&db, SLEEPING, "1", 20), "b is running");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let results: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/run_results.json")).unwrap();
+    let status = |id: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == id)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        status("model.proj.a").as_deref(),
+        Some("success"),
+        "{results}"
+    );
+    assert_eq!(status("model.proj.b").as_deref(), Some("skipped"));
+    assert_eq!(status("model.proj.c").as_deref(), Some("skipped"));
+    let r = strata(dir.path(), &["retry"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("The last run did not finish"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("running 2 models") || r.stderr.contains("2 models"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("main.a "),
+        "a finished and is not rerun: {}",
+        r.stderr
+    );
+}

@@ -48,8 +48,29 @@ pub struct AdapterError {
     pub message: String,
     /// Index of the failing statement within its batch.
     pub statement: Option<usize>,
-    /// Whether retrying on a fresh connection may succeed.
-    pub transient: bool,
+    pub kind: FailureKind,
+}
+
+/// What went wrong, as far as the engine cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The warehouse rejected a statement (syntax, types, permissions, ...),
+    /// or the client could not be set up.
+    Statement,
+    /// The connection could not be made or was lost: the warehouse may be gone.
+    Connection,
+    /// Stopped by a cancel (Ctrl-C, SIGTERM, fail-fast).
+    Cancelled,
+}
+
+impl AdapterError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> AdapterError {
+        AdapterError {
+            message: message.into(),
+            statement: None,
+            kind,
+        }
+    }
 }
 
 impl fmt::Display for AdapterError {
@@ -121,8 +142,11 @@ pub trait Adapter: Send + Sync {
     fn canonical_types(&self, types: &[&str]) -> Result<Vec<Option<String>>, AdapterError>;
     /// Privileges on a relation held by others than the current user.
     fn grants_on(&self, schema: &str, identifier: &str) -> Result<Vec<Grant>, AdapterError>;
-    /// Cancels every statement in flight, server side.
+    /// Cancels every statement in flight, server side, and refuses to start
+    /// or commit anything more until [`Adapter::resume`].
     fn cancel_all(&self);
+    /// Accepts statements again after [`Adapter::cancel_all`].
+    fn resume(&self);
 }
 
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! connections with keepalives and timeouts, retries of connection errors and
 //! server-side cancellation.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use tokio::runtime::Runtime;
 use tokio_postgres::{CancelToken, Client, Config, NoTls, SimpleQueryMessage};
 
 use super::{
-    Adapter, AdapterError, Batch, BatchResult, Column, Dialect, Grant, PostgresDialect,
-    RelationInfo, RelationKind, Table,
+    Adapter, AdapterError, Batch, BatchResult, Column, Dialect, FailureKind, Grant,
+    PostgresDialect, RelationInfo, RelationKind, Table,
 };
 
 /// Connection settings resolved from a profile target.
@@ -109,11 +110,7 @@ fn tls_connector(
     mode: TlsMode,
     root_cert: Option<&std::path::Path>,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, AdapterError> {
-    let fail = |message: String| AdapterError {
-        message,
-        statement: None,
-        transient: false,
-    };
+    let fail = |message: String| AdapterError::new(FailureKind::Statement, message);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -161,10 +158,26 @@ pub struct PostgresAdapter {
     rt: Runtime,
     pool: Mutex<Pool>,
     available: Condvar,
+    /// Set by `cancel_all`: nothing new starts and nothing commits.
+    cancelled: AtomicBool,
 }
 
+/// How often a backend checks, while running a statement, that its client is
+/// still there (PostgreSQL 14+): after a kill -9 of Strata its statements
+/// stop, and their locks go, within this many milliseconds instead of running on.
+const CLIENT_CHECK_MS: u32 = 2000;
+
 fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
-    let transient = e.is_closed() || e.as_db_error().is_none();
+    // No server error, or the server ending the session (shutdown, crash,
+    // terminated backend: SQLSTATE class 57P and 08): the connection is gone.
+    let code = e.as_db_error().map(|d| d.code().code().to_string());
+    let kind = match code.as_deref() {
+        None => FailureKind::Connection,
+        Some(c) if c.starts_with("57P") || c.starts_with("08") => FailureKind::Connection,
+        Some("57014") => FailureKind::Cancelled,
+        Some(_) if e.is_closed() => FailureKind::Connection,
+        Some(_) => FailureKind::Statement,
+    };
     let message = match e.as_db_error() {
         Some(db) => {
             let mut m = format!("{}: {}", db.severity(), db.message());
@@ -192,7 +205,7 @@ fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
     AdapterError {
         message,
         statement,
-        transient,
+        kind,
     }
 }
 
@@ -202,10 +215,11 @@ impl PostgresAdapter {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| AdapterError {
-                message: format!("cannot start the I/O runtime: {e}"),
-                statement: None,
-                transient: false,
+            .map_err(|e| {
+                AdapterError::new(
+                    FailureKind::Statement,
+                    format!("cannot start the I/O runtime: {e}"),
+                )
             })?;
         let adapter = PostgresAdapter {
             settings,
@@ -216,6 +230,7 @@ impl PostgresAdapter {
                 cancels: Vec::new(),
             }),
             available: Condvar::new(),
+            cancelled: AtomicBool::new(false),
         };
         // Fail early, with the server's words, when the target is unreachable.
         let s = adapter.acquire()?;
@@ -280,6 +295,14 @@ impl PostgresAdapter {
             match res {
                 Ok(client) => {
                     let cancel = client.cancel_token();
+                    // A server without the setting (before 14) skips it.
+                    let check = format!(
+                        "select set_config('client_connection_check_interval', '{CLIENT_CHECK_MS}', false) \
+                         where current_setting('server_version_num')::int >= 140000"
+                    );
+                    self.rt
+                        .block_on(client.batch_execute(&check))
+                        .map_err(|e| err(e, None))?;
                     return Ok(Conn { client, cancel });
                 }
                 Err(e) if attempt < self.settings.retries => {
@@ -344,10 +367,35 @@ impl PostgresAdapter {
         self.available.notify_one();
     }
 
+    /// An error once `cancel_all` was called: nothing new starts, nothing commits.
+    fn refuse_if_cancelled(&self) -> Result<(), AdapterError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(AdapterError::new(
+                FailureKind::Cancelled,
+                "cancelled: the run was interrupted, nothing was committed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction unless the run was cancelled meanwhile
+    /// (then it rolls back): an interrupt never lets work land after it.
+    async fn commit_unless_cancelled(&self, client: &Client) -> Result<(), AdapterError> {
+        if let Err(e) = self.refuse_if_cancelled() {
+            let _ = client.batch_execute("rollback").await;
+            return Err(e);
+        }
+        client
+            .batch_execute("commit")
+            .await
+            .map_err(|e| err(e, None))
+    }
+
     fn with_session<T>(
         &self,
         f: impl FnOnce(&Client) -> Result<T, AdapterError>,
     ) -> Result<T, AdapterError> {
+        self.refuse_if_cancelled()?;
         let s = self.acquire()?;
         let r = f(&s.client);
         self.release(s);
@@ -406,10 +454,7 @@ impl Adapter for PostgresAdapter {
                     }
                 }
                 if batch.atomic {
-                    client
-                        .batch_execute("commit")
-                        .await
-                        .map_err(|e| err(e, None))?;
+                    self.commit_unless_cancelled(client).await?;
                 }
                 Ok(out)
             })
@@ -491,10 +536,7 @@ impl Adapter for PostgresAdapter {
                 .await;
                 match result {
                     Ok(rows) => {
-                        client
-                            .batch_execute("commit")
-                            .await
-                            .map_err(|e| err(e, None))?;
+                        self.commit_unless_cancelled(client).await?;
                         Ok(rows)
                     }
                     Err(e) => {
@@ -669,7 +711,12 @@ impl Adapter for PostgresAdapter {
         })
     }
 
+    fn resume(&self) {
+        self.cancelled.store(false, Ordering::SeqCst);
+    }
+
     fn cancel_all(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
         let cancels = self
             .pool
             .lock()

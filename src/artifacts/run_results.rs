@@ -130,10 +130,16 @@ pub fn write(
         "elapsed_time": elapsed,
         "args": args,
     });
-    std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(|source| {
-        Error::Write {
+    // Written aside and renamed: a reader (or a kill -9) never sees half a file.
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&doc).unwrap_or_default())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| Error::Write {
             path: path.to_path_buf(),
             source,
-        }
-    })
+        })
 }
+
+/// The message of a node that an unfinished run never completed.
+pub const NOT_FINISHED: &str =
+    "not finished: the run ended (killed or crashed) before this node completed";

@@ -2,7 +2,11 @@
 //! become a selection and run options, the engine runs them, and the results
 //! become run_results.json and manifest.json.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -12,7 +16,7 @@ use crate::adapter;
 use crate::artifacts::manifest::{self as manifest_json, ManifestMeta};
 use crate::artifacts::run_results;
 use crate::cli::RunArgs;
-use crate::engine::{self, Interrupt, RunInputs, RunOptions, Which};
+use crate::engine::{self, Event, EventSink, Interrupt, RunInputs, RunOptions, RunStatus, Which};
 use crate::report::Reporter;
 
 pub fn run(args: &RunArgs, interrupt: &Interrupt) -> Result<Outcome> {
@@ -65,6 +69,16 @@ pub fn retry(args: &RunArgs, interrupt: &Interrupt) -> Result<Outcome> {
         })
         .filter_map(|r| r["unique_id"].as_str().map(str::to_string))
         .collect();
+    if doc["args"]["in_progress"] == serde_json::Value::Bool(true) {
+        Reporter::new(args.common.report_settings()).info(
+            "retry",
+            &format!(
+                "The last run did not finish (killed or crashed); retrying the {} node{} it had not completed",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" }
+            ),
+        );
+    }
     if ids.is_empty() {
         Reporter::new(args.common.report_settings()).info(
             "retry",
@@ -104,16 +118,48 @@ pub fn execute(
         target_dir: &s.target_dir,
         target_name: &s.project.target.name,
     };
-    let out = engine::execute(inputs, options, &selected, &adapter, interrupt, &s.reporter)?;
+    let args_json = json!({"which": which.name(), "select": args.common.select, "exclude": args.common.exclude, "threads": options.threads});
+    let results_path = s.target_dir.join("run_results.json");
+    let recording = Recording {
+        reporter: &s.reporter,
+        path: &results_path,
+        selected: &selected,
+        invocation: &s.parsed.jinja.shared.invocation_id,
+        started_at: s.started_at,
+        args: &args_json,
+        finished: Mutex::new(HashMap::new()),
+        dirty: AtomicBool::new(false),
+    };
+    std::fs::create_dir_all(&s.target_dir)
+        .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
+    recording.write()?;
+    let out = std::thread::scope(|scope| {
+        // Writes what finished every 300 ms while the run goes.
+        let (stop_writer, stopped) = std::sync::mpsc::channel::<()>();
+        let rec = &recording;
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(300))
+            {
+                if rec.dirty.swap(false, Ordering::SeqCst) {
+                    // Best effort: the final write reports a failure.
+                    let _ = rec.write();
+                }
+            }
+        });
+        let out = engine::execute(inputs, options, &selected, &adapter, interrupt, rec);
+        drop(stop_writer);
+        out
+    })?;
 
     let invocation = &s.parsed.jinja.shared.invocation_id;
     run_results::write(
-        &s.target_dir.join("run_results.json"),
+        &results_path,
         &out.results,
         invocation,
         s.started_at,
         s.started.elapsed().as_secs_f64(),
-        json!({"which": which.name(), "select": args.common.select, "exclude": args.common.exclude, "threads": options.threads}),
+        args_json.clone(),
     )?;
     manifest_json::write(
         &s.target_dir.join("manifest.json"),
@@ -134,4 +180,64 @@ pub fn execute(
     };
     super::drop_in_background((out, s));
     Ok(outcome)
+}
+
+/// Passes events to the reporter and remembers what finished, so that
+/// run_results.json stays current while the run goes: a run killed with -9
+/// leaves the nodes it had not finished as skipped, and `retry` runs those.
+struct Recording<'a> {
+    reporter: &'a Reporter,
+    path: &'a Path,
+    selected: &'a BTreeSet<String>,
+    invocation: &'a str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    args: &'a serde_json::Value,
+    finished: Mutex<HashMap<String, RunStatus>>,
+    /// Something finished since the file was last written.
+    dirty: AtomicBool,
+}
+
+impl Recording<'_> {
+    fn write(&self) -> Result<()> {
+        let now = chrono::Utc::now();
+        let results: Vec<run_results::NodeResult> = {
+            let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+            self.selected
+                .iter()
+                .map(|id| match finished.get(id) {
+                    Some(status) => {
+                        run_results::NodeResult::ran(id, status.as_str(), 0, (now, now), 0.0)
+                    }
+                    None => run_results::NodeResult {
+                        message: Some(run_results::NOT_FINISHED.to_string()),
+                        ..run_results::NodeResult::skipped(id, None)
+                    },
+                })
+                .collect()
+        };
+        let mut args = self.args.clone();
+        args["in_progress"] = serde_json::Value::Bool(true);
+        run_results::write(
+            self.path,
+            &results,
+            self.invocation,
+            self.started_at,
+            0.0,
+            args,
+        )?;
+        Ok(())
+    }
+}
+
+impl EventSink for Recording<'_> {
+    fn event(&self, event: &Event<'_>) {
+        self.reporter.event(event);
+        if let Event::NodeFinished(end) = event {
+            self.finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(end.subject.unique_id().to_string(), end.status);
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+    }
 }

@@ -42,8 +42,8 @@ pub struct NodeError {
     pub message: String,
     /// The statement the warehouse rejected, when one did.
     pub statement: Option<String>,
-    /// Whether running it again on a fresh connection may succeed.
-    pub transient: bool,
+    /// The connection failed or was lost: the warehouse may be gone.
+    pub connection_lost: bool,
     #[source]
     pub source: Option<AdapterError>,
 }
@@ -54,7 +54,7 @@ impl NodeError {
             kind,
             message: message.into(),
             statement: None,
-            transient: false,
+            connection_lost: false,
             source: None,
         }
     }
@@ -70,7 +70,7 @@ impl NodeError {
             kind: NodeErrorKind::Database,
             message: e.message.clone(),
             statement,
-            transient: e.transient,
+            connection_lost: e.kind == crate::adapter::FailureKind::Connection,
             source: Some(e),
         }
     }

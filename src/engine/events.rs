@@ -3,6 +3,16 @@
 
 use crate::scheduler::JobStatus;
 
+/// Why a node did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A node it depends on failed (or its unit tests did).
+    UpstreamFailed,
+    /// The run stopped before it started: interrupt, fail-fast, or the
+    /// warehouse went away.
+    RunStopped,
+}
+
 /// How one node (or unit test) ended, as run_results.json names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
@@ -152,6 +162,7 @@ pub enum Event<'a> {
     NodeSkipped {
         at: Progress,
         subject: &'a Subject,
+        reason: SkipReason,
     },
     /// All nodes are done; `problems` in the order they happened.
     Finished {

@@ -22,7 +22,9 @@ use std::time::Instant;
 
 pub use decide::Which;
 pub use error::{NodeError, NodeErrorKind, RunError};
-pub use events::{Event, EventSink, NoEvents, Problem, Progress, RunStatus, Subject, Summary};
+pub use events::{
+    Event, EventSink, NoEvents, Problem, Progress, RunStatus, SkipReason, Subject, Summary,
+};
 pub use interrupt::Interrupt;
 
 use crate::adapter::{Adapter, Batch, RelationKind};
@@ -168,6 +170,10 @@ pub fn execute(
     // Ctrl-C: start nothing new and cancel what runs, server side; each node's
     // transaction rolls back, so no relation is left half built.
     let stop = Arc::new(AtomicBool::new(interrupt.is_set()));
+    if !interrupt.is_set() {
+        // A reused adapter (watch) accepts statements again.
+        adapter.resume();
+    }
     let _cancel_on_interrupt = {
         let stop = stop.clone();
         let adapter = adapter.clone();
@@ -335,6 +341,16 @@ pub fn execute(
     });
     let total = nodes.len();
     let counter = AtomicUsize::new(0);
+    let warehouse_gone = AtomicBool::new(false);
+    // Jobs that failed: a job skipped below one of them says "upstream failure",
+    // any other skip happened because the run stopped.
+    let failed_jobs: Mutex<HashSet<usize>> = Mutex::new(HashSet::new());
+    let mark_failed = |i: usize| {
+        failed_jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(i);
+    };
     let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
     let node_problems: Mutex<Vec<Problem>> = Mutex::new(Vec::new());
     let next = || Progress {
@@ -354,6 +370,7 @@ pub fn execute(
                     at,
                     subject: &subject,
                 });
+                mark_failed(i);
                 return JobStatus::Error;
             }
             events.event(&Event::NodeStarted {
@@ -385,6 +402,16 @@ pub fn execute(
                 stop.store(true, Ordering::SeqCst);
                 adapter.cancel_all();
             }
+            // A lost connection on a live server is this node's problem; a
+            // warehouse that is gone stops the run (one probe tells them
+            // apart), instead of every remaining node failing to connect.
+            if ran.error.as_ref().is_some_and(|e| e.connection_lost)
+                && !stop.load(Ordering::SeqCst)
+                && adapter.server_version().is_err()
+            {
+                warehouse_gone.store(true, Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
+            }
             results
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -397,14 +424,29 @@ pub fn execute(
                     relation_name: n.relation_name(&m.quoting),
                     ..NodeResult::ran(&n.unique_id, ran.status.as_str(), thread, (t0, t1), seconds)
                 });
-            ran.status.job()
+            let job = ran.status.job();
+            if job == JobStatus::Error {
+                mark_failed(i);
+            }
+            job
         },
-        |i, _| {
+        |i, from| {
             let n = nodes[i];
             let subject = subject_of(n);
+            let upstream_failed = from.is_some_and(|f| {
+                failed_jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&f)
+            });
             events.event(&Event::NodeSkipped {
                 at: next(),
                 subject: &subject,
+                reason: if upstream_failed {
+                    SkipReason::UpstreamFailed
+                } else {
+                    SkipReason::RunStopped
+                },
             });
             results
                 .lock()
@@ -416,7 +458,10 @@ pub fn execute(
         },
     );
     let interrupted = interrupt.is_set();
-    if !interrupted {
+    let warehouse_gone = warehouse_gone.into_inner();
+    if !interrupted && !warehouse_gone {
+        // After fail-fast's cancel, the end hooks still run.
+        adapter.resume();
         run_project_hooks(inputs, &compiler, adapter_ref, ProjectHook::End)?;
     }
 
@@ -436,6 +481,20 @@ pub fn execute(
         node_problems.into_iter().partition(|p| p.is_error);
     problems.extend(errors);
     problems.extend(warnings);
+    if warehouse_gone {
+        let skipped = count(JobStatus::Skipped);
+        problems.insert(
+            0,
+            Problem {
+                is_error: true,
+                text: format!(
+                    "The warehouse cannot be reached any more, so the run stopped: {skipped} node{} that had not started {} skipped (on-run-end hooks too). Run `strata retry` once it is back.",
+                    if skipped == 1 { "" } else { "s" },
+                    if skipped == 1 { "was" } else { "were" },
+                ),
+            },
+        );
+    }
     events.event(&Event::Finished {
         what: &what,
         seconds: started.elapsed().as_secs_f64(),
