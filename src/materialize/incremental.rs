@@ -1,7 +1,8 @@
 //! Incremental models: the new rows are staged in a temporary table, the target
 //! is reconciled with `on_schema_change`, then merged by the strategy, all in
-//! one transaction. Key matching uses `is not distinct from`, so rows whose key
-//! is NULL replace each other instead of piling up as duplicates.
+//! one transaction. Keys match NULL with NULL (`Dialect::key_eq`), so rows whose
+//! key is NULL replace each other instead of piling up as duplicates, in a
+//! form the planner hashes or merges rather than a nested loop.
 
 use super::{split_hooks, NodePlanInput, Plan, PlanError, RelationKind};
 use crate::adapter::{Column, Dialect};
@@ -157,7 +158,7 @@ pub fn plan(d: &dyn Dialect, input: &IncrementalInput<'_>) -> Result<Plan, PlanE
         input
             .unique_key
             .iter()
-            .map(|k| d.null_safe_eq(&format!("{dest_alias}.{k}"), &format!("{src_alias}.{k}")))
+            .map(|k| d.key_eq(&format!("{dest_alias}.{k}"), &format!("{src_alias}.{k}")))
             .collect::<Vec<_>>()
             .join(" and ")
     };

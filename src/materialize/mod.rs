@@ -156,15 +156,23 @@ pub fn view_or_table(d: &dyn Dialect, input: &NodePlanInput<'_>, kind: RelationK
         _ => tx.push(d.create_as(kind, &tmp, input.sql, &options)),
     }
     let main_index = tx.len() - 1;
+    // Views built on the old relation outlive it (`drop ... cascade` below).
+    let keep = input.existing.and_then(|_| d.keep_dependent_views(&rel));
     if let Some(old) = input.existing {
-        // `if exists`: replacing an upstream view in this run may have dropped
-        // this one already (dependent views go with `drop ... cascade`).
+        if let Some(k) = &keep {
+            tx.push(k.remember.clone());
+        }
+        // `if exists`: on a warehouse that cannot keep dependent views,
+        // replacing an upstream relation in this run may have dropped this one.
         tx.push(d.rename_relation(old, &rel, &backup_name, true));
     }
     tx.push(d.rename_relation(kind, &tmp, &t.identifier, false));
     // The old relation goes first: its indexes' names must be free again.
     if let Some(old) = input.existing {
         tx.push(d.drop_relation(old, &backup));
+    }
+    if let Some(k) = keep {
+        tx.push(k.recreate);
     }
     tx.extend(settings_sql(d, &rel, &t.identifier, kind, &input.settings));
     split_hooks(&input.post_hooks, &mut outside_after, &mut tx);

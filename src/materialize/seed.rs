@@ -345,8 +345,16 @@ pub fn plan(
             .collect();
         before.push(d.drop_relation(RelationKind::Table, &tmp));
         before.push(d.create_table(&tmp, &defs, &TableOptions::default()));
+        // Views built on the old table outlive it (`drop ... cascade`).
+        let keep = d.keep_dependent_views(&relation);
+        if let Some(k) = &keep {
+            after.push(k.remember.clone());
+        }
         after.push(d.drop_relation(RelationKind::Table, &relation));
         after.push(d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false));
+        if let Some(k) = keep {
+            after.push(k.recreate);
+        }
         split_hooks(&node.post_hooks, &mut outside_after, &mut after);
         SeedPlan {
             outside_before,

@@ -61,7 +61,7 @@ impl SnapshotInput<'_> {
     fn keys_match(&self, d: &dyn Dialect, a: &str, b: &str) -> String {
         self.unique_key
             .iter()
-            .map(|k| d.null_safe_eq(&format!("{a}.{k}"), &format!("{b}.{k}")))
+            .map(|k| d.key_eq(&format!("{a}.{k}"), &format!("{b}.{k}")))
             .collect::<Vec<_>>()
             .join(" and ")
     }
