@@ -1306,6 +1306,47 @@ fn views_built_on_a_replaced_relation_survive_it() {
         "0"
     );
     assert_eq!(psql(&db, "select n from public.manual"), "3");
+    // A view model replaced in place keeps the views on it; one whose columns
+    // change shape is swapped, and the views on it are pointed at the new one.
+    // (v1 and v2 read `name`, which base lost above: they are rebuilt first.)
+    std::fs::write(
+        dir.path().join("models/v1.sql"),
+        "select id, 'b' as name from {{ ref('base') }}",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run", "-s", "v1+"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    psql(&db, "create view public.on_v1 as select id from main.v1");
+    let oid = psql(&db, "select 'main.v1'::regclass::oid");
+    std::fs::write(
+        dir.path().join("models/v1.sql"),
+        "select id, 'c' as name from {{ ref('base') }}",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run", "-s", "v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select 'main.v1'::regclass::oid"),
+        oid,
+        "replaced in place"
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select name from main.v2 join public.on_v1 using (id) join main.v1 using (id) limit 1"
+        ),
+        "c"
+    );
+    std::fs::write(
+        dir.path().join("models/v1.sql"),
+        "select id::bigint as id from {{ ref('base') }}",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run", "-s", "v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(psql(&db, "select count(*) from public.on_v1"), "3");
+    assert_eq!(psql(&db, "select count(*) from main.v2"), "3");
+    assert_eq!(psql(&db, "select format_type(atttypid, atttypmod) from pg_attribute where attrelid = 'main.v1'::regclass and attname = 'id'"), "bigint");
     // A seed recreated for a new header keeps the views on it that still fit.
     std::fs::write(dir.path().join("seeds/s.csv"), "id,code,extra\n1,yz,2\n").unwrap();
     let r = strata(dir.path(), &["seed"]);

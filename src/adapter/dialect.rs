@@ -125,8 +125,10 @@ pub enum SeedType {
 /// replacement (see [`Dialect::keep_dependent_views`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeepDependents {
+    /// Before the old relation loses its name.
     pub remember: String,
-    pub recreate: String,
+    /// After the new one holds it, before the old one is dropped.
+    pub repoint: String,
 }
 
 pub trait Dialect: Send + Sync + fmt::Debug {
@@ -214,12 +216,23 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     }
 
     /// How the views built on `relation` survive its replacement (the old
-    /// relation is renamed away and dropped with `cascade`, which takes them
-    /// along): `remember` runs before, `recreate` once the new relation holds
-    /// the name, both in the replacing transaction. `None` where the warehouse
+    /// relation is renamed away and dropped with `cascade`, which would take
+    /// them along), in the replacing transaction. `None` where the warehouse
     /// keeps them another way.
     fn keep_dependent_views(&self, _relation: &str) -> Option<KeepDependents> {
         None
+    }
+
+    /// `create or replace view`: a view replaced in place keeps the views
+    /// built on it.
+    fn replace_view(&self, relation: &str, sql: &str) -> String {
+        format!("create or replace view {relation} as (\n{sql}\n)")
+    }
+
+    /// Whether replacing a view in place failed only because its columns
+    /// changed shape, so that it must be swapped instead.
+    fn view_change_needs_swap(&self, _e: &super::AdapterError) -> bool {
+        false
     }
 
     /// Renames a relation within its schema; with `if_exists`, a missing one is no error.
@@ -395,11 +408,10 @@ impl Dialect for PostgresDialect {
     }
 
     fn keep_dependent_views(&self, relation: &str) -> Option<KeepDependents> {
-        // Server side, so nothing is read back: the views (and materialized
-        // views) that depend on the relation, transitively, with what makes
-        // them up. Definitions are taken with only pg_catalog on the search
-        // path, so every name in them is qualified and, once the new relation
-        // holds the name, they resolve to it.
+        // Server side, so nothing is read back: the views and materialized
+        // views built directly on the relation, with their definitions taken
+        // while it still holds the name, and only pg_catalog on the search
+        // path, so every name in them is qualified.
         let remember = format!(
             r#"do $strata$
 declare sp text := current_setting('search_path');
@@ -407,39 +419,44 @@ begin
   perform set_config('search_path', 'pg_catalog', true);
   drop table if exists pg_temp.strata_dependents;
   create temp table strata_dependents on commit drop as
-  with recursive deps(oid, depth) as (
-    select r.ev_class, 1
-    from pg_depend d join pg_rewrite r on r.oid = d.objid
-    where d.classid = 'pg_rewrite'::regclass and d.refobjid = to_regclass({rel}) and r.ev_class <> d.refobjid
-    union
-    select r.ev_class, deps.depth + 1
-    from deps join pg_depend d on d.refobjid = deps.oid join pg_rewrite r on r.oid = d.objid
-    where d.classid = 'pg_rewrite'::regclass and r.ev_class <> d.refobjid
-  )
-  select c.oid, max(deps.depth) as depth, c.relkind, n.nspname, c.relname,
-         pg_get_viewdef(c.oid) as definition, c.reloptions, c.relacl, c.relowner,
-         obj_description(c.oid, 'pg_class') as comment
-  from deps join pg_class c on c.oid = deps.oid join pg_namespace n on n.oid = c.relnamespace
-  group by c.oid, c.relkind, n.nspname, c.relname, c.reloptions, c.relacl, c.relowner;
+  select distinct c.oid, c.relkind, n.nspname, c.relname, pg_get_viewdef(c.oid) as definition,
+         c.reloptions, c.relacl, c.relowner, obj_description(c.oid, 'pg_class') as comment
+  from pg_depend d
+  join pg_rewrite r on r.oid = d.objid
+  join pg_class c on c.oid = r.ev_class
+  join pg_namespace n on n.oid = c.relnamespace
+  where d.refclassid = 'pg_class'::regclass and d.refobjid = to_regclass({rel})
+    and d.classid = 'pg_rewrite'::regclass and r.ev_class <> d.refobjid;
   perform set_config('search_path', sp, true);
 end $strata$"#,
             rel = self.quote_literal(relation)
         );
-        // Each view in its own subtransaction: one that no longer fits the new
-        // relation (a column it reads is gone) is left dropped, with a warning,
-        // as it would have been without this; the others come back with their
-        // options, comment and grants.
-        let recreate = r#"do $strata$
-declare r record; g record;
+        // Once the new relation holds the name: a view is pointed at it in
+        // place (`create or replace` keeps its identity, grants, comment and
+        // the views built on it); a materialized view, or a view whose column
+        // types changed, is built again with its options, comment and grants.
+        // Each in its own subtransaction: one that no longer fits (a column it
+        // reads is gone) is left to `drop ... cascade`, with a warning, as
+        // without this.
+        let repoint = r#"do $strata$
+declare r record; g record; opts text;
 begin
-  for r in select * from pg_temp.strata_dependents order by depth loop
+  for r in select * from pg_temp.strata_dependents loop
+    opts := coalesce(' with (' || array_to_string(r.reloptions, ', ') || ')', '');
     begin
-      if r.relkind = 'm' then
-        execute format('create materialized view %I.%I as %s', r.nspname, r.relname, r.definition);
-      else
-        execute format('create view %I.%I%s as %s', r.nspname, r.relname,
-          coalesce(' with (' || array_to_string(r.reloptions, ', ') || ')', ''), r.definition);
+      if r.relkind = 'v' then
+        begin
+          execute format('create or replace view %I.%I%s as %s', r.nspname, r.relname, opts, r.definition);
+          continue;
+        exception when others then
+          -- Its columns changed type: built again below (the views on it go).
+          null;
+        end;
       end if;
+      execute format('drop %s %I.%I cascade',
+        case r.relkind when 'm' then 'materialized view' else 'view' end, r.nspname, r.relname);
+      execute format('create %s %I.%I%s as %s',
+        case r.relkind when 'm' then 'materialized view' else 'view' end, r.nspname, r.relname, opts, r.definition);
       if r.comment is not null then
         execute format('comment on %s %I.%I is %L',
           case r.relkind when 'm' then 'materialized view' else 'view' end, r.nspname, r.relname, r.comment);
@@ -449,14 +466,19 @@ begin
           case g.grantee when 0 then 'public' else quote_ident(pg_get_userbyid(g.grantee)) end);
       end loop;
     exception when others then
-      raise warning 'view %.% depends on the replaced relation and could not be recreated: %',
+      raise warning 'view %.% depends on the replaced relation and no longer fits it: %',
         r.nspname, r.relname, sqlerrm;
     end;
   end loop;
   drop table pg_temp.strata_dependents;
 end $strata$"#
             .to_string();
-        Some(KeepDependents { remember, recreate })
+        Some(KeepDependents { remember, repoint })
+    }
+
+    fn view_change_needs_swap(&self, e: &super::AdapterError) -> bool {
+        // invalid_table_definition: a column removed, renamed or retyped.
+        e.sqlstate.as_deref() == Some("42P16")
     }
 
     fn key_eq(&self, a: &str, b: &str) -> String {

@@ -49,6 +49,8 @@ pub struct AdapterError {
     /// Index of the failing statement within its batch.
     pub statement: Option<usize>,
     pub kind: FailureKind,
+    /// The server's SQLSTATE, when it gave one.
+    pub sqlstate: Option<String>,
 }
 
 /// What went wrong, as far as the engine cares.
@@ -69,6 +71,7 @@ impl AdapterError {
             message: message.into(),
             statement: None,
             kind,
+            sqlstate: None,
         }
     }
 }

@@ -206,6 +206,7 @@ fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
         message,
         statement,
         kind,
+        sqlstate: code,
     }
 }
 

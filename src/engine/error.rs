@@ -45,7 +45,7 @@ pub struct NodeError {
     /// The connection failed or was lost: the warehouse may be gone.
     pub connection_lost: bool,
     #[source]
-    pub source: Option<AdapterError>,
+    pub source: Option<Box<AdapterError>>,
 }
 
 impl NodeError {
@@ -71,7 +71,7 @@ impl NodeError {
             message: e.message.clone(),
             statement,
             connection_lost: e.kind == crate::adapter::FailureKind::Connection,
-            source: Some(e),
+            source: Some(Box::new(e)),
         }
     }
 

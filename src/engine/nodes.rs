@@ -126,7 +126,12 @@ impl RunCtx<'_> {
         let mut input = self.plan_input(n, &c.sql)?;
         let output = Output::new(self.adapter, &c.sql);
         input.settings = self.relation_settings(n, &output)?;
-        if build.keeps_relation() {
+        // An existing view is replaced in place, so the views built on it
+        // stay as they are (swapped only when its columns changed shape).
+        let in_place = build == ModelBuild::View
+            && input.existing == Some(RelationKind::View)
+            && input.contract.is_none();
+        if build.keeps_relation() || in_place {
             // Relations kept in place keep their grants: revoke what the
             // config no longer lists, so grants match it.
             input.settings.revokes = self.stale_grants(n, &input.settings.grants)?;
@@ -147,6 +152,34 @@ impl RunCtx<'_> {
             )?,
             ModelBuild::RefreshMaterializedView => {
                 materialize::refresh_materialized_view(d, &input, n.config.on_configuration_change)?
+            }
+            ModelBuild::View if in_place => {
+                let plan = materialize::replace_view(d, &input);
+                return match execute_plan(self.adapter, &plan) {
+                    Ok(_) => Ok(Built {
+                        code: build.code(None),
+                        rows: None,
+                    }),
+                    Err(e)
+                        if e.source
+                            .as_ref()
+                            .is_some_and(|s| d.view_change_needs_swap(s)) =>
+                    {
+                        // Hooks outside the transaction ran already; the
+                        // others rolled back with it and run again.
+                        input.pre_hooks.retain(|h| h.in_transaction);
+                        input.settings.revokes.clear();
+                        execute_plan(
+                            self.adapter,
+                            &materialize::view_or_table(d, &input, build.kind()),
+                        )?;
+                        Ok(Built {
+                            code: build.code(None),
+                            rows: None,
+                        })
+                    }
+                    Err(e) => Err(e),
+                };
             }
             ModelBuild::View | ModelBuild::Table | ModelBuild::MaterializedView => {
                 materialize::view_or_table(d, &input, build.kind())

@@ -167,14 +167,37 @@ pub fn view_or_table(d: &dyn Dialect, input: &NodePlanInput<'_>, kind: RelationK
         tx.push(d.rename_relation(old, &rel, &backup_name, true));
     }
     tx.push(d.rename_relation(kind, &tmp, &t.identifier, false));
+    if let Some(k) = keep {
+        tx.push(k.repoint);
+    }
     // The old relation goes first: its indexes' names must be free again.
     if let Some(old) = input.existing {
         tx.push(d.drop_relation(old, &backup));
     }
-    if let Some(k) = keep {
-        tx.push(k.recreate);
-    }
     tx.extend(settings_sql(d, &rel, &t.identifier, kind, &input.settings));
+    split_hooks(&input.post_hooks, &mut outside_after, &mut tx);
+    assemble(outside_before, tx, main_index, outside_after)
+}
+
+/// An existing view replaced in place (`create or replace view`): the views
+/// built on it keep pointing at it, untouched. Fails with
+/// [`Dialect::view_change_needs_swap`] when its columns changed shape; the
+/// caller then swaps it with [`view_or_table`].
+pub fn replace_view(d: &dyn Dialect, input: &NodePlanInput<'_>) -> Plan {
+    let rel = d.relation(&input.target);
+    let mut outside_before: Vec<String> = Vec::new();
+    let mut outside_after: Vec<String> = Vec::new();
+    let mut tx: Vec<String> = Vec::new();
+    split_hooks(&input.pre_hooks, &mut outside_before, &mut tx);
+    tx.push(d.replace_view(&rel, input.sql));
+    let main_index = tx.len() - 1;
+    tx.extend(settings_sql(
+        d,
+        &rel,
+        &input.target.identifier,
+        RelationKind::View,
+        &input.settings,
+    ));
     split_hooks(&input.post_hooks, &mut outside_after, &mut tx);
     assemble(outside_before, tx, main_index, outside_after)
 }

@@ -346,14 +346,21 @@ pub fn plan(
         before.push(d.drop_relation(RelationKind::Table, &tmp));
         before.push(d.create_table(&tmp, &defs, &TableOptions::default()));
         // Views built on the old table outlive it (`drop ... cascade`).
-        let keep = d.keep_dependent_views(&relation);
-        if let Some(k) = &keep {
-            after.push(k.remember.clone());
-        }
-        after.push(d.drop_relation(RelationKind::Table, &relation));
-        after.push(d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false));
-        if let Some(k) = keep {
-            after.push(k.recreate);
+        match d.keep_dependent_views(&relation) {
+            Some(k) => {
+                let backup_name = d.suffixed(&target.identifier, "__dbt_backup");
+                let backup = d.relation(&target.sibling(&backup_name));
+                after.push(k.remember);
+                after.push(d.drop_relation(RelationKind::Table, &backup));
+                after.push(d.rename_relation(RelationKind::Table, &relation, &backup_name, true));
+                after.push(d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false));
+                after.push(k.repoint);
+                after.push(d.drop_relation(RelationKind::Table, &backup));
+            }
+            None => {
+                after.push(d.drop_relation(RelationKind::Table, &relation));
+                after.push(d.rename_relation(RelationKind::Table, &tmp, &target.identifier, false));
+            }
         }
         split_hooks(&node.post_hooks, &mut outside_after, &mut after);
         SeedPlan {
