@@ -92,6 +92,38 @@ pub struct LocalConn {
     pub socket_dir: PathBuf,
 }
 
+/// Writes `text` to a new file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| {
+            Diagnostic::new(
+                DiagKind::Io,
+                format!("cannot write {}: {e}", path.display()),
+            )
+            .into()
+        })
+}
+
+/// The pg_hba.conf of a local cluster: password (scram) for the cluster's
+/// user only, over the socket and 127.0.0.1; nothing else, no replication.
+fn hba_conf(user: &str) -> String {
+    let u = crate::sql::quote_ident(user);
+    format!(
+        "# Written by Strata: only the project's user, with the password in\n\
+         # .strata/postgres/password (never trust: any local account could connect).\n\
+         local all {u} scram-sha-256\n\
+         host all {u} 127.0.0.1/32 scram-sha-256\n"
+    )
+}
+
 impl LocalCluster {
     /// The cluster of a project (not created until `ensure_running`).
     pub fn for_project(project_dir: &Path, user: &str) -> Result<LocalCluster> {
@@ -144,6 +176,147 @@ impl LocalCluster {
 
     fn log_file(&self) -> PathBuf {
         self.root.join("server.log")
+    }
+
+    /// The generated password of the cluster's user (0600, next to the data).
+    pub fn password_file(&self) -> PathBuf {
+        self.root.join("password")
+    }
+
+    /// A libpq password file for tools (`psql`, the URL of `strata pg url`).
+    pub fn pgpass_file(&self) -> PathBuf {
+        self.root.join("pgpass")
+    }
+
+    pub fn password(&self) -> Result<String> {
+        std::fs::read_to_string(self.password_file())
+            .map(|p| p.trim().to_string())
+            .map_err(|e| {
+                Diagnostic::new(
+                    DiagKind::Io,
+                    format!("cannot read {}: {e}", self.password_file().display()),
+                )
+                .hint("`strata pg stop` and delete .strata/postgres to create the local cluster afresh")
+                .into()
+            })
+    }
+
+    /// Creates the password and pgpass files of a new password.
+    fn write_password(&self) -> Result<String> {
+        let password = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        write_private(&self.password_file(), &format!("{password}\n"))?;
+        write_private(
+            &self.pgpass_file(),
+            &format!(
+                "127.0.0.1:*:*:{}:{password}\n",
+                self.user.replace(':', "\\:")
+            ),
+        )?;
+        Ok(password)
+    }
+
+    /// The socket directory, private to the account running the server: made
+    /// with mode 0700, or refused when it exists with another owner or wider
+    /// permissions (a shared /tmp could otherwise hand the socket to others).
+    fn private_socket_dir(&self) -> Result<PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let dir = self.socket_dir();
+        let owner = uid_of(self.run_as.as_deref());
+        match std::fs::symlink_metadata(&dir) {
+            Err(_) => {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .recursive(false)
+                    .create(&dir)
+                    .or_else(|e| {
+                        // Inside the project, the parents may be missing.
+                        if dir.starts_with(&self.root) {
+                            std::fs::create_dir_all(&dir).and_then(|()| {
+                                std::fs::set_permissions(
+                                    &dir,
+                                    std::fs::Permissions::from_mode(0o700),
+                                )
+                            })
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| {
+                        Diagnostic::new(
+                            DiagKind::Io,
+                            format!("cannot create {}: {e}", dir.display()),
+                        )
+                    })?;
+                self.chown(&dir)?;
+            }
+            Ok(m) if dir.starts_with(&self.root) && m.is_dir() && !m.file_type().is_symlink() => {
+                // Inside the project (made by an older Strata): made private.
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |e| {
+                        Diagnostic::new(
+                            DiagKind::Io,
+                            format!("cannot protect {}: {e}", dir.display()),
+                        )
+                    },
+                )?;
+                self.chown(&dir)?;
+            }
+            Ok(m) => {
+                let wrong_owner = owner.is_some_and(|o| m.uid() != o);
+                if !m.is_dir() || m.file_type().is_symlink() || m.mode() & 0o077 != 0 || wrong_owner
+                {
+                    return Err(Diagnostic::new(
+                        DiagKind::Io,
+                        format!(
+                            "the socket directory {} exists but is not private (a directory of this account with mode 0700); refusing to use it",
+                            dir.display()
+                        ),
+                    )
+                    .hint("someone else may have made it; remove it, or move the project to a shorter path so the socket stays inside .strata/")
+                    .into());
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    /// A cluster made by an older Strata trusted every local connection:
+    /// give its user a password and replace pg_hba.conf (server running).
+    fn secure_legacy_cluster(&self) -> Result<()> {
+        let password = self.write_password()?;
+        let mut cmd = self.bins.cmd("psql");
+        cmd.arg("-X")
+            .arg("-q")
+            .arg("-h")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-U")
+            .arg(&self.user)
+            .arg("-d")
+            .arg("postgres")
+            .arg("-c")
+            .arg(format!(
+                "alter role {} password {}",
+                crate::sql::quote_ident(&self.user),
+                crate::sql::quote_literal(&password)
+            ));
+        self.run(cmd, "setting the local cluster's password")?;
+        self.write_hba()?;
+        let mut cmd = self.bins.cmd("pg_ctl");
+        cmd.arg("-D").arg(self.data_dir()).arg("reload");
+        self.run(cmd, "pg_ctl reload")?;
+        Ok(())
+    }
+
+    fn write_hba(&self) -> Result<()> {
+        let hba = self.data_dir().join("pg_hba.conf");
+        write_private(&hba, &hba_conf(&self.user))?;
+        self.chown(&hba)
     }
 
     pub fn is_initialized(&self) -> bool {
@@ -199,19 +372,33 @@ impl LocalCluster {
                 format!("cannot create {}: {e}", self.root.display()),
             )
         })?;
+        let mut legacy = false;
         if !self.is_initialized() {
+            let password = self.write_password()?;
+            // initdb reads the password from a file the server account can read.
+            let pwfile = self.root.join("initdb-password");
+            write_private(&pwfile, &format!("{password}\n"))?;
             self.chown(&self.root)?;
             let mut cmd = self.bins.cmd("initdb");
             cmd.arg("-D")
                 .arg(self.data_dir())
                 .arg("-U")
                 .arg(&self.user)
-                .arg("--auth=trust")
+                .arg("--auth=scram-sha-256")
+                .arg(format!("--pwfile={}", pwfile.display()))
                 .arg("--encoding=UTF8")
                 .arg("--no-sync");
-            self.run(cmd, "initdb")?;
+            let done = self.run(cmd, "initdb");
+            let _ = std::fs::remove_file(&pwfile);
+            done?;
+            self.write_hba()?;
+        } else if !self.password_file().exists() {
+            legacy = true;
         }
         if self.status()? {
+            if legacy {
+                self.secure_legacy_cluster()?;
+            }
             return Ok(self.conn());
         }
         if self.port == 0 || !port_free(self.port) {
@@ -223,14 +410,7 @@ impl LocalCluster {
                 format!("cannot write {}: {e}", self.root.display()),
             )
         })?;
-        let socket = self.socket_dir();
-        std::fs::create_dir_all(&socket).map_err(|e| {
-            Diagnostic::new(
-                DiagKind::Io,
-                format!("cannot create {}: {e}", socket.display()),
-            )
-        })?;
-        self.chown(&socket)?;
+        let socket = self.private_socket_dir()?;
         self.chown(&self.root)?;
         let mut cmd = self.bins.cmd("pg_ctl");
         cmd.arg("-D")
@@ -242,12 +422,16 @@ impl LocalCluster {
             .arg("60")
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100",
+                // Development data only (README): durability traded for speed.
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c unix_socket_permissions=0700 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100",
                 self.port,
                 socket.display()
             ))
             .arg("start");
         self.run(cmd, "pg_ctl start")?;
+        if legacy {
+            self.secure_legacy_cluster()?;
+        }
         Ok(self.conn())
     }
 
@@ -301,10 +485,14 @@ impl LocalCluster {
         let _ = std::fs::remove_dir_all(self.socket_dir());
     }
 
+    /// A libpq URL; the password stays in the pgpass file it names.
     pub fn url(&self, dbname: &str) -> String {
         format!(
-            "postgresql://{}@127.0.0.1:{}/{}",
-            self.user, self.port, dbname
+            "postgresql://{}@127.0.0.1:{}/{}?passfile={}",
+            self.user,
+            self.port,
+            dbname,
+            self.pgpass_file().display()
         )
     }
 
@@ -317,9 +505,16 @@ impl LocalCluster {
             .arg(self.port.to_string())
             .arg("-U")
             .arg(&self.user)
-            .arg(dbname);
+            .arg(dbname)
+            .env("PGPASSFILE", self.pgpass_file());
         c
     }
+}
+
+/// The uid of an account (this process's without one), from `id -u`.
+fn uid_of(user: Option<&str>) -> Option<u32> {
+    let out = Command::new("id").arg("-u").args(user).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -10,8 +10,9 @@ use common::pg::psql;
 
 fn test_project(db: &str, schema_yml: &str) -> tempfile::TempDir {
     let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n      threads: 2\n",
-        pg::port()
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: 2\n",
+        pg::port(),
+        pg::password()
     );
     project(&[
         ("profiles.yml", &profile),
@@ -172,8 +173,9 @@ fn source_freshness_pass_warn_error_and_sources_json() {
          create table raw.stale as select now() - interval '3 days' as loaded_at, 'old' as kind union all select now(), 'filtered out';",
     );
     let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
-        pg::port()
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n",
+        pg::port(),
+        pg::password()
     );
     let yml = "version: 2\nsources:\n  - name: raw\n    schema: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n        columns:\n          - name: loaded_at\n            data_tests: [not_null, unique]\n      - name: aging\n      - name: stale\n        freshness:\n          warn_after: {count: 1, period: hour}\n          error_after: {count: 1, period: day}\n          filter: \"kind = 'old'\"\n";
     let dir = project(&[("profiles.yml", &profile), ("models/sources.yml", yml)]);
@@ -217,8 +219,9 @@ fn source_freshness_pass_warn_error_and_sources_json() {
 fn unit_tests_formats_overrides_and_diffs() {
     let db = pg::database("unit");
     let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
-        pg::port()
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n",
+        pg::port(),
+        pg::password()
     );
     let yml = r#"version: 2
 sources:

@@ -42,8 +42,9 @@ fn demo_builds_and_keeps_customer_history() {
     std::fs::write(
         dir.path().join("profiles.yml"),
         format!(
-            "payments:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: payments\n      threads: 4\n",
-            pg::port()
+            "payments:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: payments\n      threads: 4\n",
+            pg::port(),
+            pg::password()
         ),
     )
     .unwrap();

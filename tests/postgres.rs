@@ -14,7 +14,7 @@ fn adapter(db: &str) -> PostgresAdapter {
         host: "127.0.0.1".into(),
         port: pg::port(),
         user: "strata".into(),
-        password: None,
+        password: Some(pg::password()),
         dbname: db.into(),
         connect_timeout: Duration::from_secs(10),
         keepalives_idle: Some(Duration::from_secs(30)),
@@ -97,8 +97,9 @@ fn debug_checks_the_connection() {
     let dir = common::project(&[(
         "profiles.yml",
         &format!(
-            "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n",
-            pg::port()
+            "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n",
+            pg::port(),
+            pg::password()
         ),
     )]);
     let r = common::strata(dir.path(), &["debug"]);
@@ -125,6 +126,7 @@ fn debug_checks_the_connection() {
 
 fn tls_adapter(
     port: u16,
+    password: &str,
     tls: strata::adapter::postgres::TlsMode,
     root_cert: Option<std::path::PathBuf>,
 ) -> Result<PostgresAdapter, strata::adapter::AdapterError> {
@@ -132,7 +134,7 @@ fn tls_adapter(
         host: "127.0.0.1".into(),
         port,
         user: "strata".into(),
-        password: None,
+        password: Some(password.to_string()),
         dbname: "postgres".into(),
         connect_timeout: Duration::from_secs(10),
         keepalives_idle: None,
@@ -237,6 +239,7 @@ fn tls_require_and_verify_full() {
     }
     cluster.ensure_running().unwrap();
     let port = cluster.port;
+    let pw = cluster.password().unwrap();
     let check = |a: &PostgresAdapter| {
         a.query("select ssl::text from pg_stat_ssl where pid = pg_backend_pid()")
             .unwrap()
@@ -244,11 +247,11 @@ fn tls_require_and_verify_full() {
             .clone()
     };
 
-    let req = tls_adapter(port, TlsMode::Require, None).expect("sslmode=require connects");
+    let req = tls_adapter(port, &pw, TlsMode::Require, None).expect("sslmode=require connects");
     assert_eq!(check(&req).as_deref(), Some("true"));
-    let plain = tls_adapter(port, TlsMode::Disable, None).unwrap();
+    let plain = tls_adapter(port, &pw, TlsMode::Disable, None).unwrap();
     assert_eq!(check(&plain).as_deref(), Some("false"));
-    let err = tls_adapter(port, TlsMode::VerifyFull, None)
+    let err = tls_adapter(port, &pw, TlsMode::VerifyFull, None)
         .err()
         .expect("an unknown issuer is refused");
     assert!(
@@ -256,8 +259,13 @@ fn tls_require_and_verify_full() {
         "{}",
         err.message
     );
-    let full = tls_adapter(port, TlsMode::VerifyFull, Some(dir.path().join("ca.crt")))
-        .expect("trusted via sslrootcert");
+    let full = tls_adapter(
+        port,
+        &pw,
+        TlsMode::VerifyFull,
+        Some(dir.path().join("ca.crt")),
+    )
+    .expect("trusted via sslrootcert");
     assert_eq!(check(&full).as_deref(), Some("true"));
     cluster.destroy();
 }
@@ -313,4 +321,133 @@ fn key_matching_is_null_safe_and_never_a_nested_loop() {
         )),
         (19800 + 200 * 200).to_string()
     );
+}
+
+/// The project's local cluster is private to the user who owns the project:
+/// a generated password (scram) in a 0600 file, a 0700 socket directory,
+/// no trust anywhere (anyone on the machine could otherwise connect as
+/// superuser and run `copy ... to program`).
+#[test]
+fn the_local_cluster_lets_in_only_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pg");
+    let mut cluster = strata::localpg::LocalCluster::at(root.clone(), "strata").unwrap();
+    cluster.ensure_running().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cluster.password_file()), 0o600);
+    assert_eq!(mode(&cluster.pgpass_file()), 0o600);
+    assert_eq!(mode(&cluster.socket_dir()), 0o700);
+    let hba = std::fs::read_to_string(root.join("data/pg_hba.conf")).unwrap();
+    assert!(
+        !hba.lines()
+            .any(|l| !l.starts_with('#') && l.contains("trust")),
+        "{hba}"
+    );
+    assert!(!hba.contains("replication"), "{hba}");
+    let psql_bin = strata::localpg::PgBinaries::find()
+        .unwrap()
+        .dir
+        .map(|d| d.join("psql"))
+        .unwrap_or_else(|| "psql".into());
+    let try_connect =
+        |port: u16, host: &str, passfile: &std::path::Path, as_user: Option<&str>| -> bool {
+            let mut cmd = match as_user {
+                Some(u) => {
+                    let mut c = std::process::Command::new("runuser");
+                    c.args(["-u", u, "--"]).arg(&psql_bin);
+                    c
+                }
+                None => std::process::Command::new(&psql_bin),
+            };
+            cmd.args([
+                "-X",
+                "-w",
+                "-tA",
+                "-h",
+                host,
+                "-p",
+                &port.to_string(),
+                "-U",
+                "strata",
+                "-d",
+                "postgres",
+                "-c",
+                "select current_user",
+            ])
+            .env("PGPASSFILE", passfile)
+            .env_remove("PGPASSWORD")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        };
+    let socket = cluster.socket_dir().display().to_string();
+    let nothing = std::path::Path::new("/dev/null");
+    assert!(
+        !try_connect(cluster.port, "127.0.0.1", nothing, None),
+        "no password, no entry over TCP"
+    );
+    assert!(
+        !try_connect(cluster.port, &socket, nothing, None),
+        "no password, no entry over the socket"
+    );
+    assert!(
+        try_connect(cluster.port, "127.0.0.1", &cluster.pgpass_file(), None),
+        "the owner gets in"
+    );
+    let url = cluster.url("postgres");
+    assert!(
+        url.contains("passfile=") && !url.contains(&cluster.password().unwrap()),
+        "{url}"
+    );
+    if unsafe { libc::geteuid() } == 0 {
+        // Another account of the machine, as the probe tried it.
+        assert!(!try_connect(
+            cluster.port,
+            "127.0.0.1",
+            nothing,
+            Some("nobody")
+        ));
+        assert!(!try_connect(cluster.port, &socket, nothing, Some("nobody")));
+    }
+    // A cluster made by an older Strata (trust, no password file) is secured.
+    cluster.stop().unwrap();
+    std::fs::remove_file(cluster.password_file()).unwrap();
+    std::fs::write(
+        root.join("data/pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    cluster.ensure_running().unwrap();
+    assert!(
+        !try_connect(cluster.port, "127.0.0.1", nothing, None),
+        "trust is gone"
+    );
+    assert!(try_connect(
+        cluster.port,
+        "127.0.0.1",
+        &cluster.pgpass_file(),
+        None
+    ));
+    cluster.destroy();
+
+    // The socket directory outside the project (long paths) is refused when
+    // someone prepared it with other permissions.
+    let long = dir.path().join("a".repeat(60)).join("b".repeat(60));
+    let mut far = strata::localpg::LocalCluster::at(long, "strata").unwrap();
+    let shared = far.socket_dir();
+    assert!(
+        shared.starts_with(std::env::temp_dir()),
+        "{}",
+        shared.display()
+    );
+    let _ = std::fs::remove_dir_all(&shared);
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = far.ensure_running().err().expect("refused").to_string();
+    assert!(err.contains("is not private"), "{err}");
+    std::fs::remove_dir(&shared).unwrap();
+    far.ensure_running().unwrap();
+    assert_eq!(mode(&shared), 0o700);
+    far.destroy();
 }

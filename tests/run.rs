@@ -10,8 +10,9 @@ use common::pg::psql;
 
 fn warehouse_project(db: &str, threads: usize, files: &[(&str, &str)]) -> tempfile::TempDir {
     let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: {db}\n      schema: main\n      threads: {threads}\n",
-        pg::port()
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: {threads}\n",
+        pg::port(),
+        pg::password()
     );
     let mut all: Vec<(&str, &str)> = vec![
         ("profiles.yml", &profile),
@@ -1137,8 +1138,9 @@ fn a_server_that_goes_away_stops_the_run_with_one_error() {
     let mut cluster = strata::localpg::LocalCluster::at(root.path().join("pg"), "strata").unwrap();
     let conn = cluster.ensure_running().unwrap();
     let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      dbname: postgres\n      schema: main\n      threads: 1\n      retries: 0\n",
-        conn.port
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: postgres\n      schema: main\n      threads: 1\n      retries: 0\n",
+        conn.port,
+        cluster.password().unwrap()
     );
     let mut files: Vec<(String, String)> = vec![("profiles.yml".into(), profile)];
     for i in 0..20 {

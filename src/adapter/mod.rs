@@ -174,7 +174,7 @@ pub fn ensure_local(
         host: "127.0.0.1".into(),
         port: cluster.port,
         user: user.clone(),
-        password: None,
+        password: Some(cluster.password()?),
         dbname: "postgres".into(),
         connect_timeout: Duration::from_secs(10),
         keepalives_idle: None,
@@ -222,17 +222,21 @@ pub fn connect(
         Connection::Postgres(c) => {
             let tls = postgres::TlsMode::parse(c.sslmode.as_deref())
                 .map_err(|e| Diagnostic::new(DiagKind::Config, format!("target '{}': {e}", target.name)))?;
-            let (host, port) = if c.local.unwrap_or(false) {
+            let (host, port, password) = if c.local.unwrap_or(false) {
                 let cluster = ensure_local(project_dir, c, &target.database)?;
-                ("127.0.0.1".to_string(), cluster.port)
+                ("127.0.0.1".to_string(), cluster.port, Some(cluster.password()?))
             } else {
-                (c.host.clone().unwrap_or_else(|| "localhost".into()), c.port.unwrap_or(5432))
+                (
+                    c.host.clone().unwrap_or_else(|| "localhost".into()),
+                    c.port.unwrap_or(5432),
+                    c.password.clone(),
+                )
             };
             let settings = postgres::PgSettings {
                 host,
                 port,
                 user: c.user.clone().unwrap_or_else(|| "strata".into()),
-                password: c.password.clone(),
+                password,
                 dbname: target.database.clone(),
                 connect_timeout: Duration::from_secs(c.connect_timeout.unwrap_or(10)),
                 keepalives_idle: c.keepalives_idle.filter(|k| *k > 0).map(Duration::from_secs),

@@ -17,7 +17,7 @@ extern "C" fn cleanup() {
     }
 }
 
-/// The port of the shared test cluster (superuser `strata`, trust auth).
+/// The port of the shared test cluster (superuser `strata`, password auth).
 pub fn port() -> u16 {
     let m = CLUSTER.get_or_init(|| {
         let root = std::env::temp_dir().join(format!("strata-test-pg-{}", std::process::id()));
@@ -31,6 +31,27 @@ pub fn port() -> u16 {
         Mutex::new(Some(c))
     });
     m.lock().unwrap().as_ref().map(|c| c.port).expect("cluster")
+}
+
+/// The password of the shared test cluster's `strata` user.
+pub fn password() -> String {
+    port();
+    let m = CLUSTER.get().expect("cluster");
+    m.lock()
+        .unwrap()
+        .as_ref()
+        .map(|c| c.password().expect("password"))
+        .expect("cluster")
+}
+
+fn passfile() -> std::path::PathBuf {
+    port();
+    let m = CLUSTER.get().expect("cluster");
+    m.lock()
+        .unwrap()
+        .as_ref()
+        .map(|c| c.pgpass_file())
+        .expect("cluster")
 }
 
 /// A fresh, uniquely named database on the shared cluster.
@@ -53,6 +74,7 @@ pub fn database(name: &str) -> String {
         .arg(format!("drop database if exists {db}"))
         .arg("-c")
         .arg(format!("create database {db}"))
+        .env("PGPASSFILE", passfile())
         .status()
         .expect("psql");
     assert!(status.success());
@@ -83,6 +105,7 @@ pub fn psql(db: &str, sql: &str) -> String {
             "-c",
             sql,
         ])
+        .env("PGPASSFILE", passfile())
         .output()
         .expect("psql");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
