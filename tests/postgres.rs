@@ -444,7 +444,7 @@ fn the_local_cluster_lets_in_only_its_owner() {
     let _ = std::fs::remove_dir_all(&shared);
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let err = far.ensure_running().err().expect("refused").to_string();
+    let err = far.ensure_running().expect_err("refused").to_string();
     assert!(err.contains("is not private"), "{err}");
     std::fs::remove_dir(&shared).unwrap();
     far.ensure_running().unwrap();
