@@ -323,22 +323,6 @@ fn dbt_project_yml_that_is_not_utf8_says_so() {
     }
 }
 
-fn strata_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DBT_PROFILES_DIR")
-        .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run strata");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: normalize(&String::from_utf8_lossy(&out.stderr), dir),
-    }
-}
-
 /// `DBT_ENV_SECRET_*` values: usable in profiles.yml, masked in everything
 /// Strata prints, and refused where they would end up in SQL or artifacts.
 #[test]

@@ -427,54 +427,6 @@ fn retry_reruns_failures_and_skips_only() {
 }
 
 #[test]
-fn ctrl_c_cancels_and_leaves_the_old_relation() {
-    let db = pg::database("ctrlc");
-    let dir = warehouse_project(
-        &db,
-        2,
-        &[(
-            "models/slow.sql",
-            "{{ config(materialized='table') }}select 1 as v",
-        )],
-    );
-    assert_eq!(strata(dir.path(), &["run"]).code, 0);
-    std::fs::write(
-        dir.path().join("models/slow.sql"),
-        "{{ config(materialized='table') }}select 2 as v from (select pg_sleep(30)) s",
-    )
-    .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("run")
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let start = std::time::Instant::now();
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(start.elapsed() < std::time::Duration::from_secs(10));
-    assert_eq!(
-        psql(&db, "select v from main.slow"),
-        "1",
-        "the previous table is intact"
-    );
-    assert!(
-        wait_for(&db, SLEEPING, "0", 5),
-        "the server statement was cancelled"
-    );
-}
-
-#[test]
 fn relation_settings_indexes_grants_docs_unlogged() {
     let db = pg::database("settings");
     psql(&db, "do $$ begin if not exists (select from pg_roles where rolname = 'strata_reporter') then create role strata_reporter; end if; end $$");
@@ -1012,9 +964,10 @@ fn wait_for(db: &str, sql: &str, want: &str, secs: u64) -> bool {
 
 const SLEEPING: &str = "select count(*) from pg_stat_activity where datname = current_database() and query like '%pg_sleep(30)%' and state = 'active' and pid <> pg_backend_pid()";
 
-#[test]
-fn sigterm_stops_a_run_like_ctrl_c() {
-    let db = pg::database("sigterm");
+/// A signal mid-statement: the run stops (exit 130), the statement is
+/// cancelled server side and the previous table is intact.
+fn signal_stops_the_run(signal: i32, name: &str) {
+    let db = pg::database(name);
     let dir = warehouse_project(
         &db,
         2,
@@ -1031,12 +984,14 @@ fn sigterm_stops_a_run_like_ctrl_c() {
     .unwrap();
     let child = spawn_strata(dir.path(), &["run"]);
     assert!(wait_for(&db, SLEEPING, "1", 20), "the statement started");
+    let start = std::time::Instant::now();
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.id() as i32, signal);
     }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(
         psql(&db, "select v from main.slow"),
         "1",
@@ -1046,6 +1001,16 @@ fn sigterm_stops_a_run_like_ctrl_c() {
         wait_for(&db, SLEEPING, "0", 5),
         "the server statement was cancelled"
     );
+}
+
+#[test]
+fn ctrl_c_cancels_and_leaves_the_old_relation() {
+    signal_stops_the_run(libc::SIGINT, "ctrlc");
+}
+
+#[test]
+fn sigterm_stops_a_run_like_ctrl_c() {
+    signal_stops_the_run(libc::SIGTERM, "sigterm");
 }
 
 /// Ctrl-C while a large seed file is being read: the load must not start

@@ -65,11 +65,17 @@ pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 pub fn strata(dir: &Path, args: &[&str]) -> Run {
+    strata_env(dir, args, &[])
+}
+
+/// `strata` with extra environment variables.
+pub fn strata_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
         .current_dir(dir)
         .env_remove("DBT_PROFILES_DIR")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("run strata");
     Run {
