@@ -644,6 +644,21 @@ fn grants_on_kept_relations_are_revoked_to_match_the_config() {
         "strata_b",
         "strata_a was revoked on the incremental run"
     );
+    // A view replaced in place also ends with exactly the configured grants.
+    let view = |who: &str| format!("{{{{ config(grants={{'select': [{who}]}}) }}}}select 1 as id");
+    std::fs::write(
+        dir.path().join("models/v.sql"),
+        view("'strata_a', 'strata_b'"),
+    )
+    .unwrap();
+    assert_eq!(strata(dir.path(), &["run", "-s", "v"]).code, 0);
+    std::fs::write(dir.path().join("models/v.sql"), view("'strata_a'")).unwrap();
+    let r = strata(dir.path(), &["run", "-s", "v"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select string_agg(grantee, ',' order by grantee) from information_schema.role_table_grants where table_name = 'v' and grantee like 'strata_%'"),
+        "strata_a"
+    );
 }
 
 fn snapshot_project(db: &str, config: &str) -> tempfile::TempDir {

@@ -90,6 +90,8 @@ pub struct RelationInfo {
     pub schema: String,
     pub identifier: String,
     pub kind: RelationKind,
+    /// Privileges on it are granted to others than its owner.
+    pub granted: bool,
 }
 
 /// A privilege held on a relation by a grantee other than its owner.

@@ -604,7 +604,8 @@ impl Adapter for PostgresAdapter {
             self.rt.block_on(async {
                 let rows = client
                     .query(
-                        "select n.nspname::text, c.relname::text, c.relkind::text \
+                        "select n.nspname::text, c.relname::text, c.relkind::text, \
+                         exists (select 1 from aclexplode(c.relacl) a where a.grantee <> c.relowner) \
                          from pg_catalog.pg_class c \
                          join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
                          where n.nspname = any($1) and c.relkind in ('r', 'v', 'm', 'p')",
@@ -618,6 +619,7 @@ impl Adapter for PostgresAdapter {
                         schema: r.get(0),
                         identifier: r.get(1),
                         kind: kind_of_relkind(r.get(2)),
+                        granted: r.get(3),
                     })
                     .collect())
             })

@@ -79,6 +79,9 @@ pub(crate) struct RunCtx<'a> {
     adapter: &'a dyn Adapter,
     compiler: &'a Compiler<'a>,
     existing: &'a HashMap<(String, String), RelationKind>,
+    /// Existing relations with privileges granted to others (checked for
+    /// stale grants when kept in place; the others need no query).
+    granted: &'a HashSet<(String, String)>,
     full_refresh_flag: bool,
 }
 
@@ -197,11 +200,17 @@ pub fn execute(
             })?;
     }
     let list: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
+    let mut granted: HashSet<(String, String)> = HashSet::new();
     let existing: HashMap<(String, String), RelationKind> = adapter
         .list_relations(&list)
         .map_err(RunError::Introspection)?
         .into_iter()
-        .map(|r| ((r.schema, r.identifier), r.kind))
+        .map(|r| {
+            if r.granted {
+                granted.insert((r.schema.clone(), r.identifier.clone()));
+            }
+            ((r.schema, r.identifier), r.kind)
+        })
         .collect();
 
     let unit_tests: Vec<&UnitTest> = if which.runs_unit_tests() {
@@ -244,6 +253,7 @@ pub fn execute(
         adapter: adapter_ref,
         compiler: &compiler,
         existing: &existing,
+        granted: &granted,
         full_refresh_flag: options.full_refresh,
     };
 

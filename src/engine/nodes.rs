@@ -243,6 +243,10 @@ impl RunCtx<'_> {
         n: &Node,
         wanted: &[(String, Vec<String>)],
     ) -> Result<Vec<Grant>, NodeError> {
+        if !self.granted.contains(&(n.schema.clone(), n.alias.clone())) {
+            // Nothing is granted to anyone else: nothing to revoke.
+            return Ok(Vec::new());
+        }
         let held = self.adapter.grants_on(&n.schema, &n.alias)?;
         Ok(held
             .into_iter()
