@@ -131,7 +131,8 @@ pub fn write(
         "args": args,
     });
     // Written aside and renamed: a reader (or a kill -9) never sees half a file.
-    let tmp = path.with_extension("json.tmp");
+    // Named per write: two runs in one project may write at once.
+    let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::new_v4().simple()));
     std::fs::write(&tmp, serde_json::to_string_pretty(&doc).unwrap_or_default())
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|source| Error::Write {
