@@ -129,10 +129,8 @@ pub fn execute(
         args: &args_json,
         finished: Mutex::new(HashMap::new()),
         dirty: AtomicBool::new(false),
+        started: AtomicBool::new(false),
     };
-    std::fs::create_dir_all(&s.target_dir)
-        .with_context(|| format!("cannot create {}", s.target_dir.display()))?;
-    recording.write()?;
     let out = std::thread::scope(|scope| {
         // Writes what finished every 300 ms while the run goes.
         let (stop_writer, stopped) = std::sync::mpsc::channel::<()>();
@@ -195,6 +193,9 @@ struct Recording<'a> {
     finished: Mutex<HashMap<String, RunStatus>>,
     /// Something finished since the file was last written.
     dirty: AtomicBool,
+    /// The first node started (a run that fails to compile never gets here
+    /// and leaves the previous file, as dbt does).
+    started: AtomicBool,
 }
 
 impl Recording<'_> {
@@ -232,6 +233,12 @@ impl Recording<'_> {
 impl EventSink for Recording<'_> {
     fn event(&self, event: &Event<'_>) {
         self.reporter.event(event);
+        if matches!(event, Event::NodeStarted { .. } | Event::NodeBlocked { .. })
+            && !self.started.swap(true, Ordering::SeqCst)
+        {
+            // From now on a killed run leaves its unfinished nodes on record.
+            let _ = self.write();
+        }
         if let Event::NodeFinished(end) = event {
             self.finished
                 .lock()
