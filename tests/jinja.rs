@@ -234,3 +234,83 @@ fn package_generic_tests_are_namespaced() {
     );
     assert_eq!(sql, "\nselect * from \"db\".\"main\".\"m\" where n <= 0\n");
 }
+
+/// profiles.yml renders with dbt's filters (`| as_number`), and
+/// dbt_project.yml with `target`, as dbt renders them.
+#[test]
+fn project_files_render_with_dbts_context() {
+    let dir = project(&[
+        (
+            "profiles.yml",
+            "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: localhost\n      port: \"{{ env_var('STRATA_TEST_UNSET_PORT', '6543') | as_number }}\"\n      user: u\n      dbname: db\n      schema: main\n      threads: \"{{ '3' | as_number }}\"\n",
+        ),
+        (
+            "dbt_project.yml",
+            "name: proj\nversion: '1.0'\nprofile: proj\nmodels:\n  proj:\n    +materialized: \"{{ 'table' if target.type == 'postgres' else 'view' }}\"\n    +schema: \"{{ target.name }}_x\"\n",
+        ),
+        ("models/m.sql", "select {{ target.port }} as port, {{ target.threads }} as threads"),
+    ]);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sql = read(dir.path(), "target/compiled/proj/models/m.sql");
+    assert!(sql.contains("select 6543 as port, 3 as threads"), "{sql}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    let m = &manifest["nodes"]["model.proj.m"];
+    assert_eq!(m["config"]["materialized"], "table");
+    assert_eq!(m["schema"], "main_dev_x");
+}
+
+/// `modules.datetime` constructors and `modules.pytz`, printed as Python does.
+#[test]
+fn datetime_and_pytz_modules() {
+    let sql = compile_one(
+        &[(
+            "models/m.sql",
+            "select '{{ modules.datetime.date(1997, 9, 29) }}' as d,\n\
+             '{{ modules.datetime.datetime(1997, 9, 29, 6, 14, 0, tzinfo=modules.pytz.timezone('America/New_York')) }}' as dt,\n\
+             '{{ modules.datetime.datetime(2024, 1, 2, microsecond=5) }}' as micro,\n\
+             '{{ modules.datetime.timedelta(days=1, hours=2) }}' as td,\n\
+             '{{ modules.datetime.timedelta(hours=-1).days }}' as td_days,\n\
+             '{{ modules.datetime.date(2024, 1, 1).strftime('%A') }}' as weekday,\n\
+             '{{ modules.datetime.date(2024, 1, 1).isoweekday() }}' as iso,\n\
+             '{{ modules.pytz.utc }}' as utc",
+        )],
+        "m",
+    );
+    for expected in [
+        "'1997-09-29' as d",
+        "'1997-09-29 06:14:00' as dt",
+        "'2024-01-02 00:00:00.000005' as micro",
+        "'1 day, 2:00:00' as td",
+        "'-1' as td_days",
+        "'Monday' as weekday",
+        "'1' as iso",
+        "'UTC' as utc",
+    ] {
+        assert!(sql.contains(expected), "{expected}\n{sql}");
+    }
+}
+
+/// dbt's cross-database macros are callable bare and as `dbt.x`, and a
+/// project's own `<adapter>__x` wins over Strata's, as dispatch resolves it.
+#[test]
+fn cross_database_macros_dispatch_and_can_be_overridden() {
+    let sql = compile_one(
+        &[
+            (
+                "macros/types.sql",
+                "{% macro postgres__type_string() %}{{ return('varchar(42)') }}{% endmacro %}",
+            ),
+            (
+                "models/m.sql",
+                "select cast(1 as {{ dbt.type_string() }}) as a, cast(2 as {{ type_int() }}) as b, {{ dbt.concat(['x', 'y']) }} as c, {{ dbt.string_literal('z') }} as d",
+            ),
+        ],
+        "m",
+    );
+    assert!(
+        sql.contains("cast(1 as varchar(42)) as a, cast(2 as integer) as b, x || y as c, 'z' as d"),
+        "{sql}"
+    );
+}

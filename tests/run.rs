@@ -1335,3 +1335,68 @@ fn views_built_on_a_replaced_relation_survive_it() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(psql(&db, "select code from public.on_seed"), "yz");
 }
+
+/// dbt's cross-database macros compute on Postgres what dbt documents: each
+/// check below is one boolean column, and all of them must be true.
+#[test]
+fn cross_database_macros_compute_what_dbt_documents() {
+    let db = pg::database("crossdb");
+    let checks: &[(&str, &str)] = &[
+        ("month", "{{ dbt.datediff(\"'2024-01-31'::date\", \"'2024-03-01'::date\", 'month') }} = 2"),
+        ("day", "{{ dbt.datediff(\"'2024-01-01'::date\", \"'2024-03-15'::date\", 'day') }} = 74"),
+        ("year", "{{ dbt.datediff(\"'2023-12-31'::date\", \"'2024-01-01'::date\", 'year') }} = 1"),
+        ("quarter", "{{ dbt.datediff(\"'2023-12-31'::date\", \"'2024-04-01'::date\", 'quarter') }} = 2"),
+        ("week_same", "{{ dbt.datediff(\"'2024-01-07'::date\", \"'2024-01-13'::date\", 'week') }} = 0"),
+        ("week_next", "{{ dbt.datediff(\"'2024-01-13'::date\", \"'2024-01-14'::date\", 'week') }} = 1"),
+        ("week_back", "{{ dbt.datediff(\"'2024-01-14'::date\", \"'2024-01-13'::date\", 'week') }} = -1"),
+        ("hour", "{{ dbt.datediff(\"'2024-01-01 23:59'::timestamp\", \"'2024-01-02 00:01'::timestamp\", 'hour') }} = 1"),
+        ("minute", "{{ dbt.datediff(\"'2024-01-01 23:59'::timestamp\", \"'2024-01-02 00:01'::timestamp\", 'minute') }} = 2"),
+        ("second", "{{ dbt.datediff(\"'2024-01-01 00:00:59.9'::timestamp\", \"'2024-01-01 00:01:00.1'::timestamp\", 'second') }} = 1"),
+        ("millisecond", "{{ dbt.datediff(\"'2024-01-01 00:00:00.100'::timestamp\", \"'2024-01-01 00:00:01.250'::timestamp\", 'millisecond') }} = 1150"),
+        ("dateadd", "{{ dbt.dateadd('day', 3, \"'2024-01-30'::date\") }} = '2024-02-02'::timestamp"),
+        ("dateadd_neg", "{{ dbt.dateadd('month', -1, \"'2024-03-31'::date\") }} = '2024-02-29'::timestamp"),
+        ("date_trunc", "{{ dbt.date_trunc('month', \"'2024-02-10'::date\") }} = '2024-02-01'::timestamp"),
+        ("last_day", "{{ dbt.last_day(\"'2024-02-10'::date\", 'month') }} = '2024-02-29'::date"),
+        ("last_day_q", "{{ dbt.last_day(\"'2024-02-10'::date\", 'quarter') }} = '2024-03-31'::date"),
+        ("date", "{{ dbt.date(2024, 2, 29) }} = '2024-02-29'::date"),
+        ("split_last", "{{ dbt.split_part(\"'a,b,c'\", \"','\", -1) }} = 'c'"),
+        ("split_2", "{{ dbt.split_part(\"'a,b,c'\", \"','\", 2) }} = 'b'"),
+        ("concat", "{{ dbt.concat([\"'a'\", \"'b'\"]) }} = 'ab'"),
+        ("hash", "{{ dbt.hash(\"'a'\") }} = '0cc175b9c0f1b6a831c399e269772661'"),
+        ("literal", "{{ dbt.string_literal(dbt.escape_single_quotes(\"it's\")) }} = 'it''s'"),
+        ("replace", "{{ dbt.replace(\"'aXa'\", \"'X'\", \"'-'\") }} = 'a-a'"),
+        ("position", "{{ dbt.position(\"'c'\", \"'abc'\") }} = 3"),
+        ("length", "{{ dbt.length(\"'abcd'\") }} = 4"),
+        ("right", "{{ dbt.right(\"'abcd'\", 2) }} = 'cd'"),
+        ("cast", "{{ dbt.safe_cast(\"'12'\", dbt.type_int()) }} + {{ dbt.cast(\"'1.5'\", dbt.type_numeric()) }} = 13.5"),
+        ("bool_text", "{{ dbt.cast_bool_to_text('true') }} = 'true'"),
+        ("types", "pg_typeof(cast(1 as {{ dbt.type_bigint() }}))::text || pg_typeof(cast(1 as {{ dbt.type_float() }}))::text || pg_typeof(cast('t' as {{ dbt.type_boolean() }}))::text || pg_typeof(cast(now() as {{ dbt.type_timestamp() }}))::text = 'bigintdouble precisionbooleantimestamp without time zone'"),
+        ("arrays", "{{ dbt.array_concat(dbt.array_append(dbt.array_construct([1, 2]), 3), dbt.array_construct([4])) }} = array[1, 2, 3, 4] and cardinality({{ dbt.array_construct([]) }}) = 0"),
+        ("listagg", "(select {{ dbt.listagg('v', \"','\", 'order by v desc', 2) }} from (values ('a'), ('b'), ('c')) t(v)) = 'c,b'"),
+        ("listagg_all", "(select {{ dbt.listagg('v', \"'|'\", 'order by v') }} from (values ('b'), ('a')) t(v)) = 'a|b'"),
+        ("bool_or", "(select {{ dbt.bool_or('v') }} from (values (false), (true)) t(v))"),
+        ("any_value", "(select {{ dbt.any_value('v') }} from (values (7), (7)) t(v)) = 7"),
+        ("series", "(select count(*) from ({{ dbt.generate_series(5) }}) s) = 5"),
+        ("spine", "(select count(*) || min(date_day)::date::text from ({{ dbt.date_spine('day', \"'2024-01-01'\", \"'2024-02-01'\") }}) s) = '312024-01-01'"),
+        ("sets", "(select count(*) from (select 1 {{ dbt.intersect() }} select 1 {{ dbt.except() }} select 2) s) = 1"),
+    ];
+    let model: String = format!(
+        "select\n{}",
+        checks
+            .iter()
+            .map(|(name, expr)| format!("    ({expr}) as c_{name}"))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    );
+    let dir = warehouse_project(&db, 1, &[("models/checks.sql", &model)]);
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (name, expr) in checks {
+        assert_eq!(
+            psql(&db, &format!("select c_{name} from main.checks")),
+            "t",
+            "{name}: {expr}\n{}",
+            read(dir.path(), "target/compiled/proj/models/checks.sql")
+        );
+    }
+}

@@ -32,6 +32,8 @@ use crate::error::{DiagKind, Diagnostic, Diagnostics};
 
 const BUILTINS: &str = include_str!("builtins.sql");
 const BUILTINS_PATH: &str = "<strata>/macros/builtins.sql";
+const CROSS_DATABASE: &str = include_str!("cross_database.sql");
+const CROSS_DATABASE_PATH: &str = "<strata>/macros/cross_database.sql";
 
 /// A macro file to register: its package and its path for messages.
 pub struct MacroSource<'a> {
@@ -77,14 +79,22 @@ impl JinjaEnv {
         let mut env = Environment::new();
         configure(&mut env);
 
-        let builtin = MacroSource {
-            package: INTERNAL_PACKAGE,
-            display_path: BUILTINS_PATH,
-            original_path: "macros/builtins.sql",
-            contents: BUILTINS,
-        };
+        let builtins = [
+            MacroSource {
+                package: INTERNAL_PACKAGE,
+                display_path: BUILTINS_PATH,
+                original_path: "macros/builtins.sql",
+                contents: BUILTINS,
+            },
+            MacroSource {
+                package: INTERNAL_PACKAGE,
+                display_path: CROSS_DATABASE_PATH,
+                original_path: "macros/cross_database.sql",
+                contents: CROSS_DATABASE,
+            },
+        ];
         let mut seen: HashMap<(String, String), String> = HashMap::new();
-        for f in std::iter::once(&builtin).chain(files.iter()) {
+        for f in builtins.iter().chain(files.iter()) {
             let rewritten = preprocess::rewrite_macro_file(f.contents);
             for span in preprocess::macro_spans(&rewritten) {
                 let key = (f.package.to_string(), span.name.clone());
@@ -283,6 +293,11 @@ pub fn render_config_string(
     env.add_function("env_var", move |name: String, default: Option<Value>| {
         context::env_var_value(&name, default, secrets)
     });
+    // dbt's conversions, which profiles use for ports and flags.
+    env.add_filter("as_bool", objects::as_bool);
+    env.add_filter("as_number", objects::as_number);
+    env.add_filter("as_text", objects::as_text);
+    env.add_filter("as_native", objects::as_native);
     let vars = vars.clone();
     env.add_function(
         "var",

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use chrono::NaiveDateTime;
+use chrono::{Datelike, NaiveDateTime, Timelike};
 use minijinja::value::{from_args, Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 
@@ -832,15 +832,231 @@ impl Object for DateTimeObj {
             "isoformat" => Ok(Value::from(
                 self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
             )),
-            "date" => Ok(Value::from(self.0.date().to_string())),
+            "date" => Ok(Value::from_object(DateObj(self.0.date()))),
             "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
+            "weekday" => Ok(Value::from(self.0.weekday().num_days_from_monday())),
+            "isoweekday" => Ok(Value::from(self.0.weekday().number_from_monday())),
             "astimezone" | "replace" => Ok(Value::from_object(self.as_ref().clone())),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))
+        // As Python prints it: microseconds only when there are some.
+        if self.0.nanosecond() / 1000 == 0 {
+            write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S"))
+        } else {
+            write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))
+        }
     }
+}
+
+/// A Python `datetime.date` (`modules.datetime.date(...)`, `.today()`).
+#[derive(Debug, Clone)]
+pub struct DateObj(pub chrono::NaiveDate);
+
+impl Object for DateObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let d = &self.0;
+        Some(Value::from(match key.as_str()? {
+            "year" => d.year() as i64,
+            "month" => d.month() as i64,
+            "day" => d.day() as i64,
+            _ => return None,
+        }))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "strftime" => {
+                let (fmt,): (String,) = from_args(args)?;
+                let mut out = String::new();
+                use fmt::Write;
+                write!(out, "{}", self.0.format(&fmt))
+                    .map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
+                Ok(Value::from(out))
+            }
+            "isoformat" => Ok(Value::from(self.0.to_string())),
+            "weekday" => Ok(Value::from(self.0.weekday().num_days_from_monday())),
+            "isoweekday" => Ok(Value::from(self.0.weekday().number_from_monday())),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A Python `datetime.timedelta`: its parts, normalized as Python does.
+#[derive(Debug, Clone)]
+pub struct TimedeltaObj(pub chrono::Duration);
+
+impl Object for TimedeltaObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let micros = self.0.num_microseconds()?;
+        let days = micros.div_euclid(86_400_000_000);
+        let rest = micros.rem_euclid(86_400_000_000);
+        Some(Value::from(match key.as_str()? {
+            "days" => days,
+            "seconds" => rest / 1_000_000,
+            "microseconds" => rest % 1_000_000,
+            _ => return None,
+        }))
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "total_seconds" => Ok(Value::from(
+                self.0.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6,
+            )),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.num_microseconds().unwrap_or(0);
+        let days = micros.div_euclid(86_400_000_000);
+        let rest = micros.rem_euclid(86_400_000_000);
+        let (h, m, s, us) = (
+            rest / 3_600_000_000,
+            rest / 60_000_000 % 60,
+            rest / 1_000_000 % 60,
+            rest % 1_000_000,
+        );
+        if days != 0 {
+            write!(f, "{days} day{}, ", if days.abs() == 1 { "" } else { "s" })?;
+        }
+        write!(f, "{h}:{m:02}:{s:02}")?;
+        if us != 0 {
+            write!(f, ".{us:06}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A `pytz` time zone: its name (datetimes stay naive in Strata).
+#[derive(Debug, Clone)]
+struct TimeZoneObj(String);
+
+impl Object for TimeZoneObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "zone" => Some(Value::from(self.0.clone())),
+            _ => None,
+        }
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            // `tz.localize(dt)`: the same wall-clock time.
+            "localize" | "normalize" => args
+                .first()
+                .cloned()
+                .ok_or_else(|| err(format!("{method}() needs a datetime"))),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `datetime.datetime(year, month, day, hour=0, minute=0, second=0,
+/// microsecond=0, tzinfo=None)` and `datetime.date(year, month, day)`.
+fn make_datetime(args: &[Value], date_only: bool) -> Result<Value, Error> {
+    let (pos, kwargs): (Rest<i64>, Kwargs) = from_args(args)?;
+    let names = [
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "microsecond",
+    ];
+    let mut parts = [0i64, 1, 1, 0, 0, 0, 0];
+    for (i, v) in pos.iter().enumerate() {
+        if i >= parts.len() {
+            return Err(err("too many arguments"));
+        }
+        parts[i] = *v;
+    }
+    for (i, name) in names.iter().enumerate() {
+        if let Some(v) = kwargs.get::<Option<i64>>(name)? {
+            parts[i] = v;
+        }
+    }
+    let _ = kwargs.get::<Option<Value>>("tzinfo")?;
+    kwargs.assert_all_used()?;
+    if pos.len() < 3 && kwargs.args().count() < 3 {
+        return Err(err("year, month and day are required"));
+    }
+    let u = |v: i64| u32::try_from(v).map_err(|_| err(format!("{v} is out of range")));
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(parts[0]).map_err(|_| err("year is out of range"))?,
+        u(parts[1])?,
+        u(parts[2])?,
+    )
+    .ok_or_else(|| err("day is out of range for month"))?;
+    if date_only {
+        return Ok(Value::from_object(DateObj(date)));
+    }
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        u(parts[3])?,
+        u(parts[4])?,
+        u(parts[5])?,
+        u(parts[6])?,
+    )
+    .ok_or_else(|| err("time is out of range"))?;
+    Ok(datetime_value(date.and_time(time)))
+}
+
+/// `datetime.timedelta(days=0, seconds=0, microseconds=0, milliseconds=0,
+/// minutes=0, hours=0, weeks=0)`.
+fn make_timedelta(args: &[Value]) -> Result<Value, Error> {
+    let (pos, kwargs): (Rest<f64>, Kwargs) = from_args(args)?;
+    let names = [
+        "days",
+        "seconds",
+        "microseconds",
+        "milliseconds",
+        "minutes",
+        "hours",
+        "weeks",
+    ];
+    let scale = [86_400e6, 1e6, 1.0, 1e3, 60e6, 3_600e6, 604_800e6];
+    let mut micros = 0f64;
+    for (i, v) in pos.iter().enumerate() {
+        micros += v * scale.get(i).ok_or_else(|| err("too many arguments"))?;
+    }
+    for (i, name) in names.iter().enumerate() {
+        if let Some(v) = kwargs.get::<Option<f64>>(name)? {
+            micros += v * scale[i];
+        }
+    }
+    kwargs.assert_all_used()?;
+    Ok(Value::from_object(TimedeltaObj(
+        chrono::Duration::microseconds(micros.round() as i64),
+    )))
 }
 
 /// `modules.datetime`, `modules.re`, `modules.itertools`.
@@ -854,6 +1070,7 @@ impl Object for ModulesObj {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
             "datetime" => Some(Value::from_object(PyModule("datetime"))),
+            "pytz" => Some(Value::from_object(PyModule("pytz"))),
             "re" => Some(Value::from_object(PyModule("re"))),
             "itertools" => Some(Value::from_object(PyModule("itertools"))),
             _ => None,
@@ -873,9 +1090,19 @@ impl Object for PyModule {
         match (self.0, k) {
             ("datetime", "datetime") => Some(Value::from_object(PyModule("datetime.datetime"))),
             ("datetime", "date") => Some(Value::from_object(PyModule("datetime.date"))),
+            ("datetime", "timedelta") => Some(Value::from_object(PyModule("datetime.timedelta"))),
+            ("pytz", "utc" | "UTC") => Some(Value::from_object(TimeZoneObj("UTC".into()))),
             ("re", "IGNORECASE" | "I") => Some(Value::from(2)),
             ("re", "MULTILINE" | "M") => Some(Value::from(8)),
             _ => None,
+        }
+    }
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        match self.0 {
+            "datetime.datetime" => make_datetime(args, false),
+            "datetime.date" => make_datetime(args, true),
+            "datetime.timedelta" => make_timedelta(args),
+            other => Err(err(format!("modules.{other} is not callable"))),
         }
     }
     fn call_method(
@@ -885,11 +1112,15 @@ impl Object for PyModule {
         args: &[Value],
     ) -> Result<Value, Error> {
         match (self.0, method) {
+            ("pytz", "timezone") => {
+                let (name,): (String,) = from_args(args)?;
+                Ok(Value::from_object(TimeZoneObj(name)))
+            }
             ("datetime.datetime", "now") => Ok(datetime_value(chrono::Local::now().naive_local())),
             ("datetime.datetime", "utcnow") => Ok(datetime_value(chrono::Utc::now().naive_utc())),
-            ("datetime.date", "today") => {
-                Ok(Value::from(chrono::Local::now().date_naive().to_string()))
-            }
+            ("datetime.date", "today") => Ok(Value::from_object(DateObj(
+                chrono::Local::now().date_naive(),
+            ))),
             ("datetime.datetime", "strptime") => {
                 let (s, fmt): (String, String) = from_args(args)?;
                 NaiveDateTime::parse_from_str(&s, &fmt)

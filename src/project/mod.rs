@@ -132,14 +132,12 @@ impl Project {
     pub fn load(opts: &LoadOptions) -> Result<Project> {
         let dir = opts.project_dir.clone();
         let cli_vars = parse_cli_vars(opts.vars.as_deref())?;
-        let root_settings = read_settings(&dir, &cli_vars)?;
-        let mut warnings = root_settings.warnings.clone();
-
-        let profile_name = opts
-            .profile
-            .clone()
-            .or_else(|| root_settings.profile.clone())
-            .unwrap_or_else(|| root_settings.name.clone());
+        // dbt_project.yml is rendered with `target`, so the profile comes
+        // first, named by the file's `profile:` (or `name:`) key as written.
+        let profile_name = match &opts.profile {
+            Some(p) => p.clone(),
+            None => profile_key(&dir, &cli_vars)?,
+        };
         let target = if opts.offline {
             Target::offline(&profile_name)
         } else {
@@ -155,6 +153,9 @@ impl Project {
             };
             profiles::load_target(&pdir, &profile_name, opts.target.as_deref(), &render)?
         };
+        let target_json = target.to_json();
+        let root_settings = read_settings(&dir, &cli_vars, &target_json)?;
+        let mut warnings = root_settings.warnings.clone();
 
         let mut packages = vec![Package {
             settings: root_settings,
@@ -164,7 +165,7 @@ impl Project {
         }];
         let install = dir.join(&packages[0].settings.packages_install_path);
         for pkg_dir in packages::installed_package_dirs(&install) {
-            let settings = read_settings(&pkg_dir, &cli_vars)?;
+            let settings = read_settings(&pkg_dir, &cli_vars, &target_json)?;
             if packages.iter().any(|p| p.name() == settings.name) {
                 continue;
             }
@@ -218,15 +219,42 @@ pub fn read_project_yml(dir: &Path) -> std::result::Result<String, Diagnostic> {
         .map_err(|e| crate::error::utf8_diagnostic("dbt_project.yml", e.as_bytes(), e.utf8_error()))
 }
 
-fn read_settings(dir: &Path, cli_vars: &IndexMap<String, Json>) -> Result<ProjectSettings> {
-    let path = dir.join("dbt_project.yml");
-    let text = read_project_yml(dir)?;
-    let file = if dir.ends_with(".") || dir.as_os_str().is_empty() {
+fn project_file_label(dir: &Path) -> String {
+    if dir.ends_with(".") || dir.as_os_str().is_empty() {
         "dbt_project.yml".to_string()
     } else {
-        path.display().to_string()
-    };
-    let text = render_project_text(&file, &text, cli_vars)?;
+        dir.join("dbt_project.yml").display().to_string()
+    }
+}
+
+/// The profile a project names (`profile:`, else `name:`), read before the
+/// rest of dbt_project.yml is rendered (that needs the profile's target).
+fn profile_key(dir: &Path, cli_vars: &IndexMap<String, Json>) -> Result<String> {
+    let file = project_file_label(dir);
+    let text = read_project_yml(dir)?;
+    let raw: Yaml = crate::error::yaml_from_str(&file, &text)?;
+    let key = ["profile", "name"]
+        .iter()
+        .find_map(|k| raw.get(*k).and_then(Yaml::as_str).map(str::to_string))
+        .unwrap_or_default();
+    if !key.contains("{{") {
+        return Ok(key);
+    }
+    crate::jinja::render_config_string(&key, cli_vars, None, crate::jinja::SecretEnv::Refused)
+        .map_err(|e| {
+            let line = crate::error::line_of(&text, "profile:");
+            Error::from(Diagnostic::new(DiagKind::EnvVar, e).at(&file, Some(&text), line, 1))
+        })
+}
+
+fn read_settings(
+    dir: &Path,
+    cli_vars: &IndexMap<String, Json>,
+    target: &Json,
+) -> Result<ProjectSettings> {
+    let text = read_project_yml(dir)?;
+    let file = project_file_label(dir);
+    let text = render_project_text(&file, &text, cli_vars, target)?;
     ProjectSettings::parse(&file, &text)
 }
 
@@ -236,6 +264,7 @@ fn render_project_text(
     file: &str,
     text: &str,
     cli_vars: &IndexMap<String, Json>,
+    target: &Json,
 ) -> Result<String> {
     if !text.contains("{{") {
         return Ok(text.to_string());
@@ -265,7 +294,7 @@ fn render_project_text(
             let rendered = crate::jinja::render_config_string(
                 line,
                 cli_vars,
-                None,
+                Some(target),
                 crate::jinja::SecretEnv::Refused,
             )
             .map_err(|e| Diagnostic::new(DiagKind::EnvVar, e).at(file, Some(text), i + 1, 1))?;
