@@ -314,3 +314,68 @@ fn cross_database_macros_dispatch_and_can_be_overridden() {
         "{sql}"
     );
 }
+
+/// `deps` installs the packages that installed packages declare, as dbt
+/// does (a package's local paths are relative to it), each once.
+#[test]
+fn deps_installs_the_dependencies_of_packages() {
+    let dir = project(&[
+        (
+            "packages.yml",
+            "packages:\n  - local: vendor/pkg_a\n  - local: vendor/pkg_b\n",
+        ),
+        ("vendor/pkg_a/dbt_project.yml", "name: pkg_a\n"),
+        (
+            "vendor/pkg_a/packages.yml",
+            "packages:\n  - local: ../pkg_b\n  - local: ../pkg_c\n",
+        ),
+        (
+            "vendor/pkg_a/macros/a.sql",
+            "{% macro a() %}{{ pkg_c.c() }}{% endmacro %}",
+        ),
+        ("vendor/pkg_b/dbt_project.yml", "name: pkg_b\n"),
+        ("vendor/pkg_c/dbt_project.yml", "name: pkg_c\n"),
+        (
+            "vendor/pkg_c/macros/c.sql",
+            "{% macro c() %}'from c'{% endmacro %}",
+        ),
+        ("models/m.sql", "select {{ pkg_a.a() }} as v"),
+    ]);
+    let r = strata(dir.path(), &["deps"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("installed pkg_b").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("installed pkg_c"), "{}", r.stderr);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(read(dir.path(), "target/compiled/proj/models/m.sql").contains("select 'from c' as v"));
+}
+
+/// A generic test's config values written with Jinja are rendered, natively
+/// (a number stays a number), as dbt's test builder does.
+#[test]
+fn jinja_in_test_configs_is_rendered() {
+    let dir = project(&[
+        ("models/m.sql", "select 1 as id"),
+        (
+            "models/m.yml",
+            "models:\n  - name: m\n    columns:\n      - name: id\n        data_tests:\n          - not_null:\n              config:\n                severity: \"{{ 'warn' if target.type == 'postgres' else 'error' }}\"\n                limit: \"{{ 2 + 1 }}\"\n",
+        ),
+    ]);
+    let r = strata(dir.path(), &["parse"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    let test = manifest["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|n| n["resource_type"] == "test")
+        .unwrap();
+    assert_eq!(test["config"]["severity"], "warn");
+    assert_eq!(test["config"]["limit"], 3);
+}

@@ -1118,6 +1118,9 @@ impl Object for PyModule {
             }
             ("datetime.datetime", "now") => Ok(datetime_value(chrono::Local::now().naive_local())),
             ("datetime.datetime", "utcnow") => Ok(datetime_value(chrono::Utc::now().naive_utc())),
+            ("datetime.datetime", "today") => {
+                Ok(datetime_value(chrono::Local::now().naive_local()))
+            }
             ("datetime.date", "today") => Ok(Value::from_object(DateObj(
                 chrono::Local::now().date_naive(),
             ))),
@@ -1170,8 +1173,81 @@ fn compile_re(pattern: &str, flags: i64) -> Result<regex::Regex, Error> {
     if flags & 8 != 0 {
         prefix.push_str("(?m)");
     }
-    regex::Regex::new(&format!("{prefix}{pattern}"))
+    if flags & 16 != 0 {
+        prefix.push_str("(?s)");
+    }
+    if flags & 64 != 0 {
+        prefix.push_str("(?x)");
+    }
+    regex::Regex::new(&format!("{prefix}{}", python_pattern(pattern)))
         .map_err(|e| err(format!("bad regex '{pattern}': {e}")))
+}
+
+/// A Python `re` pattern in the regex crate's syntax: a `{` that does not
+/// start a repetition (`{2}`, `{1,3}`, `{,3}`) is a literal in Python and
+/// must be escaped here.
+fn python_pattern(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains('{') {
+        return pattern.into();
+    }
+    let b = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' {
+            // An escape: copied with the character it escapes.
+            let end =
+                (i + 1 + pattern[i + 1..].chars().next().map_or(0, char::len_utf8)).min(b.len());
+            out.push_str(&pattern[i..end]);
+            i = end;
+            continue;
+        }
+        match c {
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'{' if !in_class => {
+                let rest = &pattern[i + 1..];
+                let close = rest.find('}');
+                let quantifier = close.is_some_and(|j| {
+                    let body = &rest[..j];
+                    let (lo, hi) = body.split_once(',').unwrap_or((body, ""));
+                    !body.is_empty()
+                        && body != ","
+                        && lo.bytes().all(|d| d.is_ascii_digit())
+                        && hi.bytes().all(|d| d.is_ascii_digit())
+                });
+                if !quantifier {
+                    out.push_str("\\{");
+                    i += 1;
+                    continue;
+                }
+                if rest.starts_with(',') {
+                    // `{,m}`: Python's short form of `{0,m}`.
+                    out.push_str("{0");
+                    i += 1;
+                    continue;
+                }
+            }
+            b'}' if !in_class => {
+                // A `}` that closes no quantifier is a literal too.
+                let opened = out
+                    .rfind('{')
+                    .is_some_and(|o| !out[..o].ends_with('\\') && !out[o..].contains('}'));
+                if !opened {
+                    out.push_str("\\}");
+                    i += 1;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        let ch_len = pattern[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&pattern[i..i + ch_len]);
+        i += ch_len;
+    }
+    out.into()
 }
 
 fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
@@ -1416,4 +1492,23 @@ pub fn as_native(v: Value) -> Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod python_regex_tests {
+    use super::*;
+
+    #[test]
+    fn python_patterns_keep_their_meaning() {
+        let re = compile_re(r#"({{\s*ref\s*\(\s*['\"]?)([^)'\"]+)"#, 64 | 2).unwrap();
+        let c = re.captures("from {{ ref('orders') }}").unwrap();
+        assert_eq!(&c[2], "orders");
+        assert!(compile_re(r"^a{2,3}$", 0).unwrap().is_match("aaa"));
+        assert!(compile_re(r"^a{,2}x{2}$", 0).is_ok());
+        assert!(compile_re(r"^\{x}$", 0).unwrap().is_match("{x}"));
+        assert!(compile_re(r"[{}]+", 0).unwrap().is_match("{}"));
+        let verbose =
+            compile_re("(?ix)\n  # a comment\n  (from|join)\\s+ # trailing\n", 0).unwrap();
+        assert!(verbose.is_match("FROM  x"));
+    }
 }

@@ -491,7 +491,18 @@ impl Linker<'_> {
     fn configure_test(&self, mut node: Node, own: &ConfigMap) -> Result<Node, Vec<Diagnostic>> {
         let mut cfg = self.project_configs(&node.package, ResourceType::Test, &node.fqn);
         for (k, v) in own {
-            merge_key(&mut cfg, k, v.clone());
+            // dbt renders a test's config values written with Jinja (natively:
+            // `"{{ 'warn' if ... }}"` becomes the string, `"{{ 5 }}"` the number).
+            let v = match v.as_str() {
+                Some(text) if text.contains("{{") || text.contains("{%") => {
+                    let rendered = self
+                        .render_str(text)
+                        .map_err(|d| vec![d.file(&node.display_path)])?;
+                    native_value(rendered)
+                }
+                _ => v.clone(),
+            };
+            merge_key(&mut cfg, k, v);
         }
         cfg.entry("schema".to_string())
             .or_insert(Json::from("dbt_test__audit"));
@@ -1168,4 +1179,17 @@ fn find_call(src: Option<&str>, needle: &str, line_offset: usize) -> (usize, usi
         }
     }
     (line_offset + 1, 1)
+}
+
+/// A rendered string as dbt's native rendering reads it: a number, a boolean
+/// or null when it is one, else the string.
+fn native_value(rendered: String) -> Json {
+    match serde_yaml::from_str::<serde_yaml::Value>(rendered.trim()) {
+        Ok(
+            y @ (serde_yaml::Value::Number(_)
+            | serde_yaml::Value::Bool(_)
+            | serde_yaml::Value::Null),
+        ) if !rendered.trim().is_empty() => crate::confmap::yaml_to_json(&y),
+        _ => Json::from(rendered),
+    }
 }

@@ -138,27 +138,37 @@ pub struct Installed {
     pub action: &'static str,
 }
 
-/// Installs local packages by linking them; remote ones must already be present.
+/// Installs the project's packages and, as dbt does, the packages those
+/// declare in turn (each once, by name, the first declaration winning):
+/// local ones are linked; remote ones must already be present.
 pub fn install(project_dir: &Path, install_dir: &Path) -> Result<Vec<Installed>> {
-    let specs = read_specs(project_dir)?;
     std::fs::create_dir_all(install_dir).map_err(|source| crate::error::Error::Write {
         path: install_dir.to_path_buf(),
         source,
     })?;
-    let mut out = Vec::new();
-    for spec in specs {
-        match &spec {
+    // (directory whose packages.yml declared it, label of that file, spec)
+    let mut queue: std::collections::VecDeque<(PathBuf, String, PackageSpec)> =
+        read_specs(project_dir)?
+            .into_iter()
+            .map(|spec| (project_dir.to_path_buf(), "packages.yml".to_string(), spec))
+            .collect();
+    let mut out: Vec<Installed> = Vec::new();
+    while let Some((base, declared_in, spec)) = queue.pop_front() {
+        let installed_dir = match &spec {
             PackageSpec::Local { path } => {
-                let src = project_dir.join(path);
+                let src = base.join(path);
                 let text = std::fs::read_to_string(src.join("dbt_project.yml")).map_err(|e| {
                     Diagnostic::new(
                         DiagKind::Package,
                         format!("local package '{path}' has no readable dbt_project.yml: {e}"),
                     )
-                    .file("packages.yml")
+                    .file(&declared_in)
                 })?;
                 let settings =
                     super::ProjectSettings::parse(&format!("{path}/dbt_project.yml"), &text)?;
+                if out.iter().any(|i| i.name == settings.name) {
+                    continue;
+                }
                 let dest = install_dir.join(&settings.name);
                 if dest.exists() || dest.symlink_metadata().is_ok() {
                     remove_path(&dest);
@@ -173,16 +183,15 @@ pub fn install(project_dir: &Path, install_dir: &Path) -> Result<Vec<Installed>>
                     spec,
                     action: "installed",
                 });
+                abs
             }
             remote => {
                 let name = remote.guessed_name();
-                if install_dir.join(&name).join("dbt_project.yml").is_file() {
-                    out.push(Installed {
-                        name,
-                        spec,
-                        action: "already installed",
-                    });
-                } else {
+                if out.iter().any(|i| i.name == name) {
+                    continue;
+                }
+                let dir = install_dir.join(&name);
+                if !dir.join("dbt_project.yml").is_file() {
                     return Err(Diagnostic::new(
                         DiagKind::Package,
                         format!(
@@ -190,14 +199,25 @@ pub fn install(project_dir: &Path, install_dir: &Path) -> Result<Vec<Installed>>
                             remote.describe()
                         ),
                     )
-                    .file("packages.yml")
+                    .file(&declared_in)
                     .hint(format!(
                         "copy the package into {}/{name}, or declare it as `local:`",
                         install_dir.display()
                     ))
                     .into());
                 }
+                out.push(Installed {
+                    name,
+                    spec,
+                    action: "already installed",
+                });
+                dir
             }
+        };
+        // Its own dependencies, declared relative to it.
+        let label = format!("{}/packages.yml", installed_dir.display());
+        for dep in read_specs(&installed_dir)? {
+            queue.push_back((installed_dir.clone(), label.clone(), dep));
         }
     }
     Ok(out)
