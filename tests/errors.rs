@@ -388,3 +388,23 @@ fn secret_env_vars_stay_in_profiles_and_are_masked() {
         r.stderr
     );
 }
+
+/// A model whose file fails to render is reported once: the refs to it and
+/// its tests do not add "unknown ref" errors of their own.
+#[test]
+fn a_model_that_fails_to_render_is_one_error_not_a_cascade() {
+    let err = fails(
+        &[
+            ("models/a.sql", "select {{ undefined_macro_xyz() }}"),
+            ("models/b.sql", "select * from {{ ref('a') }}"),
+            (
+                "models/a.yml",
+                "models:\n  - name: a\n    columns:\n      - name: id\n        data_tests: [not_null, unique]\n",
+            ),
+        ],
+        &["parse"],
+    );
+    assert_eq!(err.matches("error[").count(), 1, "{err}");
+    assert!(err.contains("models/a.sql"), "{err}");
+    assert!(!err.contains("unknown-ref"), "{err}");
+}

@@ -103,7 +103,15 @@ pub fn link(
     // What each file brought.
     let mut drafts: Vec<Node> = Vec::new();
     let mut props: Vec<(FileId, Box<Properties>)> = Vec::new();
+    // Files that failed to render and so define nothing: a ref() to their
+    // node is not reported again as unknown (one error, not a cascade).
+    let mut failed: HashSet<String> = HashSet::new();
     for fp in parses {
+        if !fp.diagnostics.is_empty() && matches!(&fp.items, FileItems::Nodes(v) if v.is_empty()) {
+            if let Some(stem) = std::path::Path::new(&fp.file.path).file_stem() {
+                failed.insert(stem.to_string_lossy().into_owned());
+            }
+        }
         diags.0.extend(fp.diagnostics);
         match fp.items {
             FileItems::Nodes(v) => drafts.extend(v),
@@ -313,7 +321,7 @@ pub fn link(
     std::thread::spawn(move || drop(props));
     resolve_docs(&mut m, &mut diags);
     m.refs = std::sync::Arc::new(RefIndex::new(m.nodes.values(), &root));
-    resolve_dependencies(project, &mut m, &mut diags);
+    resolve_dependencies(project, &mut m, &failed, &mut diags);
     m.selectors = match &project.selectors_yml {
         Some((file, text)) => {
             crate::selector_syntax::selectors_json(file, text).unwrap_or_else(|d| {
@@ -1009,7 +1017,12 @@ fn resolve_docs(m: &mut Manifest, diags: &mut Diagnostics) {
 }
 
 /// Turns refs and sources into `depends_on.nodes`, reporting unknown names with suggestions.
-fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnostics) {
+fn resolve_dependencies(
+    project: &Project,
+    m: &mut Manifest,
+    failed: &HashSet<String>,
+    diags: &mut Diagnostics,
+) {
     let disabled: HashSet<&str> = m
         .disabled
         .values()
@@ -1045,6 +1058,11 @@ fn resolve_dependencies(project: &Project, m: &mut Manifest, diags: &mut Diagnos
                     let is_disabled = disabled.contains(r.name.as_str());
                     if n.test.is_some() && is_disabled {
                         broken = true;
+                        continue;
+                    }
+                    if failed.contains(r.name.as_str()) {
+                        // Its file's own error says what is wrong.
+                        broken |= n.test.is_some();
                         continue;
                     }
                     let file_src = file_src();
