@@ -379,3 +379,16 @@ fn jinja_in_test_configs_is_rendered() {
     assert_eq!(test["config"]["severity"], "warn");
     assert_eq!(test["config"]["limit"], 3);
 }
+
+/// `var('x', none)` has a default, none, as in dbt; `var('x')` has none.
+#[test]
+fn var_with_an_explicit_none_default() {
+    let sql = compile_one(
+        &[(
+            "models/m.sql",
+            "select {{ 'missing' if var('not_set', none) is none else 'set' }} as v",
+        )],
+        "m",
+    );
+    assert!(sql.contains("select missing as v"), "{sql}");
+}

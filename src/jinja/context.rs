@@ -433,7 +433,13 @@ pub fn source_fn(state: &State, source: String, table: String) -> Result<Value, 
 }
 
 /// `var('name', default)`.
-pub fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
+pub fn var_fn(
+    state: &State,
+    name: String,
+    rest: minijinja::value::Rest<Value>,
+) -> Result<Value, Error> {
+    // `var('x', none)` has a default (none), unlike `var('x')`.
+    let default = rest.first().cloned();
     let ctx = ctx_of(state)?;
     if let Some(v) = ctx.override_of("var", &name) {
         return Ok(v);
