@@ -821,21 +821,15 @@ impl Object for DateTimeObj {
         args: &[Value],
     ) -> Result<Value, Error> {
         match method {
-            "strftime" => {
-                let (fmt,): (String,) = from_args(args)?;
-                let mut out = String::new();
-                use fmt::Write;
-                write!(out, "{}", self.0.format(&fmt))
-                    .map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
-                Ok(Value::from(out))
-            }
+            "strftime" => strftime(args, |f, out| {
+                fmt::Write::write_fmt(out, format_args!("{}", self.0.format(f)))
+            }),
             "isoformat" => Ok(Value::from(
                 self.0.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
             )),
             "date" => Ok(Value::from_object(DateObj(self.0.date()))),
             "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
-            "weekday" => Ok(Value::from(self.0.weekday().num_days_from_monday())),
-            "isoweekday" => Ok(Value::from(self.0.weekday().number_from_monday())),
+            "weekday" | "isoweekday" => Ok(weekday(self.0.weekday(), method)),
             "astimezone" | "replace" => Ok(Value::from_object(self.as_ref().clone())),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
@@ -847,6 +841,26 @@ impl Object for DateTimeObj {
         } else {
             write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f"))
         }
+    }
+}
+
+/// Python's `strftime(format)`; a format chrono cannot write is an error.
+fn strftime(
+    args: &[Value],
+    write: impl Fn(&str, &mut String) -> fmt::Result,
+) -> Result<Value, Error> {
+    let (fmt,): (String,) = from_args(args)?;
+    let mut out = String::new();
+    write(&fmt, &mut out).map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
+    Ok(Value::from(out))
+}
+
+/// Python's `weekday()` (Monday is 0) and `isoweekday()` (Monday is 1).
+fn weekday(day: chrono::Weekday, method: &str) -> Value {
+    if method == "weekday" {
+        Value::from(day.num_days_from_monday())
+    } else {
+        Value::from(day.number_from_monday())
     }
 }
 
@@ -874,17 +888,11 @@ impl Object for DateObj {
         args: &[Value],
     ) -> Result<Value, Error> {
         match method {
-            "strftime" => {
-                let (fmt,): (String,) = from_args(args)?;
-                let mut out = String::new();
-                use fmt::Write;
-                write!(out, "{}", self.0.format(&fmt))
-                    .map_err(|_| err(format!("bad strftime format '{fmt}'")))?;
-                Ok(Value::from(out))
-            }
+            "strftime" => strftime(args, |f, out| {
+                fmt::Write::write_fmt(out, format_args!("{}", self.0.format(f)))
+            }),
             "isoformat" => Ok(Value::from(self.0.to_string())),
-            "weekday" => Ok(Value::from(self.0.weekday().num_days_from_monday())),
-            "isoweekday" => Ok(Value::from(self.0.weekday().number_from_monday())),
+            "weekday" | "isoweekday" => Ok(weekday(self.0.weekday(), method)),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
