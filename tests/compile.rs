@@ -273,3 +273,51 @@ fn native_builtin_tests_match_their_jinja_macros() {
     }
     assert!(compared >= 7, "compared {compared} files");
 }
+
+/// Versioned models (dbt's `versions:`): each version's file is a version of
+/// the model, `ref(name)` means the latest and `ref(name, v=1)` that version,
+/// and the alias defaults to `<name>_v<v>`.
+#[test]
+fn model_versions_resolve_like_dbt() {
+    let dir = project(&[
+        ("models/orders_v1.sql", "select 1 as id"),
+        ("models/orders_v2.sql", "select 2 as id"),
+        ("models/orders_next.sql", "select 3 as id"),
+        (
+            "models/orders.yml",
+            "models:\n  - name: orders\n    latest_version: 2\n    versions:\n      - v: 1\n      - v: 2\n      - v: 3\n        defined_in: orders_next\n",
+        ),
+        ("models/latest.sql", "select * from {{ ref('orders') }}"),
+        ("models/first.sql", "select * from {{ ref('orders', v=1) }}"),
+        ("models/third.sql", "select * from {{ ref('orders', version=3) }}"),
+    ]);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let compiled = |m: &str| read(dir.path(), &format!("target/compiled/proj/models/{m}.sql"));
+    assert!(
+        compiled("latest").contains("\"orders_v2\""),
+        "{}",
+        compiled("latest")
+    );
+    assert!(
+        compiled("first").contains("\"orders_v1\""),
+        "{}",
+        compiled("first")
+    );
+    assert!(
+        compiled("third").contains("\"orders_v3\""),
+        "{}",
+        compiled("third")
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir.path(), "target/manifest.json")).unwrap();
+    let v1 = &manifest["nodes"]["model.proj.orders.v1"];
+    assert_eq!(v1["name"], "orders");
+    assert_eq!(v1["version"], "1");
+    assert_eq!(v1["latest_version"], "2");
+    assert_eq!(v1["alias"], "orders_v1");
+    assert_eq!(
+        manifest["nodes"]["model.proj.latest"]["depends_on"]["nodes"][0],
+        "model.proj.orders.v2"
+    );
+}

@@ -355,8 +355,11 @@ impl Serialize for NodeOut<'_> {
             ResourceType::Model => {
                 map.serialize_entry("access", "protected")?;
                 map.serialize_entry("constraints", &empty)?;
-                map.serialize_entry("version", &Json::Null)?;
-                map.serialize_entry("latest_version", &Json::Null)?;
+                map.serialize_entry("version", &n.version.as_ref().map(|v| v.v.clone()))?;
+                map.serialize_entry(
+                    "latest_version",
+                    &n.version.as_ref().map(|v| v.latest.clone()),
+                )?;
                 map.serialize_entry("deprecation_date", &Json::Null)?;
                 map.serialize_entry("primary_key", &empty)?;
                 map.serialize_entry("time_spine", &Json::Null)?;

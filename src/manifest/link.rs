@@ -191,12 +191,79 @@ pub fn link(
         }
     }
 
+    // Versioned models: each version's file (`<name>_v<v>` or `defined_in`)
+    // becomes a version of the model the properties name.
+    let mut versions: HashMap<(String, String), (String, ModelVersion)> = HashMap::new();
+    for ((pkg, rt, name), (_, np)) in &patches {
+        if *rt != ResourceType::Model || np.versions.is_empty() {
+            continue;
+        }
+        let vs: Vec<(String, Option<String>)> = np
+            .versions
+            .iter()
+            .filter_map(|e| {
+                let v = yaml_scalar(e.get("v")?)?;
+                let defined_in = e.get("defined_in").and_then(yaml_scalar);
+                Some((v, defined_in))
+            })
+            .collect();
+        let latest = np
+            .latest_version
+            .as_ref()
+            .and_then(yaml_scalar)
+            .or_else(|| {
+                vs.iter()
+                    .map(|(v, _)| v.clone())
+                    .max_by(|a, b| version_order(a, b))
+            })
+            .unwrap_or_default();
+        for (v, defined_in) in vs {
+            let file = defined_in.unwrap_or_else(|| format!("{name}_v{v}"));
+            versions.insert(
+                (pkg.clone(), file),
+                (
+                    name.clone(),
+                    ModelVersion {
+                        v,
+                        latest: latest.clone(),
+                    },
+                ),
+            );
+        }
+    }
+    let versioned_names: HashSet<(String, String)> = versions
+        .values()
+        .map(|(name, _)| name.clone())
+        .zip(versions.keys().map(|(p, _)| p.clone()))
+        .map(|(n, p)| (p, n))
+        .collect();
+
     // Nodes with their patches; YAML snapshots carry their own entry.
     let mut with_patch: Vec<(Node, Option<Patch<'_>>)> = Vec::with_capacity(drafts.len());
-    for n in drafts {
+    for mut n in drafts {
+        if n.resource_type == ResourceType::Model {
+            if let Some((base, version)) = versions.get(&(n.package.clone(), n.name.clone())) {
+                n.unique_id = format!("model.{}.{base}.v{}", n.package, version.v);
+                n.name = base.clone();
+                if let Some(last) = n.fqn.last_mut() {
+                    *last = base.clone();
+                }
+                n.fqn.push(format!("v{}", version.v));
+                n.version = Some(version.clone());
+                let patch = patches
+                    .get(&(n.package.clone(), ResourceType::Model, base.clone()))
+                    .copied();
+                with_patch.push((n, patch));
+                continue;
+            }
+        }
         let patch = patches.remove(&(n.package.clone(), n.resource_type, n.name.clone()));
         with_patch.push((n, patch));
     }
+    // A versioned model's properties were used by its versions.
+    patches.retain(|(pkg, rt, name), _| {
+        !(*rt == ResourceType::Model && versioned_names.contains(&(pkg.clone(), name.clone())))
+    });
     for (i, n) in yaml_snapshots {
         let (id, p) = &props[i];
         let own = p
@@ -849,7 +916,7 @@ impl Linker<'_> {
                 "name": n.name, "unique_id": n.unique_id, "resource_type": n.resource_type.as_str(),
                 "package_name": n.package, "fqn": n.fqn, "path": n.path,
                 "original_file_path": n.original_file_path, "config": n.config.all, "tags": n.config.tags,
-                "version": Json::Null,
+                "version": n.version.as_ref().map(|v| Json::from(v.v.clone())),
             });
             let info = NodeInfo {
                 package: project.name().to_string(),
@@ -899,7 +966,11 @@ impl Linker<'_> {
         } else {
             custom_alias
                 .map(|a| a.trim().to_string())
-                .unwrap_or_else(|| n.name.clone())
+                .unwrap_or_else(|| match &n.version {
+                    // dbt's default for a versioned model: `<name>_v<v>`.
+                    Some(v) => format!("{}_v{}", n.name, v.v),
+                    None => n.name.clone(),
+                })
         };
         Ok(n)
     }
@@ -1209,5 +1280,22 @@ fn native_value(rendered: String) -> Json {
             | serde_yaml::Value::Null),
         ) if !rendered.trim().is_empty() => crate::confmap::yaml_to_json(&y),
         _ => Json::from(rendered),
+    }
+}
+
+/// A YAML scalar as text (`v: 2` and `v: "2"` are the same version).
+fn yaml_scalar(y: &serde_yaml::Value) -> Option<String> {
+    match y {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Versions compare as numbers when both are, else as text.
+fn version_order(a: &String, b: &String) -> std::cmp::Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
     }
 }

@@ -133,6 +133,16 @@ pub struct Node {
     pub docs_show: bool,
     /// `doc()` blocks its description uses.
     pub doc_blocks: Vec<String>,
+    /// A versioned model's version (`versions:` in its properties) and the
+    /// version a bare `ref()` to its name resolves to.
+    pub version: Option<ModelVersion>,
+}
+
+/// One version of a versioned model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelVersion {
+    pub v: String,
+    pub latest: String,
 }
 
 /// What identifies a node and where it comes from; the rest starts empty.
@@ -197,6 +207,7 @@ impl Node {
             phase_sensitive: false,
             docs_show: true,
             doc_blocks: vec![],
+            version: None,
         }
     }
 

@@ -18,23 +18,35 @@ pub enum RefError {
 /// Models, seeds and snapshots by name, with the packages that define them.
 #[derive(Debug, Clone, Default)]
 pub struct RefIndex {
-    by_name: FxHashMap<String, Vec<(String, String)>>,
+    by_name: FxHashMap<String, Vec<Entry>>,
     root: String,
+}
+
+/// One node a name can mean.
+#[derive(Debug, Clone)]
+struct Entry {
+    package: String,
+    unique_id: String,
+    /// A versioned model's version, and whether a bare ref() means it.
+    version: Option<String>,
+    latest: bool,
 }
 
 impl RefIndex {
     /// Indexes the refable nodes among `nodes`; `root` is the project's own package.
     pub fn new<'a>(nodes: impl Iterator<Item = &'a Node>, root: &str) -> RefIndex {
-        let mut by_name: FxHashMap<String, Vec<(String, String)>> = FxHashMap::default();
+        let mut by_name: FxHashMap<String, Vec<Entry>> = FxHashMap::default();
         for n in nodes {
             if matches!(
                 n.resource_type,
                 ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
             ) {
-                by_name
-                    .entry(n.name.clone())
-                    .or_default()
-                    .push((n.package.clone(), n.unique_id.clone()));
+                by_name.entry(n.name.clone()).or_default().push(Entry {
+                    package: n.package.clone(),
+                    unique_id: n.unique_id.clone(),
+                    version: n.version.as_ref().map(|v| v.v.clone()),
+                    latest: n.version.as_ref().is_none_or(|v| v.v == v.latest),
+                });
             }
         }
         RefIndex {
@@ -51,11 +63,17 @@ impl RefIndex {
             .by_name
             .get(&r.name)
             .ok_or_else(|| RefError::Unknown(r.name.clone()))?;
+        // `ref(name, v=2)` means that version; a bare ref the latest one.
+        let fits = |e: &&Entry| match &r.version {
+            Some(v) => e.version.as_deref() == Some(v.as_str()),
+            None => e.latest,
+        };
         let pick = |p: &str| {
             cands
                 .iter()
-                .find(|(cp, _)| cp == p)
-                .map(|(_, u)| u.as_str())
+                .filter(fits)
+                .find(|e| e.package == p)
+                .map(|e| e.unique_id.as_str())
         };
         match &r.package {
             Some(p) => pick(p).ok_or_else(|| RefError::NotInPackage {
@@ -64,7 +82,7 @@ impl RefIndex {
             }),
             None => pick(from_package)
                 .or_else(|| pick(&self.root))
-                .or_else(|| cands.first().map(|(_, u)| u.as_str()))
+                .or_else(|| cands.iter().find(fits).map(|e| e.unique_id.as_str()))
                 .ok_or_else(|| RefError::Unknown(r.name.clone())),
         }
     }
