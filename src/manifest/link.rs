@@ -211,11 +211,7 @@ pub fn link(
             .latest_version
             .as_ref()
             .and_then(yaml_scalar)
-            .or_else(|| {
-                vs.iter()
-                    .map(|(v, _)| v.clone())
-                    .max_by(|a, b| version_order(a, b))
-            })
+            .or_else(|| vs.iter().map(|(v, _)| v.clone()).max_by(version_order))
             .unwrap_or_default();
         for (v, defined_in) in vs {
             let file = defined_in.unwrap_or_else(|| format!("{name}_v{v}"));
