@@ -493,16 +493,17 @@ impl<'a> Compiler<'a> {
                             if r.ephemeral {
                                 ephemerals.push(r.unique_id.clone());
                             }
-                            r.relation.render()
+                            r.relation
                         }),
                     (_, Some(s), Some(tb)) => self
                         .resolver
                         .resolve_source(s.as_str(), tb.as_str())
-                        .map(|r| r.1.render()),
+                        .map(|r| r.1),
                     _ => Err("bad model argument".into()),
                 }
                 .map_err(|e| Diagnostic::new(DiagKind::UnknownRef, e).file(&t.yaml_path))?;
-                Value::from(rel)
+                // A Relation, as dbt passes it (macros read its parts).
+                Value::from_object(crate::jinja::relation::Relation::resolved(rel))
             } else if needs_jinja(v) {
                 self.render_arg(n, v, &ctx_for_args())?
             } else {

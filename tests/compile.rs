@@ -321,3 +321,27 @@ fn model_versions_resolve_like_dbt() {
         "model.proj.orders.v2"
     );
 }
+
+/// Relations are dict-like as in dbt (`is mapping`, `.get('metadata')`), so
+/// packages' relation checks accept them, and a generic test's `model` is one.
+#[test]
+fn relations_are_mappings_with_metadata() {
+    let dir = project(&[
+        ("models/a.sql", "select 1 as id"),
+        (
+            "models/b.sql",
+            "{% set r = ref('a') %}select '{{ r is mapping }}' as is_map, '{{ r.get('metadata', {}).get('type', '') }}' as kind, '{{ r.information_schema('columns') }}' as info",
+        ),
+        ("macros/t.sql", "{% test is_rel(model) %}select '{{ model is mapping }}' as m, '{{ model.identifier }}' as ident where false{% endtest %}"),
+        ("models/a.yml", "models:\n  - name: a\n    data_tests: [is_rel]\n"),
+    ]);
+    let r = strata(dir.path(), &["compile"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = read(dir.path(), "target/compiled/proj/models/b.sql");
+    assert!(b.contains("'True' as is_map, 'PostgresRelation' as kind, '\"db\".information_schema.columns' as info"), "{b}");
+    let t = std::fs::read_dir(dir.path().join("target/compiled/proj/models/a.yml"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(t.contains("'True' as m, 'a' as ident"), "{t}");
+}

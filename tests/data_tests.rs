@@ -313,3 +313,46 @@ unit_tests:
                 && r["status"] == "fail"
         ));
 }
+
+/// `fixture:` names a file under a test path's `fixtures/` (csv or sql), as in
+/// dbt; those files are not singular tests.
+#[test]
+fn unit_test_fixture_files() {
+    let db = pg::database("unitfix");
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n",
+        pg::port(),
+        pg::password()
+    );
+    let yml = "unit_tests:\n  - name: from_files\n    model: scaled\n    given:\n      - input: ref('base')\n        format: csv\n        fixture: base_rows\n    expect:\n      format: sql\n      fixture: expected_scaled\n";
+    let dir = project(&[
+        ("profiles.yml", &profile),
+        ("models/base.sql", "select 1 as id, 1 as v"),
+        (
+            "models/scaled.sql",
+            "select id, v * 2 as scaled from {{ ref('base') }}",
+        ),
+        ("models/schema.yml", yml),
+        ("tests/fixtures/base_rows.csv", "id,v\n1,10\n2,20\n"),
+        (
+            "tests/fixtures/nested/expected_scaled.sql",
+            "select 1 as id, 20 as scaled union all select 2, 40",
+        ),
+    ]);
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("PASS scaled::from_files"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("expected_scaled "),
+        "not a singular test: {}",
+        r.stderr
+    );
+    std::fs::remove_file(dir.path().join("tests/fixtures/base_rows.csv")).unwrap();
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("fixture 'base_rows' not found"),
+        "{}",
+        r.stderr
+    );
+}

@@ -34,6 +34,8 @@ fn literal(d: &dyn Dialect, v: &Json) -> String {
 /// The CTE body for one input's rows, typed like the real relation when it exists.
 fn fixture_sql(d: &dyn Dialect, rows: &Fixture, columns: &[Column]) -> String {
     match rows {
+        // Linking reads fixture files into rows or SQL; none is left here.
+        Fixture::File { .. } => fixture_sql(d, &Fixture::Rows(Vec::new()), columns),
         Fixture::Sql(sql) => sql.clone(),
         Fixture::Rows(rows) => {
             let mut names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
@@ -216,6 +218,7 @@ pub fn run(
                 .collect();
             (cols, vals)
         }
+        Fixture::File { .. } => (Vec::new(), Vec::new()),
         Fixture::Sql(q) => {
             let t = adapter
                 .query(q)

@@ -134,14 +134,29 @@ fn opt(v: &Option<String>) -> Value {
     v.as_deref().map(Value::from).unwrap_or(Value::from(()))
 }
 
+/// The keys a Relation shows as a mapping (dbt's Relation is a dict-like
+/// dataclass: packages test `relation is mapping` and read `metadata.type`).
+const RELATION_KEYS: &[&str] = &["path", "type", "quote_policy", "include_policy", "metadata"];
+
 impl Object for Relation {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
+        ObjectRepr::Map
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(RELATION_KEYS)
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let n = &self.name;
         let v = match key.as_str()? {
+            "metadata" => crate::jinja::to_value(serde_json::json!({"type": "PostgresRelation"})),
+            "path" => crate::jinja::to_value(serde_json::json!({
+                "database": n.database, "schema": n.schema, "identifier": n.identifier
+            })),
+            "include_policy" => crate::jinja::to_value(serde_json::json!({
+                "database": n.include.database, "schema": n.include.schema, "identifier": n.include.identifier
+            })),
             "database" => opt(&n.database),
             "schema" => opt(&n.schema),
             "identifier" | "name" | "table" => opt(&n.identifier),
@@ -219,6 +234,22 @@ impl Object for Relation {
             }
             "without_identifier" => {
                 name.include.identifier = false;
+                Ok(self.with_name(name))
+            }
+            // `relation.get('metadata', {})`, as on dbt's dict-like Relation.
+            "get" => {
+                let (key, default): (Value, Option<Value>) = from_args(args)?;
+                Ok(self.get_value(&key).or(default).unwrap_or(Value::from(())))
+            }
+            // `"db".information_schema` (or one of its views), for catalog queries.
+            "information_schema" => {
+                let (view,): (Option<String>,) = from_args(args)?;
+                name.schema = Some("information_schema".into());
+                name.quote.schema = false;
+                name.include.schema = true;
+                name.identifier = view;
+                name.include.identifier = name.identifier.is_some();
+                name.quote.identifier = false;
                 Ok(self.with_name(name))
             }
             _ => Err(Error::new(

@@ -376,7 +376,12 @@ pub fn link(
 
     for (_, p) in &props {
         for u in &p.unit_tests {
-            m.unit_tests.insert(u.unique_id.clone(), u.clone());
+            let mut u = u.clone();
+            if let Err(d) = lk.read_fixture_files(&mut u) {
+                diags.push(d);
+                continue;
+            }
+            m.unit_tests.insert(u.unique_id.clone(), u);
         }
     }
     lk.macros(&mut m, &props);
@@ -691,6 +696,56 @@ impl Linker<'_> {
             }
         }
         d.file(&node.display_path)
+    }
+
+    /// A unit test's `fixture:` files, read into rows or SQL: dbt looks for
+    /// `<name>.csv` / `<name>.sql` under a `fixtures/` folder of a test path.
+    fn read_fixture_files(&self, u: &mut UnitTest) -> Result<(), Diagnostic> {
+        let pkg = self.project.package(&u.package);
+        let read = |f: &mut Fixture| -> Result<(), Diagnostic> {
+            let Fixture::File { name, format } = f else {
+                return Ok(());
+            };
+            let ext = match format {
+                FixtureFormat::Csv => "csv",
+                FixtureFormat::Sql => "sql",
+            };
+            let file_name = format!("{name}.{ext}");
+            let found = pkg.into_iter().find_map(|p| {
+                p.settings.test_paths.iter().find_map(|tp| {
+                    walkdir::WalkDir::new(p.root.join(tp).join("fixtures"))
+                        .into_iter()
+                        .filter_map(|e| e.ok())
+                        .find(|e| {
+                            e.file_type().is_file() && e.file_name().to_string_lossy() == file_name
+                        })
+                        .map(|e| e.into_path())
+                })
+            });
+            let problem = |msg: String| {
+                Diagnostic::new(DiagKind::Yaml, format!("unit test '{}': {msg}", u.name))
+                    .file(&u.display_path)
+            };
+            let path = found.ok_or_else(|| {
+                problem(format!(
+                    "fixture '{name}' not found: no {file_name} under a test path's fixtures/"
+                ))
+            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+            *f = match format {
+                FixtureFormat::Sql => Fixture::Sql(text),
+                FixtureFormat::Csv => Fixture::Rows(
+                    super::parse_file::csv_rows(&text)
+                        .map_err(|e| problem(format!("{}: {e}", path.display())))?,
+                ),
+            };
+            Ok(())
+        };
+        for g in &mut u.given {
+            read(&mut g.rows)?;
+        }
+        read(&mut u.expect)
     }
 
     fn render_str(&self, s: &str) -> Result<String, Diagnostic> {

@@ -339,6 +339,16 @@ pub enum Fixture {
     Rows(Vec<IndexMap<String, Json>>),
     /// A query producing the rows (`format: sql`).
     Sql(String),
+    /// `fixture: name`: rows in a file `fixtures/<name>.csv` or `.sql` under
+    /// a test path, read when the manifest is linked.
+    File { name: String, format: FixtureFormat },
+}
+
+/// The format of a fixture file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixtureFormat {
+    Csv,
+    Sql,
 }
 
 /// One `given:` input: `ref('x')` or `source('a', 'b')` and its rows.

@@ -473,6 +473,21 @@ fn fixture(v: Option<&Yaml>, file: &str, text: &str, name: &str) -> Result<Fixtu
         return Ok(Fixture::Rows(vec![]));
     };
     let format = v.get("format").and_then(Yaml::as_str).unwrap_or("dict");
+    if let Some(file) = v.get("fixture").and_then(Yaml::as_str) {
+        let format = match format {
+            "csv" => super::FixtureFormat::Csv,
+            "sql" => super::FixtureFormat::Sql,
+            other => {
+                return Err(err(format!(
+                    "a fixture file needs format csv or sql, not '{other}'"
+                )))
+            }
+        };
+        return Ok(Fixture::File {
+            name: file.to_string(),
+            format,
+        });
+    }
     let rows = v.get("rows");
     match (format, rows) {
         ("dict", Some(Yaml::Sequence(items))) => Ok(Fixture::Rows(
@@ -488,33 +503,37 @@ fn fixture(v: Option<&Yaml>, file: &str, text: &str, name: &str) -> Result<Fixtu
                 .collect::<Result<_, _>>()?,
         )),
         ("dict", None) => Ok(Fixture::Rows(vec![])),
-        ("csv", Some(Yaml::String(csv_text))) => {
-            let mut rdr = csv::ReaderBuilder::new().from_reader(csv_text.trim().as_bytes());
-            let header: Vec<String> = rdr
-                .headers()
-                .map_err(|e| err(format!("csv rows: {e}")))?
-                .iter()
-                .map(|h| h.trim().to_string())
-                .collect();
-            let mut out = Vec::new();
-            for r in rdr.records() {
-                let r = r.map_err(|e| err(format!("csv rows: {e}")))?;
-                out.push(
-                    header
-                        .iter()
-                        .zip(r.iter())
-                        .map(|(h, v)| (h.clone(), csv_value(v)))
-                        .collect(),
-                );
-            }
-            Ok(Fixture::Rows(out))
-        }
+        ("csv", Some(Yaml::String(csv_text))) => csv_rows(csv_text)
+            .map(Fixture::Rows)
+            .map_err(|e| err(format!("csv rows: {e}"))),
         ("sql", Some(Yaml::String(sql))) => Ok(Fixture::Sql(sql.clone())),
         (f, _) => Err(err(format!(
             "rows in format '{f}' must be {}",
             if f == "dict" { "a list" } else { "a string" }
         ))),
     }
+}
+
+/// Rows of a csv fixture (inline `rows:` or a fixture file).
+pub(crate) fn csv_rows(text: &str) -> Result<Vec<IndexMap<String, Json>>, csv::Error> {
+    let mut rdr = csv::ReaderBuilder::new().from_reader(text.trim().as_bytes());
+    let header: Vec<String> = rdr
+        .headers()?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut out = Vec::new();
+    for r in rdr.records() {
+        let r = r?;
+        out.push(
+            header
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.clone(), csv_value(v)))
+                .collect(),
+        );
+    }
+    Ok(out)
 }
 
 /// A csv fixture value: numbers and booleans as such, empty as NULL.

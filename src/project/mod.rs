@@ -398,6 +398,10 @@ fn discover_files(project_dir: &Path, packages: &[Package]) -> Result<Vec<Source
                         (FileKind::SingularTest, "sql") if rel_in_dir.starts_with("generic/") => {
                             FileKind::Macro
                         }
+                        // Unit tests' fixture files, read when a unit test names one.
+                        (FileKind::SingularTest, _) if rel_in_dir.starts_with("fixtures/") => {
+                            return
+                        }
                         (k, "sql") => k,
                         _ => return,
                     };
