@@ -525,6 +525,11 @@ pub(crate) const MAX_NESTING: usize = 1000;
 /// The children of a list or dict value (keys and values), nothing for
 /// scalars, strings and plain objects (relations, datetimes).
 fn children_of(v: &Value) -> Vec<Value> {
+    // A relation prints its name, not its parts (and reading them would mark
+    // the render as needing the compile phase).
+    if v.downcast_object_ref::<Relation>().is_some() {
+        return Vec::new();
+    }
     match v.kind() {
         ValueKind::Seq | ValueKind::Iterable => {
             v.try_iter().map(|i| i.collect()).unwrap_or_default()
