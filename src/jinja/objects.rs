@@ -806,12 +806,12 @@ impl Object for DateTimeObj {
         ObjectRepr::Plain
     }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        use chrono::{Datelike, Timelike};
         let d = &self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
+        let key = key.as_str()?;
+        if let Some(v) = date_part(d, key) {
+            return Some(v);
+        }
+        Some(Value::from(match key {
             "hour" => d.hour() as i64,
             "minute" => d.minute() as i64,
             "second" => d.second() as i64,
@@ -860,6 +860,16 @@ fn strftime(
     Ok(Value::from(out))
 }
 
+/// `year`, `month` and `day` of a Python date or datetime.
+fn date_part(d: &impl Datelike, key: &str) -> Option<Value> {
+    Some(Value::from(match key {
+        "year" => d.year() as i64,
+        "month" => d.month() as i64,
+        "day" => d.day() as i64,
+        _ => return None,
+    }))
+}
+
 /// Python's `weekday()` (Monday is 0) and `isoweekday()` (Monday is 1).
 fn weekday(day: chrono::Weekday, method: &str) -> Value {
     if method == "weekday" {
@@ -878,13 +888,7 @@ impl Object for DateObj {
         ObjectRepr::Plain
     }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let d = &self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
-            _ => return None,
-        }))
+        date_part(&self.0, key.as_str()?)
     }
     fn call_method(
         self: &Arc<Self>,
