@@ -29,6 +29,41 @@ pub struct CompiledNode {
     pub sql: String,
     /// Relative to the target directory.
     pub compiled_path: String,
+    /// The render asked the warehouse something (`run_query`, introspective
+    /// `adapter` calls), so a run renders the node again once its parents are built.
+    pub introspected: bool,
+}
+
+/// Why a node did not compile.
+#[derive(Debug)]
+pub struct CompileFailure {
+    pub diagnostic: Diagnostic,
+    /// The render had asked the warehouse, so it may succeed once the node's
+    /// parents are built (a run renders it again then).
+    pub introspected: bool,
+}
+
+impl From<Diagnostic> for CompileFailure {
+    fn from(diagnostic: Diagnostic) -> Self {
+        CompileFailure {
+            diagnostic,
+            introspected: false,
+        }
+    }
+}
+
+/// Every selected node, compiled or not.
+#[derive(Debug, Default)]
+pub struct CompileOutcome {
+    pub nodes: HashMap<String, CompiledNode>,
+    pub failures: HashMap<String, CompileFailure>,
+}
+
+/// What a render produced.
+struct Rendered {
+    sql: String,
+    ephemerals: Vec<String>,
+    introspected: bool,
 }
 
 /// Resolves `ref`/`source` against the parsed manifest.
@@ -184,12 +219,30 @@ impl<'a> Compiler<'a> {
         &self.parsed.manifest
     }
 
-    /// Compiles the selected nodes (and the ephemeral models they need).
+    /// Compiles the selected nodes (and the ephemeral models they need); any
+    /// failure is an error.
     pub fn compile(
         &self,
         graph: &Graph,
         selected: &BTreeSet<String>,
     ) -> Result<HashMap<String, CompiledNode>, Error> {
+        let out = self.compile_each(graph, selected);
+        if out.failures.is_empty() {
+            return Ok(out.nodes);
+        }
+        let mut failures: Vec<(String, CompileFailure)> = out.failures.into_iter().collect();
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut diags = Diagnostics::default();
+        for (_, f) in failures {
+            diags.push(f.diagnostic);
+        }
+        diags.into_result()?;
+        Ok(out.nodes)
+    }
+
+    /// Compiles the selected nodes (and the ephemeral models they need), each
+    /// on its own: a node that fails does not stop the others.
+    pub fn compile_each(&self, graph: &Graph, selected: &BTreeSet<String>) -> CompileOutcome {
         let m = self.manifest();
         let need: Vec<&String> = selected
             .iter()
@@ -224,34 +277,40 @@ impl<'a> Compiler<'a> {
         };
         let mut out: HashMap<String, CompiledNode> =
             HashMap::with_capacity(need.len() + ephemerals.len());
-        let mut diags = Diagnostics::default();
+        let mut failures: HashMap<String, CompileFailure> = HashMap::new();
         // Ephemeral models first, in dependency order, so dependents can inline them.
         for id in &ephemerals {
             match self.compile_node(&m.nodes[id], &out) {
                 Ok(c) => {
                     out.insert(id.clone(), c);
                 }
-                Err(d) => diags.push(d),
+                Err(f) => {
+                    failures.insert(id.clone(), f);
+                }
             }
         }
         let rest: Vec<&String> = need
             .into_iter()
             .filter(|id| !out.contains_key(*id))
             .collect();
-        let results: Vec<Result<CompiledNode, Diagnostic>> = rest
+        let results: Vec<(&String, Result<CompiledNode, CompileFailure>)> = rest
             .par_iter()
-            .map(|id| self.compile_node(&m.nodes[*id], &out))
+            .map(|id| (*id, self.compile_node(&m.nodes[*id], &out)))
             .collect();
-        for r in results {
+        for (id, r) in results {
             match r {
                 Ok(c) => {
                     out.insert(c.unique_id.clone(), c);
                 }
-                Err(d) => diags.push(d),
+                Err(f) => {
+                    failures.insert(id.clone(), f);
+                }
             }
         }
-        diags.into_result()?;
-        Ok(out)
+        CompileOutcome {
+            nodes: out,
+            failures,
+        }
     }
 
     /// Calls a macro with keyword arguments in the project context (run-operation).
@@ -338,13 +397,21 @@ impl<'a> Compiler<'a> {
         &self,
         n: &Node,
         done: &HashMap<String, CompiledNode>,
-    ) -> Result<CompiledNode, Diagnostic> {
-        let (sql, ephemerals) = if n.test.is_some() {
+    ) -> Result<CompiledNode, CompileFailure> {
+        let r = if n.test.is_some() {
             self.render_generic_test(n)?
         } else {
             self.render_sql(n)?
         };
-        self.finish(n, sql, ephemerals, done)
+        let introspected = r.introspected;
+        let mut c = self
+            .finish(n, r.sql, r.ephemerals, done)
+            .map_err(|diagnostic| CompileFailure {
+                diagnostic,
+                introspected,
+            })?;
+        c.introspected = introspected;
+        Ok(c)
     }
 
     /// A model rendered for a unit test: always in the compile phase, with the
@@ -410,12 +477,13 @@ impl<'a> Compiler<'a> {
             extra_ctes: extra,
             sql: injected,
             compiled_path: compiled_path(n),
+            introspected: false,
         })
     }
 
     /// A model, analysis, snapshot or singular test: substitute the parse render
     /// when it was phase-insensitive, else render again in the compile phase.
-    fn render_sql(&self, n: &Node) -> Result<(String, Vec<String>), Diagnostic> {
+    fn render_sql(&self, n: &Node) -> Result<Rendered, CompileFailure> {
         if let (Some(out), false) = (&n.parse_output, n.phase_sensitive) {
             let mut refs = Vec::with_capacity(n.refs.len());
             let mut ephemerals = Vec::new();
@@ -439,7 +507,11 @@ impl<'a> Compiler<'a> {
             let this = RelationName::new(&n.database, &n.schema, &n.alias, self.manifest().quoting)
                 .render();
             if let Some(sql) = jinja::substitute(out, &refs, &sources, Some(&this)) {
-                return Ok((sql, ephemerals));
+                return Ok(Rendered {
+                    sql,
+                    ephemerals,
+                    introspected: false,
+                });
             }
         }
         let ctx = self
@@ -449,11 +521,18 @@ impl<'a> Compiler<'a> {
         let sql = self
             .jinja()
             .render(&n.display_path, &src, &ctx)
-            .map_err(|e| self.diag(n, &e))?;
-        Ok((sql, ctx.take_capture().ephemerals))
+            .map_err(|e| CompileFailure {
+                diagnostic: self.diag(n, &e),
+                introspected: ctx.introspected(),
+            })?;
+        Ok(Rendered {
+            sql,
+            ephemerals: ctx.take_capture().ephemerals,
+            introspected: ctx.introspected(),
+        })
     }
 
-    fn render_generic_test(&self, n: &Node) -> Result<(String, Vec<String>), Diagnostic> {
+    fn render_generic_test(&self, n: &Node) -> Result<Rendered, CompileFailure> {
         let Some(t) = &n.test else {
             return self.render_sql(n);
         };
@@ -505,18 +584,28 @@ impl<'a> Compiler<'a> {
                 // A Relation, as dbt passes it (macros read its parts).
                 Value::from_object(crate::jinja::relation::Relation::resolved(rel))
             } else if needs_jinja(v) {
-                self.render_arg(n, v, &ctx_for_args())?
+                let ctx = ctx_for_args();
+                self.render_arg(n, v, &ctx).map_err(|diagnostic| CompileFailure {
+                    diagnostic,
+                    introspected: ctx.introspected(),
+                })?
             } else {
                 crate::jinja::json_value(v)
             };
             kwargs.push((k.clone(), value));
         }
+        let mut introspected = false;
         if let Some(ctx) = &arg_ctx {
             ephemerals.extend(ctx.take_capture().ephemerals);
+            introspected = ctx.introspected();
         }
         if t.namespace.is_none() && self.native_tests {
             if let Some(sql) = native_test(&t.name, &kwargs, self.jinja().macros()) {
-                return Ok((sql, ephemerals));
+                return Ok(Rendered {
+                    sql,
+                    ephemerals,
+                    introspected,
+                });
             }
         }
         let kw = Value::from_pairs(kwargs);
@@ -538,10 +627,17 @@ impl<'a> Compiler<'a> {
                     t.name
                 ));
             }
-            d
+            CompileFailure {
+                diagnostic: d,
+                introspected: introspected || ctx.introspected(),
+            }
         })?;
         ephemerals.extend(ctx.take_capture().ephemerals);
-        Ok((sql, ephemerals))
+        Ok(Rendered {
+            sql,
+            ephemerals,
+            introspected: introspected || ctx.introspected(),
+        })
     }
 
     /// dbt's rendering of test arguments: function-looking strings are evaluated,

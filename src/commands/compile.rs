@@ -14,7 +14,17 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
     let t = std::time::Instant::now();
     let selected = s.select()?;
     crate::manifest::parser::timing("select", t);
-    let compiler = Compiler::new(&s.parsed, None);
+    // Templates that introspect (run_query, get_columns_in_relation …) see the
+    // warehouse, as in dbt; the connection is made only if one asks.
+    let (dir, target, threads) = (
+        s.project.dir.clone(),
+        s.project.target.clone(),
+        args.common.threads,
+    );
+    let warehouse = crate::engine::warehouse::LazyWarehouse::shared(Box::new(move || {
+        crate::adapter::connect(&dir, &target, threads)
+    }));
+    let compiler = Compiler::new(&s.parsed, Some(warehouse));
     crate::manifest::parser::timing("resolver", t);
     let compiled = compiler.compile(&s.graph, &selected)?;
     crate::manifest::parser::timing("compile", t);

@@ -240,7 +240,29 @@ pub fn execute(
             })
             .map(|n| n.unique_id.clone()),
     );
-    let compiled: HashMap<String, CompiledNode> = compiler.compile(inputs.graph, &compile_ids)?;
+    // Every node is rendered now, in parallel; one that fails errors when its
+    // turn comes (its descendants skip) and the others run, as in dbt.
+    let crate::compile::CompileOutcome {
+        nodes: mut compiled,
+        failures: compile_failures,
+    } = compiler.compile_each(inputs.graph, &compile_ids);
+    // A render that asked the warehouse is done again when the node's turn
+    // comes, after its parents are built (dbt renders each node then): what it
+    // saw before the run may not exist yet or be stale.
+    let in_run: HashSet<&str> = nodes.iter().map(|n| n.unique_id.as_str()).collect();
+    let rerender: HashSet<String> = nodes
+        .iter()
+        .filter(|n| match (compiled.get(&n.unique_id), compile_failures.get(&n.unique_id)) {
+            (Some(c), _) => {
+                c.introspected
+                    && n.depends_on_nodes.iter().any(|p| in_run.contains(p.as_str()))
+            }
+            (None, Some(f)) => f.introspected,
+            (None, None) => false,
+        })
+        .map(|n| n.unique_id.clone())
+        .collect();
+    let rendered_late: Mutex<HashMap<String, CompiledNode>> = Mutex::new(HashMap::new());
     std::fs::create_dir_all(inputs.target_dir).map_err(|e| {
         crate::error::Diagnostic::new(
             crate::error::DiagKind::Io,
@@ -389,8 +411,21 @@ pub fn execute(
             });
             let t0 = chrono::Utc::now();
             let clock = Instant::now();
-            let c = compiled.get(&n.unique_id);
-            let ran = run_node(&ctx, n, c);
+            // The node's SQL: rendered before the run, or now when its render
+            // introspects; a render that failed makes the node's error.
+            let fresh = rerender
+                .contains(&n.unique_id)
+                .then(|| compiler.compile_node(n, &compiled));
+            let (ran, c) = match (&fresh, compile_failures.get(&n.unique_id)) {
+                (Some(Ok(c)), _) => (run_node(&ctx, n, Some(c)), Some(c)),
+                (Some(Err(f)), _) | (None, Some(f)) => {
+                    (Ran::failed(compile_error(&f.diagnostic)), None)
+                }
+                (None, None) => {
+                    let c = compiled.get(&n.unique_id);
+                    (run_node(&ctx, n, c), c)
+                }
+            };
             let seconds = clock.elapsed().as_secs_f64();
             let t1 = chrono::Utc::now();
             events.event(&Event::NodeFinished(NodeEnd {
@@ -434,6 +469,12 @@ pub fn execute(
                     relation_name: n.relation_name(&m.quoting),
                     ..NodeResult::ran(&n.unique_id, ran.status.as_str(), thread, (t0, t1), seconds)
                 });
+            if let Some(Ok(c)) = fresh {
+                rendered_late
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(n.unique_id.clone(), c);
+            }
             let job = ran.status.job();
             if job == JobStatus::Error {
                 mark_failed(i);
@@ -477,6 +518,14 @@ pub fn execute(
 
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.splice(0..0, unit_results);
+    // What was rendered during the run replaces the earlier render, on disk too.
+    let late = rendered_late
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if !late.is_empty() {
+        write_compiled(inputs.target_dir, &late)?;
+        compiled.extend(late);
+    }
     let count = |st: JobStatus| statuses.iter().filter(|x| **x == st).count();
     summary.pass += count(JobStatus::Success);
     summary.warn += count(JobStatus::Warn);
@@ -543,15 +592,32 @@ struct Ran {
     error: Option<NodeError>,
 }
 
-fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
-    let failed = |e: NodeError| Ran {
-        status: RunStatus::Error,
-        code: None,
-        rows: None,
-        failures: None,
-        message: Some(e.message.clone()),
-        error: Some(e),
+impl Ran {
+    fn failed(e: NodeError) -> Ran {
+        Ran {
+            status: RunStatus::Error,
+            code: None,
+            rows: None,
+            failures: None,
+            message: Some(e.message.clone()),
+            error: Some(e),
+        }
+    }
+}
+
+/// A render failure as the node's error: the diagnostic without its
+/// `error[kind]:` prefix (the summary names the kind).
+fn compile_error(d: &crate::error::Diagnostic) -> NodeError {
+    let text = d.to_string();
+    let text = match text.split_once("]: ") {
+        Some((head, rest)) if head.starts_with("error[") => rest.to_string(),
+        _ => text,
     };
+    NodeError::new(NodeErrorKind::Compilation, text)
+}
+
+fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
+    let failed = Ran::failed;
     if n.resource_type == ResourceType::Test {
         return match ctx.run_test(n, c) {
             Ok(t) => Ran {
@@ -632,7 +698,7 @@ fn problem_of(n: &Node, ran: &Ran, target_dir: &Path) -> Option<Problem> {
                 n.display_path,
                 indent(&e.message)
             );
-            if rt != ResourceType::Seed {
+            if rt != ResourceType::Seed && e.kind != NodeErrorKind::Compilation {
                 text.push_str(&format!("\n  compiled code at {}", compiled_at.display()));
             }
             Some(Problem {

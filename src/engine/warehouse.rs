@@ -81,3 +81,77 @@ impl Warehouse for AdapterWarehouse {
         self.run(self.0.dialect().drop_schema(schema))
     }
 }
+
+/// How a lazy warehouse connects.
+pub type Connect =
+    Box<dyn Fn() -> Result<Arc<dyn Adapter>, crate::error::Error> + Send + Sync>;
+
+/// A warehouse that connects on first use: `compile` renders against the
+/// warehouse like dbt, but a project whose templates never ask it anything
+/// never connects (nor starts a local server).
+pub struct LazyWarehouse {
+    connect: Connect,
+    inner: std::sync::OnceLock<Result<AdapterWarehouse, String>>,
+}
+
+impl LazyWarehouse {
+    pub fn shared(connect: Connect) -> Arc<dyn Warehouse> {
+        Arc::new(LazyWarehouse {
+            connect,
+            inner: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> Result<&AdapterWarehouse, WarehouseError> {
+        self.inner
+            .get_or_init(|| {
+                (self.connect)()
+                    .map(AdapterWarehouse)
+                    .map_err(|e| format!("cannot connect to the warehouse: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| e.clone().into())
+    }
+}
+
+impl Warehouse for LazyWarehouse {
+    fn query(&self, sql: &str) -> Result<Table, WarehouseError> {
+        self.get()?.query(sql)
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), WarehouseError> {
+        self.get()?.execute(sql)
+    }
+
+    fn relation_type(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Option<String>, WarehouseError> {
+        self.get()?.relation_type(schema, identifier)
+    }
+
+    fn columns(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Vec<WarehouseColumn>, WarehouseError> {
+        self.get()?.columns(schema, identifier)
+    }
+
+    fn drop_relation(&self, relation: &str, kind: DropKind) -> Result<(), WarehouseError> {
+        self.get()?.drop_relation(relation, kind)
+    }
+
+    fn truncate_relation(&self, relation: &str) -> Result<(), WarehouseError> {
+        self.get()?.truncate_relation(relation)
+    }
+
+    fn create_schema(&self, schema: &str) -> Result<(), WarehouseError> {
+        self.get()?.create_schema(schema)
+    }
+
+    fn drop_schema(&self, schema: &str) -> Result<(), WarehouseError> {
+        self.get()?.drop_schema(schema)
+    }
+}

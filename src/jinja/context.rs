@@ -109,6 +109,9 @@ pub struct RenderCtx {
     /// The manifest and warehouse of a compile-phase render.
     pub services: Option<Arc<Services>>,
     pub sensitive: Arc<AtomicBool>,
+    /// The render asked the warehouse something, so its output depends on what
+    /// is built there: the engine renders it again once its parents are built.
+    introspected: AtomicBool,
     state: Mutex<RenderState>,
 }
 
@@ -130,6 +133,7 @@ impl RenderCtx {
             phase,
             services,
             sensitive: Arc::new(AtomicBool::new(false)),
+            introspected: AtomicBool::new(false),
             state: Mutex::new(RenderState::default()),
         })
     }
@@ -187,7 +191,16 @@ impl RenderCtx {
         if self.phase != Phase::Compile {
             return None;
         }
-        self.services.as_ref()?.warehouse.clone()
+        let w = self.services.as_ref()?.warehouse.clone();
+        if w.is_some() {
+            self.introspected.store(true, Ordering::Relaxed);
+        }
+        w
+    }
+
+    /// Whether this render asked the warehouse anything (see `warehouse`).
+    pub fn introspected(&self) -> bool {
+        self.introspected.load(Ordering::Relaxed)
     }
 
     fn resolver(&self, kind: DiagKind, what: &str) -> Result<Arc<dyn Resolver>, Error> {
