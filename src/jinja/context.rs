@@ -232,6 +232,9 @@ impl RenderCtx {
 
     /// A unit test's override (`vars`, `env_vars`, `macros`) for `name`, if any.
     pub fn override_of(&self, kind: &str, name: &str) -> Option<Value> {
+        if self.node.extra.is_empty() {
+            return None;
+        }
         let key = format!("__strata_{kind}_overrides");
         let map = self.node.extra.iter().find(|(k, _)| *k == key)?;
         map.1.get_attr(name).ok().filter(|v| !v.is_undefined())

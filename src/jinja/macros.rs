@@ -182,13 +182,20 @@ impl Object for MacroRef {
 
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         let ctx = ctx_of(state)?;
+        // A unit test may override a macro by its name or as `package.name`.
         if let Some(v) = ctx.override_of("macro", &self.name) {
             return Ok(v);
+        }
+        let package = self.package.clone().unwrap_or_else(|| ctx.current_package());
+        if !ctx.node.extra.is_empty() {
+            if let Some(v) = ctx.override_of("macro", &format!("{package}.{}", self.name)) {
+                return Ok(v);
+            }
         }
         let reg = ctx.shared.macros.clone();
         let def = match &self.package {
             Some(p) => reg.get_in(p, &self.name),
-            None => reg.resolve(&ctx.current_package(), &self.name),
+            None => reg.resolve(&package, &self.name),
         }
         .ok_or_else(|| {
             Error::new(

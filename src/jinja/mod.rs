@@ -1,6 +1,7 @@
 //! The only module that touches minijinja: the dbt Jinja environment, macros,
 //! the phase-aware context, and mapping template errors to diagnostics.
 
+pub mod column;
 pub mod context;
 pub mod macros;
 pub mod objects;

@@ -147,12 +147,10 @@ impl Object for AdapterObj {
                 Ok(Value::from(
                     cols.into_iter()
                         .map(|c| {
-                            Value::from_pairs(vec![
-                                ("name", Value::from(c.name.clone())),
-                                ("column", Value::from(c.name)),
-                                ("dtype", Value::from(c.data_type.clone())),
-                                ("data_type", Value::from(c.data_type)),
-                            ])
+                            Value::from_object(super::column::Column::from_description(
+                                &c.name,
+                                &c.data_type,
+                            ))
                         })
                         .collect::<Vec<_>>(),
                 ))
@@ -222,6 +220,7 @@ impl Object for ApiObj {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
             "Relation" => Some(Value::from_object(RelationApi)),
+            "Column" => Some(Value::from_object(super::column::ColumnApi)),
             _ => None,
         }
     }
@@ -424,6 +423,7 @@ impl Object for RowObj {
     }
 }
 
+/// An agate column: its values, in order, with its `name`.
 #[derive(Debug)]
 struct ColumnObj {
     name: String,
@@ -432,13 +432,19 @@ struct ColumnObj {
 
 impl Object for ColumnObj {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
+        ObjectRepr::Seq
     }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_i64() {
+            return self.values.get(usize::try_from(i).ok()?).cloned();
+        }
         match key.as_str()? {
             "name" => Some(Value::from(self.name.clone())),
             _ => None,
         }
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.values.clone())
     }
     fn call_method(
         self: &Arc<Self>,
@@ -450,6 +456,71 @@ impl Object for ColumnObj {
             "values" => Ok(Value::from(self.values.clone())),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
+    }
+}
+
+/// agate's `table.columns`: a sequence of columns that is also a mapping by
+/// name (`keys()`, `values()`, `items()`, `columns['id']`).
+#[derive(Debug)]
+struct ColumnsObj(Vec<Arc<ColumnObj>>);
+
+impl Object for ColumnsObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_i64() {
+            let i = if i < 0 { self.0.len() as i64 + i } else { i };
+            return self
+                .0
+                .get(usize::try_from(i).ok()?)
+                .map(|c| Value::from_dyn_object(c.clone()));
+        }
+        let k = key.as_str()?;
+        self.0
+            .iter()
+            .find(|c| c.name == k)
+            .map(|c| Value::from_dyn_object(c.clone()))
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.columns())
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "keys" => Ok(Value::from(
+                self.0
+                    .iter()
+                    .map(|c| Value::from(c.name.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+            "values" => Ok(Value::from(self.columns())),
+            "items" => Ok(Value::from(
+                self.0
+                    .iter()
+                    .map(|c| {
+                        Value::from(vec![
+                            Value::from(c.name.clone()),
+                            Value::from_dyn_object(c.clone()),
+                        ])
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+impl ColumnsObj {
+    fn columns(&self) -> Vec<Value> {
+        self.0
+            .iter()
+            .map(|c| Value::from_dyn_object(c.clone()))
+            .collect()
     }
 }
 
@@ -480,19 +551,19 @@ impl Object for TableObj {
         match key.as_str()? {
             "rows" => Some(Value::from(self.rows())),
             "column_names" => Some(Value::from(self.0.columns.clone())),
-            "columns" => Some(Value::from(
+            "columns" => Some(Value::from_object(ColumnsObj(
                 self.0
                     .columns
                     .iter()
                     .enumerate()
                     .map(|(i, c)| {
-                        Value::from_object(ColumnObj {
+                        Arc::new(ColumnObj {
                             name: c.clone(),
                             values: self.0.rows.iter().map(|r| cell(&r[i])).collect(),
                         })
                     })
-                    .collect::<Vec<_>>(),
-            )),
+                    .collect(),
+            ))),
             _ => None,
         }
     }
