@@ -117,7 +117,7 @@ impl Session {
                 sel.add_tests(&mut s, self.args.indirect_selection);
                 s
             }
-            None => m.all_ids().cloned().collect(),
+            None => m.all_ids().chain(m.unit_tests.keys()).cloned().collect(),
         };
         chosen.retain(|id| !id.starts_with("operation."));
         if !self.args.exclude.is_empty() {

@@ -216,7 +216,7 @@ pub fn execute(
     let unit_tests: Vec<&UnitTest> = if which.runs_unit_tests() {
         m.unit_tests
             .values()
-            .filter(|u| model_of(inputs, u).is_some_and(|n| selected.contains(&n.unique_id)))
+            .filter(|u| selected.contains(&u.unique_id) && model_of(inputs, u).is_some())
             .collect()
     } else {
         Vec::new()
@@ -279,84 +279,13 @@ pub fn execute(
         full_refresh_flag: options.full_refresh,
     };
 
-    let mut problems: Vec<Problem> = Vec::new();
     let mut summary = Summary::default();
-    // Unit tests: a failure blocks its model (and so its descendants) in `build`.
-    let mut blocked: HashSet<String> = HashSet::new();
-    let mut unit_results: Vec<NodeResult> = Vec::new();
-    for (i, u) in unit_tests.iter().enumerate() {
-        let at = Progress {
-            index: i + 1,
-            total: unit_tests.len(),
-        };
-        let subject = Subject::UnitTest {
-            unique_id: u.unique_id.clone(),
-            label: format!("{}::{}", u.model, u.name),
-        };
-        events.event(&Event::NodeStarted {
-            at,
-            subject: &subject,
-        });
-        let t0 = chrono::Utc::now();
-        let clock = Instant::now();
-        let out = unit_test::run(m, &compiler, adapter_ref, u, &compiled);
-        let seconds = clock.elapsed().as_secs_f64();
-        let status = match &out {
-            Ok(UnitOutcome::Pass) => RunStatus::Pass,
-            Ok(UnitOutcome::Fail(_)) => RunStatus::Fail,
-            Err(_) => RunStatus::Error,
-        };
-        events.event(&Event::NodeFinished(NodeEnd {
-            at,
-            subject: &subject,
-            status,
-            code: None,
-            rows: None,
-            failures: None,
-            seconds,
-        }));
-        let message = match out {
-            Ok(UnitOutcome::Pass) => {
-                summary.pass += 1;
-                None
-            }
-            Ok(UnitOutcome::Fail(diff)) => Some(diff),
-            Err(e) => Some(e.message),
-        };
-        if let Some(text) = &message {
-            summary.error += 1;
-            problems.push(Problem {
-                is_error: true,
-                text: format!(
-                    "{} in unit test {}::{} ({})\n  {}",
-                    if status == RunStatus::Fail {
-                        "Failure"
-                    } else {
-                        "Error"
-                    },
-                    u.model,
-                    u.name,
-                    u.display_path,
-                    indent(text)
-                ),
-            });
-            if let Some(n) = model_of(inputs, u) {
-                blocked.insert(n.unique_id.clone());
-            }
-        }
-        unit_results.push(NodeResult {
-            message,
-            failures: Some(u64::from(status == RunStatus::Fail)),
-            ..NodeResult::ran(
-                &u.unique_id,
-                status.as_str(),
-                0,
-                (t0, chrono::Utc::now()),
-                seconds,
-            )
-        });
-    }
-
+    // Unit tests are jobs too, after their model's parents and before the
+    // model (dbt's order): a failing one skips the model and what is below it.
+    let unit_models: Vec<&Node> = unit_tests
+        .iter()
+        .filter_map(|u| model_of(inputs, u))
+        .collect();
     let jobs: Vec<decide::JobNode<'_>> = nodes
         .iter()
         .map(|n| decide::JobNode {
@@ -364,14 +293,36 @@ pub fn execute(
             depends_on: &n.depends_on_nodes,
             is_test: n.resource_type == ResourceType::Test,
         })
+        .chain(
+            unit_tests
+                .iter()
+                .zip(&unit_models)
+                .map(|(u, model)| decide::JobNode {
+                    unique_id: &u.unique_id,
+                    depends_on: &model.depends_on_nodes,
+                    is_test: false,
+                }),
+        )
         .collect();
-    let parents = decide::job_parents(&jobs, |id| {
+    let mut parents = decide::job_parents(&jobs, |id| {
         m.nodes
             .get(id)
             .filter(|p| p.is_ephemeral())
             .map(|p| p.depends_on_nodes.as_slice())
     });
-    let total = nodes.len();
+    {
+        let index: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.unique_id.as_str(), i))
+            .collect();
+        for (k, model) in unit_models.iter().enumerate() {
+            if let Some(&mi) = index.get(model.unique_id.as_str()) {
+                parents[mi].push(nodes.len() + k);
+            }
+        }
+    }
+    let total = nodes.len() + unit_tests.len();
     let counter = AtomicUsize::new(0);
     let warehouse_gone = AtomicBool::new(false);
     // Jobs that failed: a job skipped below one of them says "upstream failure",
@@ -394,17 +345,29 @@ pub fn execute(
         options.threads,
         &stop,
         |i, thread| {
+            if let Some(u) = i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
+                let (result, problem) =
+                    run_unit_job(m, &compiler, adapter_ref, u, &compiled, next(), thread, events);
+                let failed = result.status != RunStatus::Pass.as_str();
+                if let Some(p) = problem {
+                    node_problems
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(p);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(result);
+                if failed {
+                    mark_failed(i);
+                    return JobStatus::Error;
+                }
+                return JobStatus::Success;
+            }
             let n = nodes[i];
             let at = next();
             let subject = subject_of(n);
-            if blocked.contains(&n.unique_id) {
-                events.event(&Event::NodeBlocked {
-                    at,
-                    subject: &subject,
-                });
-                mark_failed(i);
-                return JobStatus::Error;
-            }
             events.event(&Event::NodeStarted {
                 at,
                 subject: &subject,
@@ -482,8 +445,10 @@ pub fn execute(
             job
         },
         |i, from| {
-            let n = nodes[i];
-            let subject = subject_of(n);
+            let subject = match i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
+                Some(u) => unit_subject(u),
+                None => subject_of(nodes[i]),
+            };
             let upstream_failed = from.is_some_and(|f| {
                 failed_jobs
                     .lock()
@@ -502,12 +467,16 @@ pub fn execute(
             results
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(NodeResult::skipped(
-                    &n.unique_id,
-                    n.relation_name(&m.quoting),
-                ));
+                .push(match i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
+                    Some(u) => NodeResult::skipped(&u.unique_id, None),
+                    None => NodeResult::skipped(
+                        &nodes[i].unique_id,
+                        nodes[i].relation_name(&m.quoting),
+                    ),
+                });
         },
     );
+    let mut problems: Vec<Problem> = Vec::new();
     let interrupted = interrupt.is_set();
     let warehouse_gone = warehouse_gone.into_inner();
     if !interrupted && !warehouse_gone {
@@ -516,8 +485,7 @@ pub fn execute(
         run_project_hooks(inputs, &compiler, adapter_ref, ProjectHook::End)?;
     }
 
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.splice(0..0, unit_results);
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     // What was rendered during the run replaces the earlier render, on disk too.
     let late = rendered_late
         .into_inner()
@@ -531,7 +499,7 @@ pub fn execute(
     summary.warn += count(JobStatus::Warn);
     summary.error += count(JobStatus::Error);
     summary.skip += count(JobStatus::Skipped);
-    summary.total = total + unit_tests.len();
+    summary.total = total;
     // Errors first, then warnings, each in the order they happened.
     let node_problems = node_problems
         .into_inner()
@@ -570,6 +538,83 @@ pub fn execute(
         interrupted,
         failed: decide::run_failed(summary.error, summary.skip, options.fail_fast),
     })
+}
+
+fn unit_subject(u: &UnitTest) -> Subject {
+    Subject::UnitTest {
+        unique_id: u.unique_id.clone(),
+        label: format!("{}::{}", u.model, u.name),
+    }
+}
+
+/// Runs one unit test as a job: its result, and the problem to report when
+/// it failed.
+#[allow(clippy::too_many_arguments)]
+fn run_unit_job(
+    m: &crate::manifest::Manifest,
+    compiler: &Compiler<'_>,
+    adapter: &dyn Adapter,
+    u: &UnitTest,
+    compiled: &HashMap<String, CompiledNode>,
+    at: Progress,
+    thread: usize,
+    events: &dyn EventSink,
+) -> (NodeResult, Option<Problem>) {
+    let subject = unit_subject(u);
+    events.event(&Event::NodeStarted {
+        at,
+        subject: &subject,
+    });
+    let t0 = chrono::Utc::now();
+    let clock = Instant::now();
+    let out = unit_test::run(m, compiler, adapter, u, compiled);
+    let seconds = clock.elapsed().as_secs_f64();
+    let status = match &out {
+        Ok(UnitOutcome::Pass) => RunStatus::Pass,
+        Ok(UnitOutcome::Fail(_)) => RunStatus::Fail,
+        Err(_) => RunStatus::Error,
+    };
+    events.event(&Event::NodeFinished(NodeEnd {
+        at,
+        subject: &subject,
+        status,
+        code: None,
+        rows: None,
+        failures: None,
+        seconds,
+    }));
+    let message = match out {
+        Ok(UnitOutcome::Pass) => None,
+        Ok(UnitOutcome::Fail(diff)) => Some(diff),
+        Err(e) => Some(e.message),
+    };
+    let problem = message.as_ref().map(|text| Problem {
+        is_error: true,
+        text: format!(
+            "{} in unit test {}::{} ({})\n  {}",
+            if status == RunStatus::Fail {
+                "Failure"
+            } else {
+                "Error"
+            },
+            u.model,
+            u.name,
+            u.display_path,
+            indent(text)
+        ),
+    });
+    let result = NodeResult {
+        message,
+        failures: Some(u64::from(status == RunStatus::Fail)),
+        ..NodeResult::ran(
+            &u.unique_id,
+            status.as_str(),
+            thread,
+            (t0, chrono::Utc::now()),
+            seconds,
+        )
+    };
+    (result, problem)
 }
 
 /// The model a unit test tests.

@@ -91,8 +91,13 @@ pub type Connect =
 /// never connects (nor starts a local server).
 pub struct LazyWarehouse {
     connect: Connect,
-    inner: std::sync::OnceLock<Result<AdapterWarehouse, String>>,
+    inner: std::sync::OnceLock<Result<AdapterWarehouse, ConnectFailed>>,
 }
+
+/// The first connection attempt failed; every later request reports it again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot connect to the warehouse: {0}")]
+pub struct ConnectFailed(String);
 
 impl LazyWarehouse {
     pub fn shared(connect: Connect) -> Arc<dyn Warehouse> {
@@ -107,10 +112,10 @@ impl LazyWarehouse {
             .get_or_init(|| {
                 (self.connect)()
                     .map(AdapterWarehouse)
-                    .map_err(|e| format!("cannot connect to the warehouse: {e}"))
+                    .map_err(|e| ConnectFailed(e.to_string()))
             })
             .as_ref()
-            .map_err(|e| e.clone().into())
+            .map_err(|e| Box::new(e.clone()) as WarehouseError)
     }
 }
 

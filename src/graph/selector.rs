@@ -102,6 +102,21 @@ fn items(m: &Manifest) -> Vec<Item<'_>> {
             source: Some((&s.source_name, &s.name)),
         });
     }
+    for u in m.unit_tests.values() {
+        v.push(Item {
+            id: &u.unique_id,
+            rt: ResourceType::UnitTest,
+            name: &u.name,
+            package: &u.package,
+            fqn: &u.fqn,
+            path: &u.original_file_path,
+            tags: &u.tags,
+            config: Some(&u.config),
+            test_name: Some(&u.name),
+            generic: false,
+            source: None,
+        });
+    }
     for e in m.exposures.values() {
         v.push(Item {
             id: &e.unique_id,
@@ -334,6 +349,24 @@ impl<'a> Selector<'a> {
             };
             if pick {
                 extra.push(n.unique_id.clone());
+            }
+        }
+        // Unit tests go with their model (dbt selects them indirectly too).
+        if !self.m.unit_tests.is_empty() {
+            let models: HashMap<&str, &str> = self
+                .m
+                .nodes
+                .values()
+                .filter(|n| n.resource_type == ResourceType::Model)
+                .map(|n| (n.name.as_str(), n.unique_id.as_str()))
+                .collect();
+            for u in self.m.unit_tests.values() {
+                if models
+                    .get(u.model.as_str())
+                    .is_some_and(|id| selected.contains(*id))
+                {
+                    extra.push(u.unique_id.clone());
+                }
             }
         }
         selected.extend(extra);

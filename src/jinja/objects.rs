@@ -856,12 +856,25 @@ impl Object for MutDict {
     }
 }
 
-pub fn new_list() -> Value {
-    Value::from_object(MutList::default())
+/// A mutable list, empty or holding a literal's items.
+pub fn new_list(init: Option<Value>) -> Result<Value, Error> {
+    let items: Vec<Value> = match init {
+        Some(v) => v.try_iter()?.collect(),
+        None => Vec::new(),
+    };
+    Ok(Value::from_object(MutList(Mutex::new(items))))
 }
 
-pub fn new_dict() -> Value {
-    Value::from_object(MutDict::default())
+/// A mutable dict, empty or holding a literal's entries.
+pub fn new_dict(init: Option<Value>) -> Result<Value, Error> {
+    let mut map = indexmap::IndexMap::new();
+    if let Some(v) = init {
+        for k in v.try_iter()? {
+            let item = v.get_item(&k)?;
+            map.insert(k, item);
+        }
+    }
+    Ok(Value::from_object(MutDict(Mutex::new(map))))
 }
 
 /// A Python-like datetime (`run_started_at`, `modules.datetime.datetime.now()`).

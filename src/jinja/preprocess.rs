@@ -18,9 +18,8 @@ static MAT_OPEN: LazyLock<Regex> = LazyLock::new(|| {
 });
 static MAT_CLOSE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\{%(-?)\s*endmaterialization\s*(-?)%\}").expect("static regex"));
-static MUT_SET: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_]*\s*=\s*)(\[\s*\]|\{\s*\})(\s*-?%\})")
-        .expect("static regex")
+static SET_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_]*\s*=\s*[\[{]").expect("static regex")
 });
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\{%-?\s*(snapshot|docs)\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}").expect("static regex")
@@ -54,21 +53,86 @@ pub fn rewrite_macro_file(src: &str) -> String {
     rewrite_mutable_literals(&s)
 }
 
-/// `{% set x = [] %}` → a list that supports `.append()`; `{}` → `.update()`.
+/// `{% set x = [...] %}` → a list that supports `.append()`; `{...}` → a dict
+/// that supports `.update()` (minijinja's own literals are immutable).
 pub fn rewrite_mutable_literals(src: &str) -> String {
     if !src.contains("set") {
         return src.to_string();
     }
-    MUT_SET
-        .replace_all(src, |c: &regex::Captures| {
-            let ctor = if c[2].starts_with('[') {
-                "__strata_list()"
-            } else {
-                "__strata_dict()"
-            };
-            format!("{}{}{}", &c[1], ctor, &c[3])
-        })
-        .into_owned()
+    let mut out = String::with_capacity(src.len() + 64);
+    let mut last = 0;
+    for c in SET_START.captures_iter(src) {
+        let whole = c.get(0).expect("match");
+        if whole.start() < last {
+            continue;
+        }
+        let lit_start = whole.end() - 1;
+        let Some(lit_end) = literal_end(src, lit_start) else {
+            continue;
+        };
+        let rest = &src[lit_end..];
+        let trimmed = rest.trim_start();
+        if !(trimmed.starts_with("%}") || trimmed.starts_with("-%}")) {
+            continue;
+        }
+        let ctor = if src.as_bytes()[lit_start] == b'[' {
+            "__strata_list"
+        } else {
+            "__strata_dict"
+        };
+        let literal = &src[lit_start..lit_end];
+        out.push_str(&src[last..lit_start]);
+        out.push_str(ctor);
+        out.push('(');
+        // An empty literal needs no copy.
+        if literal[1..literal.len() - 1].trim().is_empty() {
+            out.push(')');
+        } else {
+            out.push_str(literal);
+            out.push(')');
+        }
+        last = lit_end;
+    }
+    if last == 0 {
+        return src.to_string();
+    }
+    out.push_str(&src[last..]);
+    out
+}
+
+/// The end (exclusive) of the bracketed literal opening at `start`, skipping
+/// strings; `None` when it does not close before the tag ends.
+fn literal_end(src: &str, start: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut i = start;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) => {
+                if c == b'\\' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'[' | b'{' | b'(' => depth += 1,
+                b']' | b'}' | b')' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                b'%' if b.get(i + 1) == Some(&b'}') => return None,
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
 }
 
 /// One `{% macro %}` definition found in a file.

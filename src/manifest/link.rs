@@ -381,7 +381,13 @@ pub fn link(
                 diags.push(d);
                 continue;
             }
-            m.unit_tests.insert(u.unique_id.clone(), u);
+            if let Err(d) = lk.configure_unit_test(&mut u) {
+                diags.push(d);
+                continue;
+            }
+            if u.enabled {
+                m.unit_tests.insert(u.unique_id.clone(), u);
+            }
         }
     }
     lk.macros(&mut m, &props);
@@ -746,6 +752,35 @@ impl Linker<'_> {
             read(&mut g.rows)?;
         }
         read(&mut u.expect)
+    }
+
+    /// A unit test's config: the project's `unit_tests:` folder configs, then
+    /// its own `config:`, whose Jinja is rendered (tags chosen by target …).
+    fn configure_unit_test(&self, u: &mut UnitTest) -> Result<(), Diagnostic> {
+        let mut cfg = self.project_configs(&u.package, ResourceType::UnitTest, &u.fqn);
+        if let Some(own) = u.raw.get("config").and_then(Json::as_object) {
+            for (k, v) in own {
+                let v = match v.as_str() {
+                    Some(text) if text.contains("{{") || text.contains("{%") => native_value(
+                        self.render_str(text)
+                            .map_err(|d| d.file(&u.display_path))?,
+                    ),
+                    _ => v.clone(),
+                };
+                merge_key(&mut cfg, k, v);
+            }
+        }
+        u.tags = match cfg.get("tags") {
+            Some(Json::String(t)) => vec![t.clone()],
+            Some(Json::Array(a)) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        u.enabled = cfg.get("enabled").and_then(Json::as_bool).unwrap_or(true);
+        u.config = cfg;
+        Ok(())
     }
 
     fn render_str(&self, s: &str) -> Result<String, Diagnostic> {

@@ -376,6 +376,13 @@ pub struct UnitTest {
     pub original_file_path: String,
     pub display_path: String,
     pub raw: Json,
+    /// `[package, dirs..., model, name]`, as dbt builds it.
+    pub fqn: Vec<String>,
+    /// The merged config (project `unit_tests:` and the test's own `config:`,
+    /// Jinja rendered), its tags and whether it is enabled.
+    pub config: crate::confmap::ConfigMap,
+    pub tags: Vec<String>,
+    pub enabled: bool,
 }
 
 impl Manifest {

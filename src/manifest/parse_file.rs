@@ -635,6 +635,22 @@ fn unit_test(f: &SourceFile, u: &Yaml) -> Result<UnitTest, Diagnostic> {
         original_file_path: f.id.path.clone(),
         display_path: display.to_string(),
         raw: yaml_to_json(u),
+        fqn: {
+            let mut fqn = vec![f.id.package.clone()];
+            let dirs: Vec<&str> = f.id.path.split('/').collect();
+            fqn.extend(
+                dirs.iter()
+                    .skip(1)
+                    .take(dirs.len().saturating_sub(2))
+                    .map(|d| d.to_string()),
+            );
+            fqn.push(model.clone());
+            fqn.push(name.clone());
+            fqn
+        },
+        config: Default::default(),
+        tags: Vec::new(),
+        enabled: true,
         name,
         model,
         given,
