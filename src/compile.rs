@@ -37,7 +37,7 @@ pub struct CompiledNode {
 /// Why a node did not compile.
 #[derive(Debug)]
 pub struct CompileFailure {
-    pub diagnostic: Diagnostic,
+    pub diagnostic: Box<Diagnostic>,
     /// The render had asked the warehouse, so it may succeed once the node's
     /// parents are built (a run renders it again then).
     pub introspected: bool,
@@ -46,7 +46,7 @@ pub struct CompileFailure {
 impl From<Diagnostic> for CompileFailure {
     fn from(diagnostic: Diagnostic) -> Self {
         CompileFailure {
-            diagnostic,
+            diagnostic: Box::new(diagnostic),
             introspected: false,
         }
     }
@@ -234,7 +234,7 @@ impl<'a> Compiler<'a> {
         failures.sort_by(|a, b| a.0.cmp(&b.0));
         let mut diags = Diagnostics::default();
         for (_, f) in failures {
-            diags.push(f.diagnostic);
+            diags.push(*f.diagnostic);
         }
         diags.into_result()?;
         Ok(out.nodes)
@@ -407,7 +407,7 @@ impl<'a> Compiler<'a> {
         let mut c = self
             .finish(n, r.sql, r.ephemerals, done)
             .map_err(|diagnostic| CompileFailure {
-                diagnostic,
+                diagnostic: Box::new(diagnostic),
                 introspected,
             })?;
         c.introspected = introspected;
@@ -522,7 +522,7 @@ impl<'a> Compiler<'a> {
             .jinja()
             .render(&n.display_path, &src, &ctx)
             .map_err(|e| CompileFailure {
-                diagnostic: self.diag(n, &e),
+                diagnostic: Box::new(self.diag(n, &e)),
                 introspected: ctx.introspected(),
             })?;
         Ok(Rendered {
@@ -585,10 +585,11 @@ impl<'a> Compiler<'a> {
                 Value::from_object(crate::jinja::relation::Relation::resolved(rel))
             } else if needs_jinja(v) {
                 let ctx = ctx_for_args();
-                self.render_arg(n, v, &ctx).map_err(|diagnostic| CompileFailure {
-                    diagnostic,
-                    introspected: ctx.introspected(),
-                })?
+                self.render_arg(n, v, &ctx)
+                    .map_err(|diagnostic| CompileFailure {
+                        diagnostic: Box::new(diagnostic),
+                        introspected: ctx.introspected(),
+                    })?
             } else {
                 crate::jinja::json_value(v)
             };
@@ -628,7 +629,7 @@ impl<'a> Compiler<'a> {
                 ));
             }
             CompileFailure {
-                diagnostic: d,
+                diagnostic: Box::new(d),
                 introspected: introspected || ctx.introspected(),
             }
         })?;

@@ -252,13 +252,20 @@ pub fn execute(
     let in_run: HashSet<&str> = nodes.iter().map(|n| n.unique_id.as_str()).collect();
     let rerender: HashSet<String> = nodes
         .iter()
-        .filter(|n| match (compiled.get(&n.unique_id), compile_failures.get(&n.unique_id)) {
-            (Some(c), _) => {
-                c.introspected
-                    && n.depends_on_nodes.iter().any(|p| in_run.contains(p.as_str()))
+        .filter(|n| {
+            match (
+                compiled.get(&n.unique_id),
+                compile_failures.get(&n.unique_id),
+            ) {
+                (Some(c), _) => {
+                    c.introspected
+                        && n.depends_on_nodes
+                            .iter()
+                            .any(|p| in_run.contains(p.as_str()))
+                }
+                (None, Some(f)) => f.introspected,
+                (None, None) => false,
             }
-            (None, Some(f)) => f.introspected,
-            (None, None) => false,
         })
         .map(|n| n.unique_id.clone())
         .collect();
@@ -346,8 +353,16 @@ pub fn execute(
         &stop,
         |i, thread| {
             if let Some(u) = i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
-                let (result, problem) =
-                    run_unit_job(m, &compiler, adapter_ref, u, &compiled, next(), thread, events);
+                let (result, problem) = run_unit_job(
+                    m,
+                    &compiler,
+                    adapter_ref,
+                    u,
+                    &compiled,
+                    next(),
+                    thread,
+                    events,
+                );
                 let failed = result.status != RunStatus::Pass.as_str();
                 if let Some(p) = problem {
                     node_problems
@@ -464,16 +479,14 @@ pub fn execute(
                     SkipReason::RunStopped
                 },
             });
-            results
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(match i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
+            results.lock().unwrap_or_else(|p| p.into_inner()).push(
+                match i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
                     Some(u) => NodeResult::skipped(&u.unique_id, None),
-                    None => NodeResult::skipped(
-                        &nodes[i].unique_id,
-                        nodes[i].relation_name(&m.quoting),
-                    ),
-                });
+                    None => {
+                        NodeResult::skipped(&nodes[i].unique_id, nodes[i].relation_name(&m.quoting))
+                    }
+                },
+            );
         },
     );
     let mut problems: Vec<Problem> = Vec::new();

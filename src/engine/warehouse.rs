@@ -83,8 +83,7 @@ impl Warehouse for AdapterWarehouse {
 }
 
 /// How a lazy warehouse connects.
-pub type Connect =
-    Box<dyn Fn() -> Result<Arc<dyn Adapter>, crate::error::Error> + Send + Sync>;
+pub type Connect = Box<dyn Fn() -> Result<Arc<dyn Adapter>, crate::error::Error> + Send + Sync>;
 
 /// A warehouse that connects on first use: `compile` renders against the
 /// warehouse like dbt, but a project whose templates never ask it anything

@@ -67,9 +67,7 @@ impl Column {
             }
             _ => (t, "", ""),
         };
-        let dtype = format!("{}{}", base.trim_end(), rest)
-            .trim()
-            .to_string();
+        let dtype = format!("{}{}", base.trim_end(), rest).trim().to_string();
         let nums: Vec<Option<u64>> = args
             .split(',')
             .filter(|a| !a.trim().is_empty())
@@ -257,7 +255,10 @@ mod tests {
     #[test]
     fn types_split_like_information_schema() {
         let c = Column::from_description("a", "character varying(20)");
-        assert_eq!((c.dtype.as_str(), c.char_size), ("character varying", Some(20)));
+        assert_eq!(
+            (c.dtype.as_str(), c.char_size),
+            ("character varying", Some(20))
+        );
         assert_eq!(c.data_type(), "character varying(20)");
         let n = Column::from_description("n", "numeric(10,2)");
         assert!(n.is_number() && n.is_numeric());

@@ -186,7 +186,10 @@ impl Object for MacroRef {
         if let Some(v) = ctx.override_of("macro", &self.name) {
             return Ok(v);
         }
-        let package = self.package.clone().unwrap_or_else(|| ctx.current_package());
+        let package = self
+            .package
+            .clone()
+            .unwrap_or_else(|| ctx.current_package());
         if !ctx.node.extra.is_empty() {
             if let Some(v) = ctx.override_of("macro", &format!("{package}.{}", self.name)) {
                 return Ok(v);

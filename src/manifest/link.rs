@@ -761,10 +761,9 @@ impl Linker<'_> {
         if let Some(own) = u.raw.get("config").and_then(Json::as_object) {
             for (k, v) in own {
                 let v = match v.as_str() {
-                    Some(text) if text.contains("{{") || text.contains("{%") => native_value(
-                        self.render_str(text)
-                            .map_err(|d| d.file(&u.display_path))?,
-                    ),
+                    Some(text) if text.contains("{{") || text.contains("{%") => {
+                        native_value(self.render_str(text).map_err(|d| d.file(&u.display_path))?)
+                    }
                     _ => v.clone(),
                 };
                 merge_key(&mut cfg, k, v);
