@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
-use minijinja::value::{from_args, Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind};
+use minijinja::value::{
+    from_args, DynObject, Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, ValueKind,
+};
 use minijinja::{Error, ErrorKind, State};
 
 use super::context::{ctx_of, Phase};
@@ -923,6 +925,29 @@ impl Object for DateTimeObj {
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
+    fn binary_op(
+        self: &Arc<Self>,
+        op: &str,
+        other: &Value,
+        reflected: bool,
+    ) -> Option<Result<Value, Error>> {
+        if let Some(d) = other.downcast_object_ref::<TimedeltaObj>() {
+            return match (op, reflected) {
+                ("+", _) => Some(shifted(self.0.checked_add_signed(d.0)).map(datetime_value)),
+                ("-", false) => Some(shifted(self.0.checked_sub_signed(d.0)).map(datetime_value)),
+                _ => None,
+            };
+        }
+        let o = other.downcast_object_ref::<DateTimeObj>()?;
+        match (op, reflected) {
+            ("-", false) => Some(Ok(Value::from_object(TimedeltaObj(self.0 - o.0)))),
+            ("-", true) => Some(Ok(Value::from_object(TimedeltaObj(o.0 - self.0)))),
+            _ => None,
+        }
+    }
+    fn custom_cmp(self: &Arc<Self>, other: &DynObject) -> Option<std::cmp::Ordering> {
+        Some(self.0.cmp(&other.downcast_ref::<Self>()?.0))
+    }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // As Python prints it: microseconds only when there are some.
         if self.0.nanosecond() / 1000 == 0 {
@@ -963,6 +988,11 @@ fn weekday(day: chrono::Weekday, method: &str) -> Value {
     }
 }
 
+/// Date arithmetic that left the representable range is an error, as in Python.
+fn shifted<T>(v: Option<T>) -> Result<T, Error> {
+    v.ok_or_else(|| err("date value out of range"))
+}
+
 /// A Python `datetime.date` (`modules.datetime.date(...)`, `.today()`).
 #[derive(Debug, Clone)]
 pub struct DateObj(pub chrono::NaiveDate);
@@ -988,6 +1018,32 @@ impl Object for DateObj {
             "weekday" | "isoweekday" => Ok(weekday(self.0.weekday(), method)),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
+    }
+    fn binary_op(
+        self: &Arc<Self>,
+        op: &str,
+        other: &Value,
+        reflected: bool,
+    ) -> Option<Result<Value, Error>> {
+        // As in Python, only whole days of a timedelta move a date.
+        if let Some(d) = other.downcast_object_ref::<TimedeltaObj>() {
+            let days = chrono::Duration::days(d.0.num_days());
+            let moved = match (op, reflected) {
+                ("+", _) => self.0.checked_add_signed(days),
+                ("-", false) => self.0.checked_sub_signed(days),
+                _ => return None,
+            };
+            return Some(shifted(moved).map(|d| Value::from_object(DateObj(d))));
+        }
+        let o = other.downcast_object_ref::<DateObj>()?;
+        match (op, reflected) {
+            ("-", false) => Some(Ok(Value::from_object(TimedeltaObj(self.0 - o.0)))),
+            ("-", true) => Some(Ok(Value::from_object(TimedeltaObj(o.0 - self.0)))),
+            _ => None,
+        }
+    }
+    fn custom_cmp(self: &Arc<Self>, other: &DynObject) -> Option<std::cmp::Ordering> {
+        Some(self.0.cmp(&other.downcast_ref::<Self>()?.0))
     }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -1025,6 +1081,24 @@ impl Object for TimedeltaObj {
             )),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
+    }
+    fn binary_op(
+        self: &Arc<Self>,
+        op: &str,
+        other: &Value,
+        reflected: bool,
+    ) -> Option<Result<Value, Error>> {
+        let o = other.downcast_object_ref::<TimedeltaObj>()?;
+        let (a, b) = if reflected { (o.0, self.0) } else { (self.0, o.0) };
+        let r = match op {
+            "+" => a.checked_add(&b),
+            "-" => a.checked_sub(&b),
+            _ => return None,
+        };
+        Some(shifted(r).map(|d| Value::from_object(TimedeltaObj(d))))
+    }
+    fn custom_cmp(self: &Arc<Self>, other: &DynObject) -> Option<std::cmp::Ordering> {
+        Some(self.0.cmp(&other.downcast_ref::<Self>()?.0))
     }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.0.num_microseconds().unwrap_or(0);
@@ -1266,7 +1340,9 @@ impl Object for PyModule {
     }
 }
 
-fn compile_re(pattern: &str, flags: i64) -> Result<regex::Regex, Error> {
+/// A Python `re` pattern, compiled with look-around and backreferences
+/// (fancy-regex), which dbt packages use.
+fn compile_re(pattern: &str, flags: i64) -> Result<fancy_regex::Regex, Error> {
     let mut prefix = String::new();
     if flags & 2 != 0 {
         prefix.push_str("(?i)");
@@ -1280,8 +1356,12 @@ fn compile_re(pattern: &str, flags: i64) -> Result<regex::Regex, Error> {
     if flags & 64 != 0 {
         prefix.push_str("(?x)");
     }
-    regex::Regex::new(&format!("{prefix}{}", python_pattern(pattern)))
+    fancy_regex::Regex::new(&format!("{prefix}{}", python_pattern(pattern)))
         .map_err(|e| err(format!("bad regex '{pattern}': {e}")))
+}
+
+fn re_failed(pattern: &str, e: fancy_regex::Error) -> Error {
+    err(format!("regex '{pattern}' failed: {e}"))
 }
 
 /// A Python `re` pattern in the regex crate's syntax: a `{` that does not
@@ -1362,7 +1442,7 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
                 flags.max(rest.get(2).and_then(Value::as_i64).unwrap_or(0)),
             )?;
             let text = s(1);
-            let caps = re.captures(&text);
+            let caps = re.captures(&text).map_err(|e| re_failed(&s(0), e))?;
             let ok = caps.as_ref().is_some_and(|c| {
                 let m = c.get(0).map(|m| (m.start(), m.end())).unwrap_or((0, 0));
                 match method {
@@ -1391,7 +1471,8 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
             Ok(Value::from(
                 re.captures_iter(&text)
                     .map(|c| {
-                        if c.len() == 2 {
+                        let c = c.map_err(|e| re_failed(&s(0), e))?;
+                        Ok(if c.len() == 2 {
                             Value::from(c.get(1).map(|m| m.as_str()).unwrap_or(""))
                         } else if c.len() > 2 {
                             Value::from(
@@ -1402,9 +1483,9 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
                             )
                         } else {
                             Value::from(c.get(0).map(|m| m.as_str()).unwrap_or(""))
-                        }
+                        })
                     })
-                    .collect::<Vec<_>>(),
+                    .collect::<Result<Vec<_>, Error>>()?,
             ))
         }
         "sub" => {
@@ -1412,14 +1493,20 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
             let repl = regex::Regex::new(r"\\(\d+)")
                 .map(|r| r.replace_all(&s(1), "$${$1}").into_owned())
                 .unwrap_or_else(|_| s(1));
+            let text = s(2);
             Ok(Value::from(
-                re.replace_all(&s(2), repl.as_str()).into_owned(),
+                re.try_replacen(&text, 0, repl.as_str())
+                    .map_err(|e| re_failed(&s(0), e))?
+                    .into_owned(),
             ))
         }
         "split" => {
             let re = compile_re(&s(0), flags)?;
+            let text = s(1);
             Ok(Value::from(
-                re.split(&s(1)).map(Value::from).collect::<Vec<_>>(),
+                re.split(&text)
+                    .map(|p| p.map(Value::from).map_err(|e| re_failed(&s(0), e)))
+                    .collect::<Result<Vec<_>, Error>>()?,
             ))
         }
         "escape" => Ok(Value::from(regex::escape(&s(0)))),
