@@ -80,6 +80,9 @@ pub enum PgAction {
 /// Flags shared by every subcommand that reads a project.
 #[derive(Debug, Clone, Args, Default)]
 pub struct CommonArgs {
+    /// The subcommand, as templates see it in `flags.WHICH` (set by `Command::stamp`).
+    #[arg(skip)]
+    pub which: String,
     /// The project directory (holds dbt_project.yml).
     #[arg(long, global = true, default_value = ".")]
     pub project_dir: PathBuf,
@@ -168,6 +171,36 @@ pub struct RunOperationArgs {
     pub args: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl Command {
+    /// Records the subcommand's name in its common arguments (`flags.WHICH`).
+    pub fn stamp(&mut self) {
+        let (name, common) = match self {
+            Command::Parse(c) => ("parse", Some(c)),
+            Command::Compile(a) => ("compile", Some(&mut a.common)),
+            Command::Run(a) => ("run", Some(&mut a.common)),
+            Command::Seed(a) => ("seed", Some(&mut a.common)),
+            Command::Build(a) => ("build", Some(&mut a.common)),
+            Command::Snapshot(a) => ("snapshot", Some(&mut a.common)),
+            Command::Test(a) => ("test", Some(&mut a.common)),
+            Command::Source(a) => match &mut a.action {
+                SourceAction::Freshness(c) => ("freshness", Some(c)),
+            },
+            Command::Retry(a) => ("retry", Some(&mut a.common)),
+            Command::Show(a) => ("show", Some(&mut a.common)),
+            Command::RunOperation(a) => ("run-operation", Some(&mut a.common)),
+            Command::Ls(a) => ("list", Some(&mut a.common)),
+            Command::Deps(c) => ("deps", Some(c)),
+            Command::Clean(c) => ("clean", Some(c)),
+            Command::Debug(c) => ("debug", Some(c)),
+            Command::Pg(a) => ("pg", Some(&mut a.common)),
+            Command::Init(_) => ("init", None),
+        };
+        if let Some(c) = common {
+            c.which = name.to_string();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -31,7 +31,8 @@ use commands::Outcome;
 /// Runs one CLI invocation: exit 0 on success, 1 when models or tests failed,
 /// 2 when the tool or the input was wrong, 130 when `interrupt` stopped it.
 /// The caller owns the interrupt (the binary triggers it on Ctrl-C).
-pub fn run(cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
+pub fn run(mut cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
+    cli.command.stamp();
     // Whatever prints a secret's value (debug, an error quoting a connection
     // string) shows `*****` instead, as dbt does.
     secrets::register_from_env();

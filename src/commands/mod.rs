@@ -44,6 +44,8 @@ pub fn load_options(args: &CommonArgs, offline: bool) -> LoadOptions {
         target: args.target.clone(),
         vars: args.vars.clone(),
         offline,
+        which: args.which.clone(),
+        full_refresh: args.full_refresh,
     }
 }
 

@@ -35,6 +35,8 @@ const BUILTINS: &str = include_str!("builtins.sql");
 const BUILTINS_PATH: &str = "<strata>/macros/builtins.sql";
 const CROSS_DATABASE: &str = include_str!("cross_database.sql");
 const CROSS_DATABASE_PATH: &str = "<strata>/macros/cross_database.sql";
+const ADAPTER: &str = include_str!("adapter.sql");
+const ADAPTER_PATH: &str = "<strata>/macros/adapter.sql";
 
 /// A macro file to register: its package and its path for messages.
 pub struct MacroSource<'a> {
@@ -92,6 +94,12 @@ impl JinjaEnv {
                 display_path: CROSS_DATABASE_PATH,
                 original_path: "macros/cross_database.sql",
                 contents: CROSS_DATABASE,
+            },
+            MacroSource {
+                package: INTERNAL_PACKAGE,
+                display_path: ADAPTER_PATH,
+                original_path: "macros/adapter.sql",
+                contents: ADAPTER,
             },
         ];
         let mut seen: HashMap<(String, String), String> = HashMap::new();

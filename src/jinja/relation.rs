@@ -207,24 +207,20 @@ impl Object for Relation {
             "incorporate" | "replace_path" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 let path: Option<Value> = kwargs.get("path").ok();
-                let src = path.as_ref().map(|p| {
-                    |k: &str| {
-                        p.get_attr(k)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                    }
-                });
+                // A part given as none is dropped (`make_temp_relation`).
                 for key in ["database", "schema", "identifier"] {
-                    let val = match &src {
-                        Some(f) => f(key),
-                        None => kwargs.get::<Option<String>>(key).ok().flatten(),
+                    let given: Option<Value> = match &path {
+                        Some(p) => p.get_item(&Value::from(key)).ok(),
+                        None => kwargs.get::<Option<Value>>(key).ok().flatten(),
                     };
-                    if let Some(v) = val {
-                        match key {
-                            "database" => name.database = Some(v),
-                            "schema" => name.schema = Some(v),
-                            _ => name.identifier = Some(v),
-                        }
+                    let Some(v) = given.filter(|v| !v.is_undefined()) else {
+                        continue;
+                    };
+                    let v = (!v.is_none()).then(|| v.to_string());
+                    match key {
+                        "database" => name.database = v,
+                        "schema" => name.schema = v,
+                        _ => name.identifier = v,
                     }
                 }
                 if let Ok(Some(t)) = kwargs.get::<Option<String>>("type") {

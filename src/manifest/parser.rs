@@ -60,7 +60,10 @@ pub fn environment(project: &Project, log: Arc<dyn jinja::LogSink>) -> Result<Ji
             .iter()
             .map(|d| (d.macro_namespace.clone(), d.search_order.clone()))
             .collect(),
-        flags: serde_json::json!({"FULL_REFRESH": false, "WHICH": "parse"}),
+        flags: serde_json::json!({
+            "FULL_REFRESH": project.full_refresh,
+            "WHICH": if project.which.is_empty() { "parse" } else { project.which.as_str() },
+        }),
         log,
     };
     Ok(JinjaEnv::build(settings, &macro_sources)?)

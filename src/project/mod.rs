@@ -86,6 +86,9 @@ pub struct Project {
     pub target: Target,
     pub selectors_yml: Option<(String, String)>,
     pub warnings: Vec<String>,
+    /// The subcommand (`flags.WHICH`) and `--full-refresh` (`flags.FULL_REFRESH`).
+    pub which: String,
+    pub full_refresh: bool,
 }
 
 /// Options of project loading that come from the command line.
@@ -98,6 +101,9 @@ pub struct LoadOptions {
     pub vars: Option<String>,
     /// Use a placeholder target instead of reading profiles.yml.
     pub offline: bool,
+    /// The subcommand and `--full-refresh`, as templates see them in `flags`.
+    pub which: String,
+    pub full_refresh: bool,
 }
 
 impl Project {
@@ -196,6 +202,8 @@ impl Project {
             target,
             selectors_yml,
             warnings,
+            which: opts.which.clone(),
+            full_refresh: opts.full_refresh,
         })
     }
 }

@@ -1,0 +1,139 @@
+{#- dbt's relation and adapter macros, written for Strata from dbt's documented
+    behaviour. Each dispatches (`postgres__` / `redshift__` / `default__`), so a
+    project or package may override it as in dbt. The warehouse work happens in
+    Strata's `adapter` object. -#}
+
+{% macro load_relation(relation) -%}
+  {{ return(adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier)) }}
+{%- endmacro %}
+
+{% macro load_cached_relation(relation) -%}
+  {{ return(load_relation(relation)) }}
+{%- endmacro %}
+
+{% macro get_columns_in_relation(relation) -%}
+  {{ return(adapter.dispatch('get_columns_in_relation', 'dbt')(relation)) }}
+{%- endmacro %}
+
+{% macro default__get_columns_in_relation(relation) -%}
+  {{ return(adapter.get_columns_in_relation(relation)) }}
+{%- endmacro %}
+
+{% macro get_columns_in_query(select_sql) -%}
+  {{ return(adapter.dispatch('get_columns_in_query', 'dbt')(select_sql)) }}
+{%- endmacro %}
+
+{% macro default__get_columns_in_query(select_sql) -%}
+  {% call statement('get_columns_in_query', fetch_result=True, auto_begin=False) -%}
+    select * from (
+      {{ select_sql }}
+    ) as __dbt_sbq
+    where false
+    limit 0
+  {%- endcall %}
+  {% set result = load_result('get_columns_in_query') %}
+  {{ return(result.table.column_names if result else []) }}
+{%- endmacro %}
+
+{% macro drop_relation_if_exists(relation) -%}
+  {% if relation is not none %}
+    {{ adapter.drop_relation(relation) }}
+  {% endif %}
+{%- endmacro %}
+
+{% macro drop_relation(relation) -%}
+  {{ return(adapter.dispatch('drop_relation', 'dbt')(relation)) }}
+{%- endmacro %}
+
+{% macro default__drop_relation(relation) -%}
+  {{ adapter.drop_relation(relation) }}
+{%- endmacro %}
+
+{% macro truncate_relation(relation) -%}
+  {{ return(adapter.dispatch('truncate_relation', 'dbt')(relation)) }}
+{%- endmacro %}
+
+{% macro default__truncate_relation(relation) -%}
+  {{ adapter.truncate_relation(relation) }}
+{%- endmacro %}
+
+{% macro make_temp_relation(base_relation, suffix='__dbt_tmp') -%}
+  {{ return(adapter.dispatch('make_temp_relation', 'dbt')(base_relation, suffix)) }}
+{%- endmacro %}
+
+{% macro default__make_temp_relation(base_relation, suffix) -%}
+  {{ return(base_relation.incorporate(path={"identifier": base_relation.identifier ~ suffix, "schema": none, "database": none})) }}
+{%- endmacro %}
+
+{% macro make_intermediate_relation(base_relation, suffix='__dbt_tmp') -%}
+  {{ return(base_relation.incorporate(path={"identifier": base_relation.identifier ~ suffix})) }}
+{%- endmacro %}
+
+{% macro make_backup_relation(base_relation, backup_relation_type, suffix='__dbt_backup') -%}
+  {{ return(base_relation.incorporate(path={"identifier": base_relation.identifier ~ suffix}, type=backup_relation_type)) }}
+{%- endmacro %}
+
+{% macro create_schema(relation) -%}
+  {{ adapter.create_schema(relation) }}
+{%- endmacro %}
+
+{% macro drop_schema(relation) -%}
+  {{ adapter.drop_schema(relation) }}
+{%- endmacro %}
+
+{% macro get_create_table_as_sql(temporary, relation, sql) -%}
+  {{ return(adapter.dispatch('get_create_table_as_sql', 'dbt')(temporary, relation, sql)) }}
+{%- endmacro %}
+
+{% macro default__get_create_table_as_sql(temporary, relation, sql) -%}
+  {{ return(create_table_as(temporary, relation, sql)) }}
+{%- endmacro %}
+
+{% macro create_table_as(temporary, relation, compiled_code, language='sql') -%}
+  {{ return(adapter.dispatch('create_table_as', 'dbt')(temporary, relation, compiled_code)) }}
+{%- endmacro %}
+
+{% macro default__create_table_as(temporary, relation, sql) -%}
+  create {% if temporary %}temporary {% endif %}table {{ relation.include(database=(not temporary), schema=(not temporary)) }}
+  as (
+    {{ sql }}
+  );
+{%- endmacro %}
+
+{% macro get_create_view_as_sql(relation, sql) -%}
+  {{ return(adapter.dispatch('get_create_view_as_sql', 'dbt')(relation, sql)) }}
+{%- endmacro %}
+
+{% macro default__get_create_view_as_sql(relation, sql) -%}
+  {{ return(create_view_as(relation, sql)) }}
+{%- endmacro %}
+
+{% macro create_view_as(relation, sql) -%}
+  {{ return(adapter.dispatch('create_view_as', 'dbt')(relation, sql)) }}
+{%- endmacro %}
+
+{% macro default__create_view_as(relation, sql) -%}
+  create view {{ relation }} as (
+    {{ sql }}
+  );
+{%- endmacro %}
+
+{% macro get_quoted_csv(column_names) -%}
+  {% set quoted = [] %}
+  {% for col in column_names -%}
+    {% do quoted.append(adapter.quote(col)) %}
+  {%- endfor %}
+  {{ return(quoted | join(', ')) }}
+{%- endmacro %}
+
+{% macro should_full_refresh() -%}
+  {% set config_full_refresh = config.get('full_refresh') %}
+  {% if config_full_refresh is none %}
+    {% set config_full_refresh = flags.FULL_REFRESH %}
+  {% endif %}
+  {{ return(config_full_refresh) }}
+{%- endmacro %}
+
+{% macro check_schema_exists(information_schema, schema) -%}
+  {{ return(adapter.check_schema_exists(information_schema.database, schema)) }}
+{%- endmacro %}
