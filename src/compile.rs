@@ -198,9 +198,20 @@ impl<'a> Compiler<'a> {
     /// (`run_query`, `statement`, introspective `adapter` methods).
     pub fn new(parsed: &'a Parsed, warehouse: Option<Arc<dyn Warehouse>>) -> Self {
         let resolver = Arc::new(ManifestResolver::new(&parsed.manifest));
+        // dbt's `graph`, only when some macro or node can read it.
+        let graph = (parsed.jinja.macros_use_graph
+            || parsed
+                .manifest
+                .nodes
+                .values()
+                .any(|n| jinja::mentions_graph(&n.raw_code)))
+        .then(|| {
+            jinja::to_value(&crate::artifacts::manifest::graph_json(&parsed.manifest))
+        });
         let services = Arc::new(Services {
             resolver: resolver.clone(),
             warehouse,
+            graph,
         });
         Compiler {
             parsed,
@@ -380,7 +391,47 @@ impl<'a> Compiler<'a> {
             })),
             is_incremental: self.incremental.contains(&n.unique_id),
             extra,
+            fqn: n.fqn.clone(),
+            model: Some(self.model_value(n)),
         }
+    }
+
+    /// dbt's `model`: the node's dict in `graph` when that was built, else
+    /// the parts macros read (names, relation, config, code, dependencies).
+    fn model_value(&self, n: &Node) -> Value {
+        if let Some(g) = &self.services.graph {
+            if let Ok(v) = g
+                .get_attr("nodes")
+                .and_then(|nodes| nodes.get_item(&Value::from(n.unique_id.as_str())))
+            {
+                if !v.is_undefined() {
+                    return v;
+                }
+            }
+        }
+        let mut config = n.config.all.clone();
+        config
+            .entry("materialized".into())
+            .or_insert_with(|| Json::from(n.config.materialized.as_str()));
+        jinja::to_value(serde_json::json!({
+            "unique_id": n.unique_id,
+            "name": n.name,
+            "alias": n.alias,
+            "schema": n.schema,
+            "database": n.database,
+            "resource_type": n.resource_type.as_str(),
+            "package_name": n.package,
+            "fqn": n.fqn,
+            "original_file_path": n.original_file_path,
+            "path": n.path,
+            "raw_code": n.raw_code,
+            "language": "sql",
+            "tags": n.config.tags,
+            "config": config,
+            "meta": n.meta,
+            "description": n.description,
+            "depends_on": {"nodes": n.depends_on_nodes, "macros": n.depends_on_macros},
+        }))
     }
 
     fn diag(&self, n: &Node, e: &minijinja::Error) -> Diagnostic {

@@ -406,6 +406,36 @@ pub fn node_json(
     .unwrap_or(Json::Null)
 }
 
+/// dbt's `graph` context variable: every node, source and exposure as its
+/// manifest dict, keyed by unique id (built in parallel; only when a template
+/// mentions `graph`).
+pub fn graph_json(m: &Manifest) -> Json {
+    use rayon::prelude::*;
+    let nodes: Vec<(&String, Json)> = m
+        .nodes
+        .par_iter()
+        .map(|(id, n)| (id, node_json(n, m, None, "target")))
+        .collect();
+    let mut node_map = Map::with_capacity(nodes.len());
+    for (id, j) in nodes {
+        node_map.insert(id.clone(), j);
+    }
+    let sources: Map<String, Json> = m
+        .sources
+        .iter()
+        .map(|(id, s)| (id.clone(), source_json(s)))
+        .collect();
+    let exposures: Map<String, Json> = m
+        .exposures
+        .iter()
+        .map(|(id, e)| (id.clone(), exposure_json(e)))
+        .collect();
+    json!({
+        "nodes": node_map, "sources": sources, "exposures": exposures, "metrics": {},
+        "groups": {}, "semantic_models": {}, "saved_queries": {}, "unit_tests": {},
+    })
+}
+
 fn source_json(s: &Source) -> Json {
     let mut cfg = obj(
         json!({"enabled": true, "event_time": null, "freshness": null, "loaded_at_field": null, "loaded_at_query": null, "meta": {}, "tags": []}),

@@ -152,6 +152,8 @@ impl Object for Column {
             "char_size" => size(self.char_size),
             "numeric_precision" => size(self.numeric_precision),
             "numeric_scale" => size(self.numeric_scale),
+            // Nested fields (BigQuery structs); none on Postgres and Redshift.
+            "fields" => Value::from(Vec::<Value>::new()),
             _ => return None,
         })
     }

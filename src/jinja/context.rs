@@ -55,6 +55,8 @@ pub struct Shared {
     pub flags: Value,
     /// Where `log`, `print` and `exceptions.warn` write.
     pub log: Arc<dyn LogSink>,
+    /// The project's folder configs, for parse-phase `config.get`/`model.config`.
+    pub folder_configs: Option<Arc<dyn super::services::FolderConfigs>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -78,6 +80,10 @@ pub struct NodeInfo {
     pub is_incremental: bool,
     /// Extra context variables (`_dbt_generic_test_kwargs`, `model` …).
     pub extra: Vec<(String, Value)>,
+    /// `[package, dirs…, name]`, for the parse phase's folder configs.
+    pub fqn: Vec<String>,
+    /// The node as dbt's `model` variable while compiling (its manifest dict).
+    pub model: Option<Value>,
 }
 
 /// What a render recorded.
@@ -109,6 +115,8 @@ pub struct RenderCtx {
     /// The manifest and warehouse of a compile-phase render.
     pub services: Option<Arc<Services>>,
     pub sensitive: Arc<AtomicBool>,
+    /// The folder configs of the node, computed on first use (parse phase).
+    folder: std::sync::OnceLock<Arc<ConfigMap>>,
     /// The render asked the warehouse something, so its output depends on what
     /// is built there: the engine renders it again once its parents are built.
     introspected: AtomicBool,
@@ -134,6 +142,7 @@ impl RenderCtx {
             services,
             sensitive: Arc::new(AtomicBool::new(false)),
             introspected: AtomicBool::new(false),
+            folder: std::sync::OnceLock::new(),
             state: Mutex::new(RenderState::default()),
         })
     }
@@ -244,7 +253,50 @@ impl RenderCtx {
         if let Some(c) = &self.node.config {
             return c.get(key).cloned();
         }
-        self.st().capture.config.get(key).cloned()
+        if let Some(v) = self.st().capture.config.get(key) {
+            return Some(v.clone());
+        }
+        // While parsing: what dbt_project.yml sets for the node's folder.
+        self.folder_config().get(key).cloned()
+    }
+
+    /// The folder configs for this node (parse phase), computed once.
+    fn folder_config(&self) -> Arc<ConfigMap> {
+        self.folder
+            .get_or_init(|| {
+                Arc::new(match &self.shared.folder_configs {
+                    Some(f) if !self.node.fqn.is_empty() => {
+                        f.config_for(&self.node.package, &self.node.resource_type, &self.node.fqn)
+                    }
+                    _ => ConfigMap::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// dbt's `model`: the node's manifest dict while compiling; while
+    /// parsing, what is known so far (names, folder and inline config).
+    fn model_value(&self) -> Value {
+        if let Some(m) = &self.node.model {
+            return m.clone();
+        }
+        let mut config = match &self.node.config {
+            Some(c) => (**c).clone(),
+            None => (*self.folder_config()).clone(),
+        };
+        if self.node.config.is_none() {
+            for (k, v) in self.st().capture.config.iter() {
+                config.insert(k.clone(), v.clone());
+            }
+        }
+        crate::jinja::to_value(serde_json::json!({
+            "unique_id": self.node.unique_id,
+            "name": self.node.name,
+            "resource_type": self.node.resource_type,
+            "package_name": self.node.package,
+            "fqn": self.node.fqn,
+            "config": config,
+        }))
     }
 }
 
@@ -307,14 +359,18 @@ impl Object for RenderCtx {
                     .iter()
                     .find(|(k, _)| k == "model")
                     .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| {
-                        crate::jinja::to_value(serde_json::json!({
-                            "unique_id": self.node.unique_id,
-                            "name": self.node.name,
-                            "resource_type": self.node.resource_type,
-                            "package_name": self.node.package,
-                        }))
-                    })
+                    .unwrap_or_else(|| self.model_value())
+            }
+            "graph" => {
+                // Complete only while compiling; parse renders see an empty one.
+                self.mark_sensitive();
+                match (&self.phase, self.services.as_ref().and_then(|s| s.graph.clone())) {
+                    (Phase::Compile, Some(g)) => g,
+                    _ => crate::jinja::to_value(serde_json::json!({
+                        "nodes": {}, "sources": {}, "exposures": {}, "metrics": {},
+                        "groups": {}, "semantic_models": {}, "saved_queries": {}, "unit_tests": {},
+                    })),
+                }
             }
             other => {
                 return self

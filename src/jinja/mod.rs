@@ -26,6 +26,7 @@ pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, Sec
 pub use macros::{MacroDef, MacroRegistry, INTERNAL_PACKAGE};
 pub use relation::{QuotePolicy, RelationName};
 pub use services::{
+    FolderConfigs,
     DropKind, LogSink, Resolver, Services, Silent, Warehouse, WarehouseColumn, WarehouseError,
 };
 
@@ -50,7 +51,18 @@ pub struct MacroSource<'a> {
 pub struct JinjaEnv {
     pub env: Environment<'static>,
     pub shared: Arc<Shared>,
+    /// Some macro mentions `graph`, so compiling builds it.
+    pub macros_use_graph: bool,
 }
+
+/// Whether template text may read dbt's `graph` variable.
+pub fn mentions_graph(text: &str) -> bool {
+    text.contains("graph") && GRAPH_USE.is_match(text)
+}
+
+static GRAPH_USE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\bgraph\s*[.\[|)]|context\s*\[").expect("static regex")
+});
 
 /// Settings of the environment that come from the project and target.
 pub struct EnvSettings {
@@ -66,6 +78,8 @@ pub struct EnvSettings {
     pub flags: Json,
     /// Where `log`, `print` and `exceptions.warn` write.
     pub log: Arc<dyn LogSink>,
+    /// The project's folder configs, for parse-phase `config.get`.
+    pub folder_configs: Option<Arc<dyn services::FolderConfigs>>,
 }
 
 impl JinjaEnv {
@@ -191,9 +205,15 @@ impl JinjaEnv {
             macros: Arc::new(reg),
             flags: crate::jinja::to_value(&settings.flags),
             log: settings.log,
+            folder_configs: settings.folder_configs,
         });
+        let macros_use_graph = files.iter().any(|f| mentions_graph(f.contents));
         if diags.is_empty() {
-            Ok(JinjaEnv { env, shared })
+            Ok(JinjaEnv {
+                env,
+                shared,
+                macros_use_graph,
+            })
         } else {
             Err(diags)
         }

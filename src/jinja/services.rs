@@ -83,6 +83,20 @@ impl LogSink for Silent {
 pub struct Services {
     pub resolver: Arc<dyn Resolver>,
     pub warehouse: Option<Arc<dyn Warehouse>>,
+    /// dbt's `graph` (the manifest's nodes, sources, exposures … as dicts),
+    /// built only when some template mentions it.
+    pub graph: Option<minijinja::Value>,
+}
+
+/// A project's folder configs (`models:` … in dbt_project.yml), which the
+/// parse phase needs for `config.get` and `model.config` as dbt sees them.
+pub trait FolderConfigs: Send + Sync {
+    fn config_for(
+        &self,
+        package: &str,
+        resource_type: &str,
+        fqn: &[String],
+    ) -> crate::confmap::ConfigMap;
 }
 
 impl std::fmt::Debug for Services {

@@ -423,6 +423,45 @@ pub fn timing(label: &str, since: std::time::Instant) {
     }
 }
 
+/// The folder configs of every package, for parse-phase renders.
+pub struct ProjectFolderConfigs {
+    /// (package name, is root, its settings), the root first.
+    packages: Vec<(String, bool, crate::project::ProjectSettings)>,
+}
+
+impl ProjectFolderConfigs {
+    pub fn new(project: &Project) -> Self {
+        ProjectFolderConfigs {
+            packages: project
+                .packages
+                .iter()
+                .map(|p| (p.name().to_string(), p.is_root, p.settings.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl jinja::FolderConfigs for ProjectFolderConfigs {
+    fn config_for(&self, package: &str, resource_type: &str, fqn: &[String]) -> ConfigMap {
+        let mut cfg = ConfigMap::default();
+        let Some(rt) = ResourceType::parse(resource_type) else {
+            return cfg;
+        };
+        // As `project_configs`: the package's own, then the root's on top.
+        if let Some((_, _, own)) = self
+            .packages
+            .iter()
+            .find(|(name, is_root, _)| name == package && !is_root)
+        {
+            apply_folder_configs(section(own, rt), fqn, &mut cfg);
+        }
+        if let Some((_, _, root)) = self.packages.iter().find(|(_, is_root, _)| *is_root) {
+            apply_folder_configs(section(root, rt), fqn, &mut cfg);
+        }
+        cfg
+    }
+}
+
 fn section(settings: &crate::project::ProjectSettings, rt: ResourceType) -> &Mapping {
     match rt {
         ResourceType::Model => &settings.models,

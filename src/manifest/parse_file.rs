@@ -203,6 +203,7 @@ fn render(ctx: &FileCtx<'_>, f: &SourceFile, mut node: Node) -> Result<Node, Dia
             &node.name,
             ctx.jinja.shared.quoting,
         )),
+        fqn: node.fqn.clone(),
         ..Default::default()
     };
     let rctx = ctx.jinja.ctx(info, Phase::Parse);

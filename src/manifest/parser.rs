@@ -48,6 +48,7 @@ pub fn environment(project: &Project, log: Arc<dyn jinja::LogSink>) -> Result<Ji
             .map(|p| (p.name().to_string(), Arc::new(p.vars.clone())))
             .collect(),
         quoting: quote_policy(project),
+        folder_configs: Some(Arc::new(super::link::ProjectFolderConfigs::new(project))),
         packages: project
             .packages
             .iter()
