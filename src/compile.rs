@@ -205,9 +205,7 @@ impl<'a> Compiler<'a> {
                 .nodes
                 .values()
                 .any(|n| jinja::mentions_graph(&n.raw_code)))
-        .then(|| {
-            jinja::to_value(&crate::artifacts::manifest::graph_json(&parsed.manifest))
-        });
+        .then(|| jinja::to_value(crate::artifacts::manifest::graph_json(&parsed.manifest)));
         let services = Arc::new(Services {
             resolver: resolver.clone(),
             warehouse,

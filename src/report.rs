@@ -175,8 +175,10 @@ impl crate::jinja::LogSink for Reporter {
         Reporter::warn(self, msg);
     }
 
+    /// Python's `print`: plain text on stdout, as dbt writes it (so that
+    /// `strata run-operation generate_source … > sources.yml` works).
     fn print(&self, msg: &str) {
-        let _ = writeln!(std::io::stderr().lock(), "{}", crate::secrets::scrub(msg));
+        crate::outln!("{msg}");
     }
 }
 

@@ -591,7 +591,8 @@ fn run_operation_uses_the_warehouse_from_macros() {
                  {% set cols = adapter.get_columns_in_relation(rel) %}\n\
                  {% set res = run_query('select count(*) as n from ' ~ rel ~ ' where id >= ' ~ min_id) %}\n\
                  {% call statement('names', fetch_result=True) %}select string_agg(name, ',' order by id) from {{ rel }}{% endcall %}\n\
-                 {{ return(rel.type ~ '|' ~ (cols | map(attribute='name') | join(',')) ~ '|' ~ res.rows[0]['n'] ~ '|' ~ load_result('names')['data'][0][0]) }}\n\
+                 {{ print(rel.type ~ '|' ~ (cols | map(attribute='name') | join(',')) ~ '|' ~ res.rows[0]['n'] ~ '|' ~ load_result('names')['data'][0][0]) }}\n\
+                 {{ return('not printed') }}\n\
                  {% endmacro %}\n\
                  {% macro cleanup() %}{% do adapter.drop_relation(adapter.get_relation(target.database, target.schema, 'people')) %}dropped{% endmacro %}",
             ),

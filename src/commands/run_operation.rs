@@ -23,11 +23,9 @@ pub fn run(args: &RunOperationArgs) -> Result<Outcome> {
     );
     let value = crate::jinja::to_value(&kwargs);
     match compiler.call_macro(&args.macro_name, value) {
-        Ok(out) => {
-            let out = out.trim();
-            if !out.is_empty() {
-                crate::outln!("{}", crate::secrets::scrub(out));
-            }
+        // As in dbt, what the macro renders or returns is not printed; it
+        // prints with `print()` or `log(..., info=True)`.
+        Ok(_) => {
             super::drop_in_background(s);
             Ok(Outcome::Success)
         }

@@ -364,7 +364,10 @@ impl Object for RenderCtx {
             "graph" => {
                 // Complete only while compiling; parse renders see an empty one.
                 self.mark_sensitive();
-                match (&self.phase, self.services.as_ref().and_then(|s| s.graph.clone())) {
+                match (
+                    &self.phase,
+                    self.services.as_ref().and_then(|s| s.graph.clone()),
+                ) {
                     (Phase::Compile, Some(g)) => g,
                     _ => crate::jinja::to_value(serde_json::json!({
                         "nodes": {}, "sources": {}, "exposures": {}, "metrics": {},

@@ -26,8 +26,8 @@ pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, Sec
 pub use macros::{MacroDef, MacroRegistry, INTERNAL_PACKAGE};
 pub use relation::{QuotePolicy, RelationName};
 pub use services::{
-    FolderConfigs,
-    DropKind, LogSink, Resolver, Services, Silent, Warehouse, WarehouseColumn, WarehouseError,
+    DropKind, FolderConfigs, LogSink, Resolver, Services, Silent, Warehouse, WarehouseColumn,
+    WarehouseError,
 };
 
 use crate::error::{DiagKind, Diagnostic, Diagnostics};
@@ -270,7 +270,7 @@ pub fn dispatch_prefixes(adapter_type: &str) -> Vec<String> {
 fn configure(env: &mut Environment<'static>) {
     // SQL is never escaped, whatever the template's file extension.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(objects::unknown_method);
     env.set_recursion_limit(500);
     // Printing a list or dict recurses: refuse absurd nesting with an error.
     env.set_formatter(|out, state, value| {

@@ -858,6 +858,30 @@ impl Object for MutDict {
     }
 }
 
+/// Python methods on plain values: minijinja-contrib's, plus `pop` on a list
+/// that is not a literal (`(xs | list).pop()` takes its last item).
+pub fn unknown_method(
+    state: &mut State<'_, '_>,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    if method == "pop" && value.kind() == ValueKind::Seq {
+        let (index,): (Option<i64>,) = from_args(args)?;
+        let len = value.len().unwrap_or(0) as i64;
+        let i = match index {
+            Some(i) if i < 0 => len + i,
+            Some(i) => i,
+            None => len - 1,
+        };
+        if i < 0 || i >= len {
+            return Err(err("pop from empty list or index out of range"));
+        }
+        return value.get_item(&Value::from(i));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
 /// A mutable list, empty or holding a literal's items.
 pub fn new_list(init: Option<Value>) -> Result<Value, Error> {
     let items: Vec<Value> = match init {
@@ -1089,7 +1113,11 @@ impl Object for TimedeltaObj {
         reflected: bool,
     ) -> Option<Result<Value, Error>> {
         let o = other.downcast_object_ref::<TimedeltaObj>()?;
-        let (a, b) = if reflected { (o.0, self.0) } else { (self.0, o.0) };
+        let (a, b) = if reflected {
+            (o.0, self.0)
+        } else {
+            (self.0, o.0)
+        };
         let r = match op {
             "+" => a.checked_add(&b),
             "-" => a.checked_sub(&b),
@@ -1689,10 +1717,7 @@ mod python_regex_tests {
     #[test]
     fn python_patterns_keep_their_meaning() {
         let re = compile_re(r#"({{\s*ref\s*\(\s*['\"]?)([^)'\"]+)"#, 64 | 2).unwrap();
-        let c = re
-            .captures("from {{ ref('orders') }}")
-            .unwrap()
-            .unwrap();
+        let c = re.captures("from {{ ref('orders') }}").unwrap().unwrap();
         assert_eq!(&c[2], "orders");
         let matches = |p: &str, text: &str| compile_re(p, 0).unwrap().is_match(text).unwrap();
         assert!(matches(r"^a{2,3}$", "aaa"));

@@ -19,7 +19,8 @@ static MAT_OPEN: LazyLock<Regex> = LazyLock::new(|| {
 static MAT_CLOSE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\{%(-?)\s*endmaterialization\s*(-?)%\}").expect("static regex"));
 static SET_START: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_]*\s*=\s*[\[{]").expect("static regex")
+    Regex::new(r"\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?\s*=\s*[\[{]")
+        .expect("static regex")
 });
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\{%-?\s*(snapshot|docs)\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}").expect("static regex")

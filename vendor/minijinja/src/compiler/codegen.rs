@@ -486,17 +486,23 @@ impl<'source> CodeGenerator<'source> {
         use crate::compiler::instructions::MACRO_CALLER;
         self.set_line_from_span(macro_decl.span());
         let instr = self.add(Instruction::Jump(!0));
-        let mut defaults_iter = macro_decl.defaults.iter().rev();
+        // Strata patch: bind every argument first, then fill in defaults in
+        // order, so a default may refer to an earlier argument as in Jinja2
+        // (`{% macro f(schema, name=schema) %}`).
         for arg in macro_decl.args.iter().rev() {
-            if let Some(default) = defaults_iter.next() {
-                self.add(Instruction::DupTop);
-                self.add(Instruction::IsUndefined);
-                self.start_if();
-                self.add(Instruction::DiscardTop);
-                self.compile_expr(default);
-                self.end_if();
-            }
             self.compile_assignment(arg);
+        }
+        let first_default = macro_decl.args.len() - macro_decl.defaults.len();
+        for (arg, default) in macro_decl.args[first_default..]
+            .iter()
+            .zip(macro_decl.defaults.iter())
+        {
+            self.compile_expr(arg);
+            self.add(Instruction::IsUndefined);
+            self.start_if();
+            self.compile_expr(default);
+            self.compile_assignment(arg);
+            self.end_if();
         }
         for node in &macro_decl.body {
             self.compile_stmt(node);
