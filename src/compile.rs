@@ -196,7 +196,15 @@ pub struct Compiler<'a> {
 impl<'a> Compiler<'a> {
     /// A compiler for `parsed`; with a warehouse, templates may query it
     /// (`run_query`, `statement`, introspective `adapter` methods).
-    pub fn new(parsed: &'a Parsed, warehouse: Option<Arc<dyn Warehouse>>) -> Self {
+    ///
+    /// `graph` builds dbt's `graph` variable from the manifest (the artifacts
+    /// module writes nodes as dbt does); it is called only when a template
+    /// mentions `graph`.
+    pub fn new(
+        parsed: &'a Parsed,
+        warehouse: Option<Arc<dyn Warehouse>>,
+        graph: fn(&Manifest) -> Json,
+    ) -> Self {
         let resolver = Arc::new(ManifestResolver::new(&parsed.manifest));
         // dbt's `graph`, only when some macro or node can read it.
         let graph = (parsed.jinja.macros_use_graph
@@ -205,7 +213,7 @@ impl<'a> Compiler<'a> {
                 .nodes
                 .values()
                 .any(|n| jinja::mentions_graph(&n.raw_code)))
-        .then(|| jinja::to_value(crate::artifacts::manifest::graph_json(&parsed.manifest)));
+        .then(|| jinja::to_value(graph(&parsed.manifest)));
         let services = Arc::new(Services {
             resolver: resolver.clone(),
             warehouse,
@@ -235,7 +243,7 @@ impl<'a> Compiler<'a> {
         graph: &Graph,
         selected: &BTreeSet<String>,
     ) -> Result<HashMap<String, CompiledNode>, Error> {
-        let out = self.compile_each(graph, selected);
+        let out = self.compile_each(graph, selected, &|_| false);
         if out.failures.is_empty() {
             return Ok(out.nodes);
         }
@@ -250,8 +258,15 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles the selected nodes (and the ephemeral models they need), each
-    /// on its own: a node that fails does not stop the others.
-    pub fn compile_each(&self, graph: &Graph, selected: &BTreeSet<String>) -> CompileOutcome {
+    /// on its own: a node that fails does not stop the others. Nodes for which
+    /// `later` holds are left for the caller to compile (the ephemeral models
+    /// they need are compiled here).
+    pub fn compile_each(
+        &self,
+        graph: &Graph,
+        selected: &BTreeSet<String>,
+        later: &(dyn Fn(&Node) -> bool + Sync),
+    ) -> CompileOutcome {
         let m = self.manifest();
         let need: Vec<&String> = selected
             .iter()
@@ -300,7 +315,7 @@ impl<'a> Compiler<'a> {
         }
         let rest: Vec<&String> = need
             .into_iter()
-            .filter(|id| !out.contains_key(*id))
+            .filter(|id| !out.contains_key(*id) && !later(&m.nodes[*id]))
             .collect();
         let results: Vec<(&String, Result<CompiledNode, CompileFailure>)> = rest
             .par_iter()

@@ -14,11 +14,37 @@ pub enum JobStatus {
     Skipped,
 }
 
-struct State {
+struct State<'a> {
     waiting_on: Vec<usize>,
     ready: VecDeque<usize>,
     status: Vec<Option<JobStatus>>,
     remaining: usize,
+    /// Jobs that start only once every other job has finished.
+    last: &'a [bool],
+    /// Jobs not marked `last` that have not finished.
+    first_left: usize,
+}
+
+impl State<'_> {
+    fn settle(&mut self, job: usize, status: JobStatus) {
+        self.status[job] = Some(status);
+        self.remaining -= 1;
+        if !self.last.get(job).copied().unwrap_or(false) {
+            self.first_left -= 1;
+        }
+    }
+
+    /// The next ready job; a `last` job only when nothing else is left.
+    fn take_ready(&mut self) -> Option<usize> {
+        if self.first_left == 0 {
+            return self.ready.pop_front();
+        }
+        let pos = self
+            .ready
+            .iter()
+            .position(|&j| !self.last.get(j).copied().unwrap_or(false))?;
+        self.ready.remove(pos)
+    }
 }
 
 /// Runs `run(job, thread_index)` for every job in dependency order with up to
@@ -26,6 +52,24 @@ struct State {
 /// `on_skip(job, failed_ancestor)` is called for each skipped job.
 pub fn run_dag<F, S>(
     parents: &[Vec<usize>],
+    threads: usize,
+    stop: &AtomicBool,
+    run: F,
+    on_skip: S,
+) -> Vec<JobStatus>
+where
+    F: Fn(usize, usize) -> JobStatus + Sync,
+    S: Fn(usize, Option<usize>) + Sync,
+{
+    run_dag_last(parents, &[], threads, stop, run, on_skip)
+}
+
+/// `run_dag`, where jobs with `last[i]` set start only after every other job
+/// finished (whatever its status): singular tests that name no parent see the
+/// whole run's results.
+pub fn run_dag_last<F, S>(
+    parents: &[Vec<usize>],
+    last: &[bool],
     threads: usize,
     stop: &AtomicBool,
     run: F,
@@ -48,6 +92,10 @@ where
         ready,
         status: vec![None; n],
         remaining: n,
+        last,
+        first_left: (0..n)
+            .filter(|&i| !last.get(i).copied().unwrap_or(false))
+            .count(),
     });
     let cv = Condvar::new();
 
@@ -55,8 +103,7 @@ where
         let mut stack = children[from].clone();
         while let Some(c) = stack.pop() {
             if st.status[c].is_none() {
-                st.status[c] = Some(JobStatus::Skipped);
-                st.remaining -= 1;
+                st.settle(c, JobStatus::Skipped);
                 on_skip(c, Some(from));
                 stack.extend(children[c].iter().copied());
             }
@@ -81,8 +128,7 @@ where
                         if stop.load(Ordering::SeqCst) {
                             // Fail-fast or interrupt: nothing new starts.
                             for i in st.ready.drain(..).collect::<Vec<_>>() {
-                                st.status[i] = Some(JobStatus::Skipped);
-                                st.remaining -= 1;
+                                st.settle(i, JobStatus::Skipped);
                                 on_skip(i, None);
                                 skip_descendants(&mut st, i);
                             }
@@ -93,7 +139,7 @@ where
                             st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
                             continue;
                         }
-                        if let Some(j) = st.ready.pop_front() {
+                        if let Some(j) = st.take_ready() {
                             break j;
                         }
                         st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -101,8 +147,7 @@ where
                 };
                 let result = run(job, t);
                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                st.status[job] = Some(result);
-                st.remaining -= 1;
+                st.settle(job, result);
                 match result {
                     JobStatus::Error | JobStatus::Skipped => skip_descendants(&mut st, job),
                     _ => {
@@ -110,8 +155,7 @@ where
                             st.waiting_on[c] -= 1;
                             if st.waiting_on[c] == 0 && st.status[c].is_none() {
                                 if stop.load(Ordering::SeqCst) {
-                                    st.status[c] = Some(JobStatus::Skipped);
-                                    st.remaining -= 1;
+                                    st.settle(c, JobStatus::Skipped);
                                     on_skip(c, None);
                                     skip_descendants(&mut st, c);
                                 } else {

@@ -24,7 +24,11 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
     let warehouse = crate::engine::warehouse::LazyWarehouse::shared(Box::new(move || {
         crate::adapter::connect(&dir, &target, threads)
     }));
-    let compiler = Compiler::new(&s.parsed, Some(warehouse));
+    let compiler = Compiler::new(
+        &s.parsed,
+        Some(warehouse),
+        crate::artifacts::manifest::graph_json,
+    );
     crate::manifest::parser::timing("resolver", t);
     let compiled = compiler.compile(&s.graph, &selected)?;
     crate::manifest::parser::timing("compile", t);

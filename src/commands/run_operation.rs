@@ -16,6 +16,7 @@ pub fn run(args: &RunOperationArgs) -> Result<Outcome> {
     let compiler = Compiler::new(
         &s.parsed,
         Some(crate::engine::warehouse::AdapterWarehouse::shared(&adapter)),
+        crate::artifacts::manifest::graph_json,
     );
     s.reporter.info(
         "run_operation",

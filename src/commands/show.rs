@@ -14,6 +14,7 @@ pub fn run(args: &ShowArgs) -> Result<Outcome> {
     let compiler = Compiler::new(
         &s.parsed,
         Some(crate::engine::warehouse::AdapterWarehouse::shared(&adapter)),
+        crate::artifacts::manifest::graph_json,
     );
     let (label, sql) = match &args.inline {
         Some(sql) => ("inline".to_string(), compiler.render_snippet(None, sql)?),

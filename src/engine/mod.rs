@@ -34,7 +34,7 @@ use crate::graph::Graph;
 use crate::manifest::parser::Parsed;
 use crate::manifest::{Node, ResourceType, UnitTest};
 use crate::project::Project;
-use crate::scheduler::{run_dag, JobStatus};
+use crate::scheduler::{run_dag_last, JobStatus};
 use events::NodeEnd;
 use unit_test::UnitOutcome;
 
@@ -162,6 +162,7 @@ pub fn execute(
     let mut compiler = Compiler::new(
         inputs.parsed,
         Some(warehouse::AdapterWarehouse::shared(adapter)),
+        crate::artifacts::manifest::graph_json,
     );
     let what = describe_nodes(&nodes);
     events.event(&Event::Started {
@@ -240,32 +241,26 @@ pub fn execute(
             })
             .map(|n| n.unique_id.clone()),
     );
-    // Every node is rendered now, in parallel; one that fails errors when its
-    // turn comes (its descendants skip) and the others run, as in dbt.
+    // Nodes whose SQL depends on the run (their parse render read `execute`,
+    // ran a query, looked at relations …) are rendered when their turn comes,
+    // after their parents are built, as dbt renders every node. The others
+    // are rendered now, in parallel; one that fails errors when its turn
+    // comes (its descendants skip) and the rest runs, as in dbt.
+    let later = |n: &Node| n.phase_sensitive && n.test.is_none() && !n.is_ephemeral();
     let crate::compile::CompileOutcome {
         nodes: mut compiled,
         failures: compile_failures,
-    } = compiler.compile_each(inputs.graph, &compile_ids);
-    // A render that asked the warehouse is done again when the node's turn
-    // comes, after its parents are built (dbt renders each node then): what it
-    // saw before the run may not exist yet or be stale.
-    let in_run: HashSet<&str> = nodes.iter().map(|n| n.unique_id.as_str()).collect();
+    } = compiler.compile_each(inputs.graph, &compile_ids, &later);
+    // A render that asked the warehouse is done again at its turn too: what
+    // it saw before the run may not exist yet or be stale.
     let rerender: HashSet<String> = nodes
         .iter()
         .filter(|n| {
-            match (
-                compiled.get(&n.unique_id),
-                compile_failures.get(&n.unique_id),
-            ) {
-                (Some(c), _) => {
-                    c.introspected
-                        && n.depends_on_nodes
-                            .iter()
-                            .any(|p| in_run.contains(p.as_str()))
-                }
-                (None, Some(f)) => f.introspected,
-                (None, None) => false,
-            }
+            later(n)
+                || compiled.get(&n.unique_id).is_some_and(|c| c.introspected)
+                || compile_failures
+                    .get(&n.unique_id)
+                    .is_some_and(|f| f.introspected)
         })
         .map(|n| n.unique_id.clone())
         .collect();
@@ -347,8 +342,25 @@ pub fn execute(
         index: counter.fetch_add(1, Ordering::SeqCst) + 1,
         total,
     };
-    let statuses = run_dag(
+    // A test that depends on nothing in the run (a singular test that only
+    // calls macros) starts after everything else, so what it inspects is built.
+    let mut has_children = vec![false; parents.len()];
+    for ps in &parents {
+        for &p in ps {
+            has_children[p] = true;
+        }
+    }
+    let last: Vec<bool> = (0..parents.len())
+        .map(|i| {
+            i < nodes.len()
+                && nodes[i].resource_type == ResourceType::Test
+                && parents[i].is_empty()
+                && !has_children[i]
+        })
+        .collect();
+    let statuses = run_dag_last(
         &parents,
+        &last,
         options.threads,
         &stop,
         |i, thread| {
