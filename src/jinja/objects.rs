@@ -1459,6 +1459,20 @@ fn python_pattern(pattern: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// A Python `re.sub` replacement in fancy-regex's syntax: `\1`, `\g<1>` and
+/// `\g<name>` become `${1}` / `${name}`, and a literal `$` is doubled.
+fn python_replacement(repl: &str) -> String {
+    static GROUP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\\g<(\w+)>|\\(\d+)|\$").expect("static regex")
+    });
+    GROUP
+        .replace_all(repl, |c: &regex::Captures| match (c.get(1), c.get(2)) {
+            (Some(g), _) | (_, Some(g)) => format!("${{{}}}", g.as_str()),
+            _ => "$$".to_string(),
+        })
+        .into_owned()
+}
+
 fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
     let (rest, kwargs): (Rest<Value>, Kwargs) = from_args(args)?;
     let flags = kwargs.get::<Option<i64>>("flags")?.unwrap_or(0);
@@ -1518,9 +1532,7 @@ fn regex_call(method: &str, args: &[Value]) -> Result<Value, Error> {
         }
         "sub" => {
             let re = compile_re(&s(0), flags)?;
-            let repl = regex::Regex::new(r"\\(\d+)")
-                .map(|r| r.replace_all(&s(1), "$${$1}").into_owned())
-                .unwrap_or_else(|_| s(1));
+            let repl = python_replacement(&s(1));
             let text = s(2);
             Ok(Value::from(
                 re.try_replacen(&text, 0, repl.as_str())
@@ -1727,6 +1739,7 @@ mod python_regex_tests {
         let verbose =
             compile_re("(?ix)\n  # a comment\n  (from|join)\\s+ # trailing\n", 0).unwrap();
         assert!(verbose.is_match("FROM  x").unwrap());
+        assert_eq!(python_replacement(r"\g<1> x \2 $ \g<name>"), "${1} x ${2} $$ ${name}");
         // Look-around, as codegen's patterns use it.
         assert!(matches(r"(\w+)(?=\s|$)", "abc def"));
         assert!(!matches(r"^(?!abc)", "abc"));

@@ -42,7 +42,8 @@ fn fits(t: SeedType, v: &str) -> bool {
     }
 }
 
-/// The narrowest type every non-empty value fits (all-empty columns are text).
+/// The narrowest type every non-empty value fits; a column with no values
+/// at all is an integer, as agate (and so dbt) infers it.
 pub fn infer(values: &mut dyn Iterator<Item = &str>) -> SeedType {
     let order = [
         SeedType::Integer,
@@ -65,7 +66,7 @@ pub fn infer(values: &mut dyn Iterator<Item = &str>) -> SeedType {
         }
     }
     if !any {
-        return SeedType::Text;
+        return SeedType::Integer;
     }
     candidates.first().copied().unwrap_or(SeedType::Text)
 }
@@ -403,7 +404,8 @@ mod tests {
         assert_eq!(t(&["2024-01-02T10:00:00"]), SeedType::DateTime);
         assert_eq!(t(&["true", "False"]), SeedType::Boolean);
         assert_eq!(t(&["$1.00"]), SeedType::Text);
-        assert_eq!(t(&["", ""]), SeedType::Text);
+        // A column with no values is an integer, as agate infers it.
+        assert_eq!(t(&["", ""]), SeedType::Integer);
         assert_eq!(t(&["12345678901"]), SeedType::Number);
     }
 
