@@ -52,6 +52,64 @@ impl From<Diagnostic> for CompileFailure {
     }
 }
 
+/// The warehouse a hook renders against: statements are kept to run in the
+/// node's transaction; queries and introspection go to the warehouse.
+struct DeferredStatements {
+    inner: Option<Arc<dyn Warehouse>>,
+    statements: std::sync::Mutex<Vec<String>>,
+}
+
+impl DeferredStatements {
+    fn inner(&self) -> Result<&Arc<dyn Warehouse>, jinja::WarehouseError> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| "no warehouse connection while rendering this hook".into())
+    }
+}
+
+impl Warehouse for DeferredStatements {
+    fn query(&self, sql: &str) -> Result<crate::table::Table, jinja::WarehouseError> {
+        self.inner()?.query(sql)
+    }
+    fn execute(&self, sql: &str) -> Result<(), jinja::WarehouseError> {
+        self.statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sql.to_string());
+        Ok(())
+    }
+    fn relation_type(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Option<String>, jinja::WarehouseError> {
+        self.inner()?.relation_type(schema, identifier)
+    }
+    fn columns(
+        &self,
+        schema: &str,
+        identifier: &str,
+    ) -> Result<Vec<jinja::WarehouseColumn>, jinja::WarehouseError> {
+        self.inner()?.columns(schema, identifier)
+    }
+    fn drop_relation(
+        &self,
+        relation: &str,
+        kind: jinja::DropKind,
+    ) -> Result<(), jinja::WarehouseError> {
+        self.inner()?.drop_relation(relation, kind)
+    }
+    fn truncate_relation(&self, relation: &str) -> Result<(), jinja::WarehouseError> {
+        self.inner()?.truncate_relation(relation)
+    }
+    fn create_schema(&self, schema: &str) -> Result<(), jinja::WarehouseError> {
+        self.inner()?.create_schema(schema)
+    }
+    fn drop_schema(&self, schema: &str) -> Result<(), jinja::WarehouseError> {
+        self.inner()?.drop_schema(schema)
+    }
+}
+
 /// Every selected node, compiled or not.
 #[derive(Debug, Default)]
 pub struct CompileOutcome {
@@ -351,6 +409,44 @@ impl<'a> Compiler<'a> {
         self.jinja()
             .render("<run-operation>", &src, &ctx)
             .map_err(|e| jinja::diagnostic_from_jinja(&e, "<run-operation>", None, 0))
+    }
+
+    /// Renders a node's hook. Statements the hook's Jinja runs while it is
+    /// rendered (`{% call statement() %}` without fetching, `run_query` of DDL
+    /// is not caught) are returned instead of run, to go first into the
+    /// node's transaction: a post-hook that inserts into `this` sees the
+    /// relation the node just built, and fails with it.
+    pub fn render_hook(&self, n: &Node, sql: &str) -> Result<(Vec<String>, String), Diagnostic> {
+        if !sql.contains("{{") && !sql.contains("{%") {
+            return Ok((Vec::new(), sql.to_string()));
+        }
+        let deferred = Arc::new(DeferredStatements {
+            inner: self.services.warehouse.clone(),
+            statements: std::sync::Mutex::new(Vec::new()),
+        });
+        let services = Arc::new(Services {
+            resolver: self.services.resolver.clone(),
+            warehouse: Some(deferred.clone()),
+            graph: self.services.graph.clone(),
+        });
+        let ctx = self
+            .jinja()
+            .compile_ctx(self.node_info(n, vec![]), &services);
+        let out = self
+            .jinja()
+            .render(
+                &n.display_path,
+                &jinja::preprocess::rewrite_mutable_literals(sql),
+                &ctx,
+            )
+            .map_err(|e| jinja::diagnostic_from_jinja(&e, &n.display_path, None, 0))?;
+        let statements = std::mem::take(
+            &mut *deferred
+                .statements
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        Ok((statements, out))
     }
 
     /// Renders a hook or other SQL snippet in a node's compile context

@@ -86,13 +86,16 @@ impl RunCtx<'_> {
     }
 
     fn render_hooks(&self, n: &Node, hooks: &[Hook]) -> Result<Vec<HookSql>, NodeError> {
-        hooks
-            .iter()
-            .map(|h| {
-                let sql = self.compiler.render_snippet(Some(n), &h.sql)?;
-                Ok(HookSql::new(sql, h.transaction))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(hooks.len());
+        for h in hooks {
+            // Statements the hook ran while rendering come first, in its place.
+            let (ran, sql) = self.compiler.render_hook(n, &h.sql)?;
+            for s in ran {
+                out.push(HookSql::new(s, h.transaction));
+            }
+            out.push(HookSql::new(sql, h.transaction));
+        }
+        Ok(out)
     }
 
     /// What every plan needs: target, SQL, existing relation and rendered hooks.

@@ -1739,7 +1739,10 @@ mod python_regex_tests {
         let verbose =
             compile_re("(?ix)\n  # a comment\n  (from|join)\\s+ # trailing\n", 0).unwrap();
         assert!(verbose.is_match("FROM  x").unwrap());
-        assert_eq!(python_replacement(r"\g<1> x \2 $ \g<name>"), "${1} x ${2} $$ ${name}");
+        assert_eq!(
+            python_replacement(r"\g<1> x \2 $ \g<name>"),
+            "${1} x ${2} $$ ${name}"
+        );
         // Look-around, as codegen's patterns use it.
         assert!(matches(r"(\w+)(?=\s|$)", "abc def"));
         assert!(!matches(r"^(?!abc)", "abc"));

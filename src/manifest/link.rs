@@ -569,8 +569,29 @@ impl Linker<'_> {
             node.patch_path = Some(format!("{}://{}", node.package, pid.path));
             node.description = p.description.clone().unwrap_or_default();
             node.columns = columns_from(&p.columns);
+            // dbt renders a properties file's configs and column types with
+            // the target, vars and env vars (`"{{ 'int' if target.type … }}"`).
+            for col in node.columns.values_mut() {
+                if let Some(t) = col.data_type.as_mut().filter(|t| t.contains("{{")) {
+                    *t = self
+                        .render_str(t)
+                        .map_err(|d| vec![d.file(&node.display_path)])?;
+                }
+            }
             if let Some(c) = &p.config {
-                merge_all(&mut cfg, &config_from_yaml(c));
+                let mut own = config_from_yaml(c);
+                // Hooks are rendered when they run, with `this`.
+                for (k, v) in own.iter_mut() {
+                    if matches!(
+                        k.as_str(),
+                        "pre-hook" | "post-hook" | "pre_hook" | "post_hook"
+                    ) {
+                        continue;
+                    }
+                    self.render_json(v)
+                        .map_err(|d| vec![d.file(&node.display_path)])?;
+                }
+                merge_all(&mut cfg, &own);
             }
             if let Some(meta) = &p.meta {
                 merge_key(&mut cfg, "meta", yaml_to_json(&Yaml::Mapping(meta.clone())));
@@ -818,6 +839,27 @@ impl Linker<'_> {
         };
         u.enabled = cfg.get("enabled").and_then(Json::as_bool).unwrap_or(true);
         u.config = cfg;
+        Ok(())
+    }
+
+    /// Renders every string holding Jinja in a config value, in place.
+    fn render_json(&self, v: &mut Json) -> Result<(), Diagnostic> {
+        match v {
+            Json::String(text) if text.contains("{{") => {
+                *v = native_value(self.render_str(text)?);
+            }
+            Json::Array(a) => {
+                for x in a {
+                    self.render_json(x)?;
+                }
+            }
+            Json::Object(o) => {
+                for x in o.values_mut() {
+                    self.render_json(x)?;
+                }
+            }
+            _ => {}
+        }
         Ok(())
     }
 
