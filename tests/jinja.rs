@@ -392,3 +392,84 @@ fn var_with_an_explicit_none_default() {
     );
     assert!(sql.contains("select missing as v"), "{sql}");
 }
+
+/// Python and dbt semantics that real packages (dbt_expectations, codegen,
+/// audit_helper, dbt_project_evaluator) depend on.
+#[test]
+fn python_semantics_packages_rely_on() {
+    let sql = compile_one(
+        &[
+            (
+                "dbt_project.yml",
+                "name: proj\nversion: '1.0'\nprofile: proj\nmodels:\n  proj:\n    +materialized: table\n",
+            ),
+            (
+                "macros/helpers.sql",
+                "{% macro named(schema_name, name=schema_name, upper=name | upper) %}{{ return(name ~ '/' ~ upper) }}{% endmacro %}",
+            ),
+            ("models/other.sql", "select 1 as x"),
+            (
+                "models/m.sql",
+                "{% set d = modules.datetime.date(2024, 1, 10) %}\
+                 {% set dt = modules.datetime.datetime(2024, 1, 10, 12, 0, 0) %}\
+                 {% set week = modules.datetime.timedelta(days=7) %}\
+                 {% set acc = {'a': 1} %}{% do acc.update({'b': []}) %}{% do acc['b'].append(2) %}\
+                 {% set ns = namespace(xs=none) %}{% set ns.xs = [] %}{% do ns.xs.append('n') %}\
+                 select\n\
+                 '{{ d - modules.datetime.timedelta(days=10) }}' as date_minus,\n\
+                 '{{ week + d }}' as date_plus_reflected,\n\
+                 '{{ (dt - week).isoformat() }}' as datetime_minus,\n\
+                 '{{ (d - modules.datetime.date(2024, 1, 1)).days }}' as date_diff,\n\
+                 '{{ d < d + week }}' as date_cmp,\n\
+                 '{{ named('raw') }}' as default_from_earlier_arg,\n\
+                 '{{ acc['b'] | join(',') }}{{ ns.xs | join(',') }}' as nested_mutation,\n\
+                 '{{ ([1, 2, 3] | list).pop() }}' as popped,\n\
+                 '{{ modules.re.sub('(a)(b)', '\\\\g<2>\\\\1', 'xab') }}' as re_groups,\n\
+                 '{{ modules.re.findall('\\\\w+(?=!)', 'hi! there') | join(',') }}' as lookahead,\n\
+                 '{{ flags.WHICH }}' as which,\n\
+                 '{{ model.config.materialized }}' as model_materialized,\n\
+                 '{{ config.get('materialized') }}' as config_materialized,\n\
+                 '{{ graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list | length }}' as graph_models",
+            ),
+        ],
+        "m",
+    );
+    for want in [
+        "'2023-12-31' as date_minus",
+        "'2024-01-17' as date_plus_reflected",
+        "'2024-01-03T12:00:00.000000' as datetime_minus",
+        "'9' as date_diff",
+        "'True' as date_cmp",
+        "'raw/RAW' as default_from_earlier_arg",
+        "'2n' as nested_mutation",
+        "'3' as popped",
+        "'xba' as re_groups",
+        "'hi' as lookahead",
+        "'compile' as which",
+        "'table' as model_materialized",
+        "'table' as config_materialized",
+        "'2' as graph_models",
+    ] {
+        assert!(sql.contains(want), "missing {want} in:\n{sql}");
+    }
+}
+
+/// `model.config` sees dbt_project.yml's folder configs while parsing, so a
+/// model may check its own materialization (as dbt_project_evaluator does)
+/// without a false error at parse time.
+#[test]
+fn parse_time_config_sees_folder_configs() {
+    let dir = project(&[
+        (
+            "dbt_project.yml",
+            "name: proj\nversion: '1.0'\nprofile: proj\nmodels:\n  proj:\n    marts:\n      +materialized: table\n",
+        ),
+        (
+            "models/marts/m.sql",
+            "{% if model.config.materialized != 'table' %}{{ exceptions.raise_compiler_error('not a table: ' ~ model.config.materialized) }}{% endif %}\
+             select 1 as x",
+        ),
+    ]);
+    let r = strata(dir.path(), &["parse"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

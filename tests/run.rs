@@ -1401,3 +1401,131 @@ fn cross_database_macros_compute_what_dbt_documents() {
         );
     }
 }
+
+/// The statuses in run_results.json by node name.
+fn statuses(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let rr: serde_json::Value =
+        serde_json::from_str(&read(dir, "target/run_results.json")).unwrap();
+    rr["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["unique_id"].as_str().unwrap();
+            let name = id.rsplit('.').next().unwrap().to_string();
+            (name, r["status"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// As in dbt: a node whose Jinja fails at run time errors alone (its
+/// descendants skip, the rest runs); a node that introspects renders after
+/// its parents are built, so it sees their data on a fresh database; a
+/// singular test that refs nothing runs after everything it could inspect.
+#[test]
+fn render_errors_are_per_node_and_introspection_sees_built_parents() {
+    let db = pg::database("run_render");
+    let dir = warehouse_project(
+        &db,
+        4,
+        &[
+            ("models/base.sql", "select g as id from generate_series(1, 3) g"),
+            (
+                "models/counted.sql",
+                "{% set n = run_query('select count(*) as n from ' ~ ref('base')).columns[0].values()[0] if execute else 0 %}\
+                 {% set cols = adapter.get_columns_in_relation(ref('base')) %}\
+                 select {{ n }} as n, '{{ cols | map(attribute='quoted') | join(',') }}' as cols, '{{ cols[0].data_type if cols else '' }}' as t",
+            ),
+            (
+                "models/broken.sql",
+                "select {{ exceptions.raise_compiler_error('boom at run time') if execute else 1 }} as x from {{ ref('base') }}",
+            ),
+            ("models/below_broken.sql", "select * from {{ ref('broken') }}"),
+            (
+                "macros/count_of.sql",
+                "{% macro count_of(rel) %}{{ return(run_query('select count(*) from ' ~ rel).columns[0].values()[0] if execute else 0) }}{% endmacro %}",
+            ),
+            (
+                "tests/counted_is_built.sql",
+                "{% set rel = api.Relation.create(database=target.database, schema=target.schema, identifier='counted') %}\
+                 select 1 where {{ count_of(rel) }} <> 1",
+            ),
+        ],
+    );
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        out.contains("Compilation Error in model broken") && out.contains("boom at run time"),
+        "{out}"
+    );
+    let st = statuses(dir.path());
+    assert_eq!(st["base"], "success");
+    assert_eq!(st["counted"], "success");
+    assert_eq!(st["broken"], "error");
+    assert_eq!(st["below_broken"], "skipped");
+    assert_eq!(st["counted_is_built"], "pass");
+    assert_eq!(
+        psql(&db, "select n || ' ' || cols || ' ' || t from main.counted"),
+        "3 \"id\" integer"
+    );
+}
+
+/// Unit tests run after their model's parents are built (the fixture takes
+/// its column types from them) and before the model, which a failure skips.
+#[test]
+fn unit_tests_run_in_dag_order_and_a_failure_skips_the_model() {
+    let db = pg::database("run_unit_order");
+    let dir = warehouse_project(
+        &db,
+        2,
+        &[
+            ("models/src.sql", "select 1::integer as id, 'a'::text as name"),
+            ("models/doubled.sql", "select id * 2 as id2 from {{ ref('src') }}"),
+            ("models/after.sql", "select * from {{ ref('doubled') }}"),
+            (
+                "models/unit.yml",
+                "unit_tests:\n  - name: nulls_first\n    model: doubled\n    given:\n      - input: ref('src')\n        rows:\n          - {id: }\n          - {id: 2}\n    expect:\n      rows:\n        - {id2: }\n        - {id2: 4}\n  - name: wrong\n    model: doubled\n    config:\n      tags: \"{{ 'skipme' if target.name == 'dev' else 'run' }}\"\n    given:\n      - input: ref('src')\n        rows:\n          - {id: 1}\n    expect:\n      rows:\n        - {id2: 3}\n",
+            ),
+        ],
+    );
+    // The failing unit test is tagged from its rendered config: excluding
+    // the tag leaves the passing one, and the model builds.
+    let r = strata(dir.path(), &["build", "--exclude", "tag:skipme"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let st = statuses(dir.path());
+    assert_eq!(st.get("nulls_first").map(String::as_str), Some("pass"));
+    assert!(!st.contains_key("wrong"));
+    let r = strata(dir.path(), &["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let st = statuses(dir.path());
+    assert_eq!(st["wrong"], "fail");
+    assert_eq!(st["src"], "success");
+    assert_eq!(st["doubled"], "skipped");
+    assert_eq!(st["after"], "skipped");
+}
+
+/// A post-hook whose Jinja runs a statement (dbt_project_evaluator's
+/// `insert_resources_from_graph(this)`) runs it in the model's transaction,
+/// after the table exists.
+#[test]
+fn statements_run_by_a_hook_go_into_the_node_transaction() {
+    let db = pg::database("run_hook_stmt");
+    let dir = warehouse_project(
+        &db,
+        1,
+        &[
+            (
+                "macros/fill.sql",
+                "{% macro fill(rel) %}{% call statement('insert') %}insert into {{ rel }} values (2), (3){% endcall %}{% endmacro %}",
+            ),
+            (
+                "models/filled.sql",
+                "{{ config(materialized='table', post_hook=\"{{ fill(this) }}\") }}select 1 as id",
+            ),
+        ],
+    );
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select sum(id) from main.filled"), "6");
+}

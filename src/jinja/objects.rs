@@ -813,11 +813,11 @@ impl Object for MutDict {
                 if let Some(o) = other {
                     for k in o.try_iter()? {
                         let v = o.get_item(&k)?;
-                        m.insert(k, v);
+                        m.insert(k, mutable(v)?);
                     }
                 }
                 for k in kwargs.args() {
-                    m.insert(Value::from(k), kwargs.peek::<Value>(k)?);
+                    m.insert(Value::from(k), mutable(kwargs.peek::<Value>(k)?)?);
                 }
                 Ok(Value::from(()))
             }
@@ -829,7 +829,8 @@ impl Object for MutDict {
             "setdefault" => {
                 let (k, d): (Value, Option<Value>) = from_args(args)?;
                 let mut m = self.0.lock().map_err(|_| err("dict lock poisoned"))?;
-                Ok(m.entry(k).or_insert(d.unwrap_or(Value::from(()))).clone())
+                let d = mutable(d.unwrap_or(Value::from(())))?;
+                Ok(m.entry(k).or_insert(d).clone())
             }
             "get" => {
                 let (k, d): (Value, Option<Value>) = from_args(args)?;
@@ -856,6 +857,20 @@ impl Object for MutDict {
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
+}
+
+/// A list or dict literal stored into a mutable dict becomes mutable too, as
+/// every Python list is (`{% do d.update({k: []}) %}{% do d[k].append(x) %}`).
+fn mutable(v: Value) -> Result<Value, Error> {
+    if v.downcast_object_ref::<Vec<Value>>().is_some() {
+        return new_list(Some(v));
+    }
+    if v.downcast_object_ref::<indexmap::IndexMap<Value, Value>>()
+        .is_some()
+    {
+        return new_dict(Some(v));
+    }
+    Ok(v)
 }
 
 /// Python methods on plain values: minijinja-contrib's, plus `pop` on a list
