@@ -419,6 +419,8 @@ fn python_semantics_packages_rely_on() {
                  '{{ d - modules.datetime.timedelta(days=10) }}' as date_minus,\n\
                  '{{ week + d }}' as date_plus_reflected,\n\
                  '{{ (dt - week).isoformat() }}' as datetime_minus,\n\
+                 '{{ dt.replace(hour=0, minute=30) }}/{{ d.replace(day=1) }}' as replaced,\n\
+                 '{{ ['a', 'b'].index('b') }}{{ [1, 1, 2].count(1) }}' as index_count,\n\
                  '{{ (d - modules.datetime.date(2024, 1, 1)).days }}' as date_diff,\n\
                  '{{ d < d + week }}' as date_cmp,\n\
                  '{{ named('raw') }}' as default_from_earlier_arg,\n\
@@ -439,6 +441,8 @@ fn python_semantics_packages_rely_on() {
         "'2024-01-17' as date_plus_reflected",
         "'2024-01-03T12:00:00.000000' as datetime_minus",
         "'9' as date_diff",
+        "'2024-01-10 00:30:00/2024-01-01' as replaced",
+        "'12' as index_count",
         "'True' as date_cmp",
         "'raw/RAW' as default_from_earlier_arg",
         "'2n' as nested_mutation",

@@ -295,7 +295,7 @@ impl Serialize for NodeOut<'_> {
         map.serialize_entry("description", &n.description)?;
         map.serialize_entry("columns", &ColumnsOut(&n.columns))?;
         map.serialize_entry("meta", &n.meta)?;
-        map.serialize_entry("group", &Json::Null)?;
+        map.serialize_entry("group", n.config.get("group").unwrap_or(&Json::Null))?;
         map.serialize_entry("docs", &json!({"show": n.docs_show, "node_color": null}))?;
         map.serialize_entry("patch_path", &n.patch_path)?;
         map.serialize_entry("build_path", &Json::Null)?;
@@ -353,7 +353,13 @@ impl Serialize for NodeOut<'_> {
         )?;
         match n.resource_type {
             ResourceType::Model => {
-                map.serialize_entry("access", "protected")?;
+                map.serialize_entry(
+                    "access",
+                    n.config
+                        .get("access")
+                        .and_then(Json::as_str)
+                        .unwrap_or("protected"),
+                )?;
                 map.serialize_entry("constraints", &empty)?;
                 map.serialize_entry("version", &n.version.as_ref().map(|v| v.v.clone()))?;
                 map.serialize_entry(
@@ -362,7 +368,7 @@ impl Serialize for NodeOut<'_> {
                 )?;
                 map.serialize_entry("deprecation_date", &Json::Null)?;
                 map.serialize_entry("primary_key", &empty)?;
-                map.serialize_entry("time_spine", &Json::Null)?;
+                map.serialize_entry("time_spine", n.time_spine.as_ref().unwrap_or(&Json::Null))?;
             }
             ResourceType::Operation => {
                 let idx = n

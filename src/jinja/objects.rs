@@ -894,6 +894,18 @@ pub fn unknown_method(
         }
         return value.get_item(&Value::from(i));
     }
+    if matches!(method, "index" | "count") && value.kind() == ValueKind::Seq {
+        let (x,): (Value,) = from_args(args)?;
+        let mut items = value.try_iter()?;
+        return if method == "index" {
+            items
+                .position(|v| v == x)
+                .map(Value::from)
+                .ok_or_else(|| err(format!("{x} is not in list")))
+        } else {
+            Ok(Value::from(items.filter(|v| *v == x).count()))
+        };
+    }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
@@ -960,7 +972,32 @@ impl Object for DateTimeObj {
             "date" => Ok(Value::from_object(DateObj(self.0.date()))),
             "timestamp" => Ok(Value::from(self.0.and_utc().timestamp() as f64)),
             "weekday" | "isoweekday" => Ok(weekday(self.0.weekday(), method)),
-            "astimezone" | "replace" => Ok(Value::from_object(self.as_ref().clone())),
+            "astimezone" => Ok(Value::from_object(self.as_ref().clone())),
+            "replace" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let d = self.0;
+                let part = |k: &str, cur: u32| -> Result<u32, Error> {
+                    Ok(kwargs.get::<Option<u32>>(k)?.unwrap_or(cur))
+                };
+                let year = kwargs.get::<Option<i32>>("year")?.unwrap_or(d.year());
+                let date = chrono::NaiveDate::from_ymd_opt(
+                    year,
+                    part("month", d.month())?,
+                    part("day", d.day())?,
+                );
+                let time = chrono::NaiveTime::from_hms_micro_opt(
+                    part("hour", d.hour())?,
+                    part("minute", d.minute())?,
+                    part("second", d.second())?,
+                    part("microsecond", d.nanosecond() / 1000)?,
+                );
+                let _ = kwargs.get::<Option<Value>>("tzinfo")?;
+                kwargs.assert_all_used()?;
+                match (date, time) {
+                    (Some(date), Some(time)) => Ok(datetime_value(date.and_time(time))),
+                    _ => Err(err("datetime.replace(): a part is out of range")),
+                }
+            }
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
@@ -1055,6 +1092,17 @@ impl Object for DateObj {
             }),
             "isoformat" => Ok(Value::from(self.0.to_string())),
             "weekday" | "isoweekday" => Ok(weekday(self.0.weekday(), method)),
+            "replace" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let d = self.0;
+                let year = kwargs.get::<Option<i32>>("year")?.unwrap_or(d.year());
+                let month = kwargs.get::<Option<u32>>("month")?.unwrap_or(d.month());
+                let day = kwargs.get::<Option<u32>>("day")?.unwrap_or(d.day());
+                kwargs.assert_all_used()?;
+                chrono::NaiveDate::from_ymd_opt(year, month, day)
+                    .map(|d| Value::from_object(DateObj(d)))
+                    .ok_or_else(|| err("date.replace(): a part is out of range"))
+            }
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }

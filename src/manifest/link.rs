@@ -599,6 +599,21 @@ impl Linker<'_> {
             if let Some(t) = &p.tags {
                 merge_key(&mut cfg, "tags", yaml_to_json(t));
             }
+            // `access:` and `group:` may sit beside `config:`, as in dbt.
+            if let Some(a) = &p.access {
+                merge_key(&mut cfg, "access", Json::from(a.as_str()));
+            }
+            if let Some(g) = &p.group {
+                merge_key(&mut cfg, "group", Json::from(g.as_str()));
+            }
+            if let Some(ts) = &p.time_spine {
+                let mut ts = yaml_to_json(ts);
+                if let Some(o) = ts.as_object_mut() {
+                    o.entry("custom_granularities")
+                        .or_insert_with(|| Json::Array(Vec::new()));
+                }
+                node.time_spine = Some(ts);
+            }
             if let Some(Yaml::Mapping(docs)) = &p.docs {
                 if let Some(Yaml::Bool(show)) = docs.get("show") {
                     node.docs_show = *show;

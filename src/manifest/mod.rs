@@ -133,6 +133,8 @@ pub struct Node {
     pub docs_show: bool,
     /// `doc()` blocks its description uses.
     pub doc_blocks: Vec<String>,
+    /// A model's `time_spine:` property (MetricFlow), as written.
+    pub time_spine: Option<Json>,
     /// A versioned model's version (`versions:` in its properties) and the
     /// version a bare `ref()` to its name resolves to.
     pub version: Option<ModelVersion>,
@@ -208,6 +210,7 @@ impl Node {
             docs_show: true,
             doc_blocks: vec![],
             version: None,
+            time_spine: None,
         }
     }
 

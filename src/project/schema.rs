@@ -40,6 +40,8 @@ pub struct NodePatch {
     pub versions: Vec<Yaml>,
     /// YAML-defined snapshots: the relation to snapshot (`ref(...)`/`source(...)`).
     pub relation: Option<String>,
+    /// A model that is MetricFlow's time spine.
+    pub time_spine: Option<Yaml>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
