@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod confmap;
+pub mod deps;
 pub mod engine;
 pub mod error;
 pub mod graph;

@@ -144,9 +144,16 @@ fn deps_reports_packages_that_need_a_network() {
         "packages.yml",
         "packages:\n  - package: dbt-labs/dbt_utils\n    version: [\">=1.0.0\", \"<2.0.0\"]\n",
     )]);
-    let r = strata(dir.path(), &["deps"]);
+    // A hub that cannot be reached (nothing listens on port 9).
+    let offline = [("DBT_PACKAGE_HUB_URL", "http://127.0.0.1:9")];
+    let r = strata_env(dir.path(), &["deps"], &offline);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("dbt-labs/dbt_utils"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot reach 127.0.0.1:9"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("dbt_packages/dbt_utils"), "{}", r.stderr);
     // An already installed copy is used as is.
     std::fs::create_dir_all(dir.path().join("dbt_packages/dbt_utils/macros")).unwrap();
@@ -160,7 +167,7 @@ fn deps_reports_packages_that_need_a_network() {
         "{% macro star() %}*{% endmacro %}",
     )
     .unwrap();
-    let r = strata(dir.path(), &["deps"]);
+    let r = strata_env(dir.path(), &["deps"], &offline);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("already installed"));
     std::fs::write(

@@ -1,10 +1,10 @@
-//! `strata deps`: install local packages; remote ones must already be in place.
+//! `strata deps`: install the packages packages.yml declares (see `crate::deps`).
 
 use anyhow::Result;
 
 use super::Outcome;
 use crate::cli::CommonArgs;
-use crate::project::{packages, ProjectSettings};
+use crate::project::ProjectSettings;
 use crate::report::Reporter;
 
 pub fn run(args: &CommonArgs) -> Result<Outcome> {
@@ -13,7 +13,7 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
     let text = crate::project::read_project_yml(dir)?;
     let settings = ProjectSettings::parse("dbt_project.yml", &text)?;
     let install = dir.join(&settings.packages_install_path);
-    let done = packages::install(dir, &install)?;
+    let done = crate::deps::install(dir, &install, &crate::deps::Sources::from_env())?;
     if done.is_empty() {
         reporter.info(
             "deps",

@@ -1,4 +1,5 @@
-//! `packages.yml`/`dependencies.yml` and installing local packages into `dbt_packages/`.
+//! `packages.yml`/`dependencies.yml` and installing local packages into
+//! `dbt_packages/` (remote ones are fetched by the deps module).
 
 use std::path::{Path, PathBuf};
 
@@ -19,16 +20,19 @@ pub enum PackageSpec {
     Local {
         path: String,
     },
+    /// `package: org/name` with its version constraints (`>=1.0.0`, `<2.0.0`).
     Hub {
         package: String,
-        version: String,
+        versions: Vec<String>,
     },
     Git {
         git: String,
         revision: Option<String>,
+        subdirectory: Option<String>,
     },
     Tarball {
         tarball: String,
+        name: Option<String>,
     },
 }
 
@@ -36,38 +40,84 @@ impl PackageSpec {
     pub fn describe(&self) -> String {
         match self {
             PackageSpec::Local { path } => format!("local: {path}"),
-            PackageSpec::Hub { package, version } => format!("{package} {version}"),
-            PackageSpec::Git { git, revision } => {
+            PackageSpec::Hub { package, versions } => {
+                format!("{package} {}", versions.join(", "))
+            }
+            PackageSpec::Git {
+                git,
+                revision,
+                subdirectory,
+            } => {
                 format!(
-                    "git: {git}{}",
+                    "git: {git}{}{}",
                     revision
                         .as_deref()
                         .map(|r| format!("@{r}"))
+                        .unwrap_or_default(),
+                    subdirectory
+                        .as_deref()
+                        .map(|s| format!(" ({s})"))
                         .unwrap_or_default()
                 )
             }
-            PackageSpec::Tarball { tarball } => format!("tarball: {tarball}"),
+            PackageSpec::Tarball { tarball, .. } => format!("tarball: {tarball}"),
         }
     }
+}
 
-    /// The folder name a remote package would be installed under, best guess.
-    fn guessed_name(&self) -> String {
-        let raw = match self {
-            PackageSpec::Local { path } => path.as_str(),
-            PackageSpec::Hub { package, .. } => package.as_str(),
-            PackageSpec::Git { git, .. } => git.as_str(),
-            PackageSpec::Tarball { tarball } => tarball.as_str(),
-        };
-        raw.trim_end_matches(".git")
-            .rsplit(['/', ':'])
-            .next()
-            .unwrap_or(raw)
-            .replace('-', "_")
+/// One `packages:` entry, or `None` when it names no kind of package.
+pub fn spec_of(p: &Yaml) -> Option<PackageSpec> {
+    let s = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    if let Some(path) = s("local") {
+        return Some(PackageSpec::Local { path });
     }
+    if let Some(package) = s("package") {
+        let versions = match p.get("version") {
+            Some(Yaml::Sequence(v)) => v
+                .iter()
+                .filter_map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .or_else(|| x.as_f64().map(|f| f.to_string()))
+                })
+                .collect(),
+            Some(Yaml::String(v)) => v
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+            Some(Yaml::Number(n)) => vec![n.to_string()],
+            _ => Vec::new(),
+        };
+        return Some(PackageSpec::Hub { package, versions });
+    }
+    if let Some(git) = s("git") {
+        return Some(PackageSpec::Git {
+            git,
+            revision: s("revision").or_else(|| {
+                p.get("revision")
+                    .and_then(|v| v.as_f64())
+                    .map(|f| f.to_string())
+            }),
+            subdirectory: s("subdirectory"),
+        });
+    }
+    if let Some(tarball) = s("tarball") {
+        return Some(PackageSpec::Tarball {
+            tarball,
+            name: s("name"),
+        });
+    }
+    None
 }
 
 /// Reads `packages.yml` or `dependencies.yml` (the first that exists).
 pub fn read_specs(project_dir: &Path) -> Result<Vec<PackageSpec>> {
+    Ok(read_specs_with_text(project_dir)?.1)
+}
+
+/// `read_specs`, with the file's text (which package-lock.yml is keyed on).
+pub fn read_specs_with_text(project_dir: &Path) -> Result<(String, Vec<PackageSpec>)> {
     for name in ["packages.yml", "dependencies.yml"] {
         let path = project_dir.join(name);
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -77,29 +127,8 @@ pub fn read_specs(project_dir: &Path) -> Result<Vec<PackageSpec>> {
             crate::error::yaml_from_str::<Option<PackagesFile>>(name, &text)?.unwrap_or_default();
         let mut out = Vec::new();
         for (i, p) in file.packages.iter().enumerate() {
-            let s = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let spec = if let Some(path) = s("local") {
-                PackageSpec::Local { path }
-            } else if let Some(package) = s("package") {
-                let version = match p.get("version") {
-                    Some(Yaml::Sequence(v)) => v
-                        .iter()
-                        .filter_map(|x| x.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    Some(v) => v.as_str().map(str::to_string).unwrap_or_default(),
-                    None => String::new(),
-                };
-                PackageSpec::Hub { package, version }
-            } else if let Some(git) = s("git") {
-                PackageSpec::Git {
-                    git,
-                    revision: s("revision"),
-                }
-            } else if let Some(tarball) = s("tarball") {
-                PackageSpec::Tarball { tarball }
-            } else {
-                return Err(Diagnostic::new(
+            let spec = spec_of(p).ok_or_else(|| {
+                Diagnostic::new(
                     DiagKind::Package,
                     format!(
                         "package entry {} has none of local/package/git/tarball",
@@ -107,13 +136,12 @@ pub fn read_specs(project_dir: &Path) -> Result<Vec<PackageSpec>> {
                     ),
                 )
                 .file(name)
-                .into());
-            };
+            })?;
             out.push(spec);
         }
-        return Ok(out);
+        return Ok((text, out));
     }
-    Ok(vec![])
+    Ok((String::new(), vec![]))
 }
 
 /// Directories of installed packages (each holding a dbt_project.yml), sorted.
@@ -138,92 +166,44 @@ pub struct Installed {
     pub action: &'static str,
 }
 
-/// Installs the project's packages and, as dbt does, the packages those
-/// declare in turn (each once, by name, the first declaration winning):
-/// local ones are linked; remote ones must already be present.
-pub fn install(project_dir: &Path, install_dir: &Path) -> Result<Vec<Installed>> {
-    std::fs::create_dir_all(install_dir).map_err(|source| crate::error::Error::Write {
-        path: install_dir.to_path_buf(),
-        source,
-    })?;
-    // (directory whose packages.yml declared it, label of that file, spec)
-    let mut queue: std::collections::VecDeque<(PathBuf, String, PackageSpec)> =
-        read_specs(project_dir)?
-            .into_iter()
-            .map(|spec| (project_dir.to_path_buf(), "packages.yml".to_string(), spec))
-            .collect();
-    let mut out: Vec<Installed> = Vec::new();
-    while let Some((base, declared_in, spec)) = queue.pop_front() {
-        let installed_dir = match &spec {
-            PackageSpec::Local { path } => {
-                let src = base.join(path);
-                let text = std::fs::read_to_string(src.join("dbt_project.yml")).map_err(|e| {
-                    Diagnostic::new(
-                        DiagKind::Package,
-                        format!("local package '{path}' has no readable dbt_project.yml: {e}"),
-                    )
-                    .file(&declared_in)
-                })?;
-                let settings =
-                    super::ProjectSettings::parse(&format!("{path}/dbt_project.yml"), &text)?;
-                if out.iter().any(|i| i.name == settings.name) {
-                    continue;
-                }
-                let dest = install_dir.join(&settings.name);
-                if dest.exists() || dest.symlink_metadata().is_ok() {
-                    remove_path(&dest);
-                }
-                let abs = src.canonicalize().unwrap_or(src.clone());
-                link_or_copy(&abs, &dest).map_err(|source| crate::error::Error::Write {
-                    path: dest.clone(),
-                    source,
-                })?;
-                out.push(Installed {
-                    name: settings.name,
-                    spec,
-                    action: "installed",
-                });
-                abs
-            }
-            remote => {
-                let name = remote.guessed_name();
-                if out.iter().any(|i| i.name == name) {
-                    continue;
-                }
-                let dir = install_dir.join(&name);
-                if !dir.join("dbt_project.yml").is_file() {
-                    return Err(Diagnostic::new(
-                        DiagKind::Package,
-                        format!(
-                            "package '{}' must be downloaded, and this machine has no network access to package hubs or git",
-                            remote.describe()
-                        ),
-                    )
-                    .file(&declared_in)
-                    .hint(format!(
-                        "copy the package into {}/{name}, or declare it as `local:`",
-                        install_dir.display()
-                    ))
-                    .into());
-                }
-                out.push(Installed {
-                    name,
-                    spec,
-                    action: "already installed",
-                });
-                dir
-            }
-        };
-        // Its own dependencies, declared relative to it.
-        let label = format!("{}/packages.yml", installed_dir.display());
-        for dep in read_specs(&installed_dir)? {
-            queue.push_back((installed_dir.clone(), label.clone(), dep));
-        }
-    }
-    Ok(out)
+/// The name in a local package's dbt_project.yml, if it can be read.
+pub fn local_name(src: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(src.join("dbt_project.yml")).ok()?;
+    super::ProjectSettings::parse("dbt_project.yml", &text)
+        .ok()
+        .map(|s| s.name)
 }
 
-fn remove_path(p: &Path) {
+/// Links (or copies) a local package into `install_dir` under its
+/// dbt_project.yml name; its name and real directory.
+pub fn install_local(
+    src: &Path,
+    label: &str,
+    install_dir: &Path,
+    declared_in: &str,
+) -> Result<(String, PathBuf)> {
+    let text = std::fs::read_to_string(src.join("dbt_project.yml")).map_err(|e| {
+        Diagnostic::new(
+            DiagKind::Package,
+            format!("local package '{label}' has no readable dbt_project.yml: {e}"),
+        )
+        .file(declared_in)
+    })?;
+    let settings = super::ProjectSettings::parse(&format!("{label}/dbt_project.yml"), &text)?;
+    let dest = install_dir.join(&settings.name);
+    if dest.exists() || dest.symlink_metadata().is_ok() {
+        remove_path(&dest);
+    }
+    let abs = src.canonicalize().unwrap_or(src.to_path_buf());
+    link_or_copy(&abs, &dest).map_err(|source| crate::error::Error::Write {
+        path: dest.clone(),
+        source,
+    })?;
+    Ok((settings.name, abs))
+}
+
+/// Removes an installed package (a link or a directory).
+pub fn remove_path(p: &Path) {
     if p.symlink_metadata()
         .map(|m| m.file_type().is_symlink())
         .unwrap_or(false)
@@ -244,7 +224,7 @@ fn link_or_copy(src: &Path, dest: &Path) -> std::io::Result<()> {
     copy_dir(src, dest)
 }
 
-fn copy_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
+pub fn copy_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dest)?;
     for e in std::fs::read_dir(src)? {
         let e = e?;
