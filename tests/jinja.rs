@@ -484,3 +484,30 @@ fn parse_time_config_sees_folder_configs() {
     let r = strata(dir.path(), &["parse"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// dbt_project.yml's `vars:` are rendered where they are used, with the
+/// using node's context: a var may hold `source()` (dbt's lazy vars).
+#[test]
+fn project_vars_render_where_they_are_used() {
+    let sql = compile_one(
+        &[
+            (
+                "dbt_project.yml",
+                "name: proj\nversion: '1.0'\nprofile: proj\nvars:\n  orders_rel: \"{{ source('raw', 'orders') }}\"\n  where_target: \"{{ target.name }}\"\n  plain: 3\n",
+            ),
+            (
+                "models/sources.yml",
+                "sources:\n  - name: raw\n    schema: landing\n    tables:\n      - name: orders\n",
+            ),
+            (
+                "models/m.sql",
+                "select {{ var('plain') }} as n, '{{ var('where_target') }}' as t from {{ var('orders_rel') }}",
+            ),
+        ],
+        "m",
+    );
+    assert!(
+        sql.contains("select 3 as n, 'dev' as t from \"db\".\"landing\".\"orders\""),
+        "{sql}"
+    );
+}

@@ -527,6 +527,14 @@ pub fn var_fn(
         .or_else(|| ctx.shared.vars.get(&ctx.shared.root_package))
         .and_then(|v| v.get(&name));
     match (found, default) {
+        // dbt_project.yml's vars are rendered when used, in the render that
+        // uses them (so `"{{ source('a', 'b') }}"` works in a var).
+        (Some(Json::String(text)), _) if text.contains("{{") || text.contains("{%") => {
+            let out = state
+                .env()
+                .render_str(text, Value::from_dyn_object(ctx.clone()))?;
+            Ok(super::objects::as_native(Value::from(out)))
+        }
         (Some(v), _) => Ok(crate::jinja::to_value(v)),
         (None, Some(d)) => Ok(d),
         (None, None) => Err(tagged(

@@ -279,9 +279,23 @@ fn render_project_text(
     }
     let mut out = String::with_capacity(text.len());
     let mut in_hooks_indent: Option<usize> = None;
+    // `vars:` stays as written: dbt renders a var where it is used.
+    let mut in_vars = false;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim_start();
+        if in_vars {
+            if trimmed.is_empty() || trimmed.starts_with('#') || indent > 0 {
+                out.push_str(line);
+                continue;
+            }
+            in_vars = false;
+        }
+        if indent == 0 && trimmed.split(':').next() == Some("vars") {
+            in_vars = true;
+            out.push_str(line);
+            continue;
+        }
         if let Some(ind) = in_hooks_indent {
             if trimmed.is_empty() || indent > ind || trimmed.starts_with('-') && indent >= ind {
                 out.push_str(line);
