@@ -372,18 +372,22 @@ fn secret_env_vars_stay_in_profiles_and_are_masked() {
                 && !r.stderr.contains("HUNTER2")
         );
     }
+    // A var is rendered where it is used (dbt's lazy vars): the secret is
+    // refused there, in the model that uses it.
     let dir = project(&[
         ("profiles.yml", profile),
         (
             "dbt_project.yml",
             "name: proj\nprofile: proj\nvars:\n  u: \"{{ env_var('DBT_ENV_SECRET_USER') }}\"\n",
         ),
+        ("models/uses.sql", "select '{{ var('u') }}' as u"),
     ]);
     let r = strata_env(dir.path(), &["parse"], &secret);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("dbt_project.yml:4")
-            && r.stderr.contains("can only be used in profiles.yml"),
+        r.stderr.contains("models/uses.sql")
+            && r.stderr.contains("can only be used in profiles.yml")
+            && !r.stderr.contains("hunter2"),
         "{}",
         r.stderr
     );
