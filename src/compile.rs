@@ -891,7 +891,8 @@ fn native_test(
                 .collect();
             format!(
                 "\nwith all_values as (\n    select\n        {col} as value_field,\n        count(*) as n_records\n    from {model}\n    group by {col}\n)\nselect *\nfrom all_values\nwhere value_field not in (\n    {}\n)\n",
-                items.join(", ")
+                // dbt separates the values with a bare comma.
+                items.join(",")
             )
         }
         _ => {

@@ -108,7 +108,7 @@ select *
 from all_values
 where value_field not in (
     {% for value in values -%}
-    {% if quote %}'{{ value }}'{% else %}{{ value }}{% endif %}{% if not loop.last %}, {% endif %}
+    {% if quote %}'{{ value }}'{% else %}{{ value }}{% endif %}{% if not loop.last %},{% endif %}
     {%- endfor %}
 )
 {% endmacro %}
