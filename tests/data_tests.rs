@@ -170,14 +170,15 @@ fn source_freshness_pass_warn_error_and_sources_json() {
         "create schema raw; \
          create table raw.fresh as select now() - interval '5 minutes' as loaded_at; \
          create table raw.aging as select now() - interval '2 hours' as loaded_at; \
-         create table raw.stale as select now() - interval '3 days' as loaded_at, 'old' as kind union all select now(), 'filtered out';",
+         create table raw.stale as select now() - interval '3 days' as loaded_at, 'old' as kind union all select now(), 'filtered out'; \
+         create table raw.archive as select now() - interval '300 days' as loaded_at;",
     );
     let profile = format!(
         "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n",
         pg::port(),
         pg::password()
     );
-    let yml = "version: 2\nsources:\n  - name: raw\n    schema: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n        columns:\n          - name: loaded_at\n            data_tests: [not_null, unique]\n      - name: aging\n      - name: stale\n        freshness:\n          warn_after: {count: 1, period: hour}\n          error_after: {count: 1, period: day}\n          filter: \"kind = 'old'\"\n";
+    let yml = "version: 2\nsources:\n  - name: raw\n    schema: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n        columns:\n          - name: loaded_at\n            data_tests: [not_null, unique]\n      - name: aging\n      - name: stale\n        freshness:\n          warn_after: {count: 1, period: hour}\n          error_after: {count: 1, period: day}\n          filter: \"kind = 'old'\"\n      - name: archive\n        freshness: null\n";
     let dir = project(&[("profiles.yml", &profile), ("models/sources.yml", yml)]);
     let r = strata(dir.path(), &["source", "freshness"]);
     assert_eq!(r.code, 1, "a stale source exits 1: {}", r.stderr);
@@ -196,6 +197,8 @@ fn source_freshness_pass_warn_error_and_sources_json() {
         "the filter keeps only old rows: {}",
         r.stderr
     );
+    // `freshness: null` on a table turns its source's freshness off.
+    assert!(!r.stderr.contains("raw.archive"), "{}", r.stderr);
     let doc: serde_json::Value =
         serde_json::from_str(&read(dir.path(), "target/sources.json")).unwrap();
     let schema: serde_json::Value =

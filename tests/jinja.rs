@@ -436,6 +436,7 @@ fn python_semantics_packages_rely_on() {
                  '{{ modules.re.sub('(a)(b)', '\\\\g<2>\\\\1', 'xab') }}' as re_groups,\n\
                  '{{ modules.re.findall('\\\\w+(?=!)', 'hi! there') | join(',') }}' as lookahead,\n\
                  '{{ flags.WHICH }}' as which,\n\
+                 '{{ dbt.type_string is defined }}{{ dbt.no_such_macro_abc is defined }}' as ns_defined,\n\
                  '{{ model.config.materialized }}' as model_materialized,\n\
                  '{{ config.get('materialized') }}' as config_materialized,\n\
                  '{{ graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list | length }}' as graph_models",
@@ -457,6 +458,7 @@ fn python_semantics_packages_rely_on() {
         "'xba' as re_groups",
         "'hi' as lookahead",
         "'compile' as which",
+        "'TrueFalse' as ns_defined",
         "'table' as model_materialized",
         "'table' as config_materialized",
         "'2' as graph_models",

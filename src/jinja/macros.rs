@@ -64,6 +64,15 @@ impl MacroRegistry {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// The names of the macros `package` defines.
+    pub fn names_in(&self, package: &str) -> std::collections::HashSet<String> {
+        self.defs
+            .iter()
+            .filter(|d| d.package == package)
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
     pub fn get_in(&self, package: &str, name: &str) -> Option<&MacroDef> {
         self.by_name
             .get(name)?
@@ -244,16 +253,24 @@ impl Object for BoundMacro {
 
 /// `package_name.macro_name` access.
 #[derive(Debug)]
-pub struct PackageNs(pub String);
+pub struct PackageNs {
+    pub package: String,
+    /// The macros the package defines: `pkg.x is defined` only for those.
+    pub names: std::collections::HashSet<String>,
+}
 
 impl Object for PackageNs {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Plain
     }
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        if !self.names.contains(name) {
+            return None;
+        }
         Some(Value::from_object(MacroRef {
-            name: key.as_str()?.to_string(),
-            package: Some(self.0.clone()),
+            name: name.to_string(),
+            package: Some(self.package.clone()),
         }))
     }
 }

@@ -187,7 +187,10 @@ impl JinjaEnv {
             }
             env.add_global(
                 p.to_string(),
-                Value::from_object(macros::PackageNs(p.to_string())),
+                Value::from_object(macros::PackageNs {
+                    package: p.to_string(),
+                    names: reg.names_in(p),
+                }),
             );
         }
 

@@ -59,6 +59,12 @@ pub struct ColumnDef {
     pub config: Option<Mapping>,
 }
 
+/// A key that is present, even as `null` (absent keys stay `None` by default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Yaml>, D::Error> {
+    use serde::Deserialize as _;
+    Yaml::deserialize(d).map(Some)
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
 pub struct SourceDef {
@@ -86,6 +92,9 @@ pub struct SourceTableDef {
     pub description: Option<String>,
     pub loaded_at_field: Option<String>,
     pub loaded_at_query: Option<String>,
+    /// `freshness: null` is kept (as `Some(Null)`): it turns the source's
+    /// freshness off for this table, as in dbt.
+    #[serde(deserialize_with = "present")]
     pub freshness: Option<Yaml>,
     pub quoting: Option<Mapping>,
     pub external: Option<Yaml>,
