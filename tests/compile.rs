@@ -92,6 +92,14 @@ fn target_changes_schema_naming() {
 #[test]
 fn manifest_validates_against_dbt_v12_schema() {
     let dir = copy_fixture("basic");
+    // The semantic layer is parsed into the manifest (not executed).
+    std::fs::write(
+        dir.path().join("models/semantic.yml"),
+        "semantic_models:\n  - name: orders_sm\n    model: ref('orders')\n    defaults:\n      agg_time_dimension: ordered_at\n    entities:\n      - name: order\n        type: primary\n        expr: order_id\n    dimensions:\n      - name: ordered_at\n        type: time\n        type_params:\n          time_granularity: day\n    measures:\n      - name: order_total\n        agg: sum\n        expr: amount\n      - name: order_count\n        agg: sum\n        expr: 1\n\
+metrics:\n  - name: revenue\n    label: Revenue\n    type: simple\n    type_params:\n      measure: order_total\n  - name: orders\n    type: simple\n    type_params:\n      measure:\n        name: order_count\n        fill_nulls_with: 0\n  - name: revenue_per_order\n    type: ratio\n    type_params:\n      numerator: revenue\n      denominator: orders\n  - name: revenue_7d\n    type: cumulative\n    type_params:\n      measure: order_total\n      window: 7 days\n\
+saved_queries:\n  - name: daily_revenue\n    query_params:\n      metrics: [revenue]\n      group_by: [\"TimeDimension('order__ordered_at', 'day')\"]\n      where: \"{{ Dimension('order__ordered_at') }} > '2024-01-01'\"\n    exports:\n      - name: daily_revenue\n        config:\n          export_as: table\n",
+    )
+    .unwrap();
     let r = strata(dir.path(), &["compile"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let schema: serde_json::Value = serde_json::from_str(
@@ -107,6 +115,36 @@ fn manifest_validates_against_dbt_v12_schema() {
         .map(|e| format!("{} at {}", e, e.instance_path))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
+
+    let sm = &manifest["semantic_models"]["semantic_model.shop.orders_sm"];
+    assert_eq!(sm["node_relation"]["alias"], "fct_orders");
+    assert_eq!(
+        sm["depends_on"]["nodes"],
+        serde_json::json!(["model.shop.orders"])
+    );
+    assert_eq!(sm["measures"][1]["expr"], "1");
+    let m = &manifest["metrics"];
+    assert_eq!(
+        m["metric.shop.revenue"]["type_params"]["measure"]["name"],
+        "order_total"
+    );
+    assert_eq!(
+        m["metric.shop.revenue_per_order"]["type_params"]["numerator"]["name"],
+        "revenue"
+    );
+    assert_eq!(
+        m["metric.shop.revenue_7d"]["type_params"]["window"],
+        serde_json::json!({"count": 7, "granularity": "day"})
+    );
+    assert_eq!(
+        m["metric.shop.revenue"]["depends_on"]["nodes"],
+        serde_json::json!(["semantic_model.shop.orders_sm"])
+    );
+    let sq = &manifest["saved_queries"]["saved_query.shop.daily_revenue"];
+    assert_eq!(
+        sq["depends_on"]["nodes"],
+        serde_json::json!(["metric.shop.revenue"])
+    );
 
     let nodes = manifest["nodes"].as_object().unwrap();
     let orders = &nodes["model.shop.orders"];

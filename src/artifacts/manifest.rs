@@ -436,9 +436,14 @@ pub fn graph_json(m: &Manifest) -> Json {
         .iter()
         .map(|(id, e)| (id.clone(), exposure_json(e)))
         .collect();
+    let map = |x: &indexmap::IndexMap<String, Json>| -> Map<String, Json> {
+        x.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
     json!({
-        "nodes": node_map, "sources": sources, "exposures": exposures, "metrics": {},
-        "groups": {}, "semantic_models": {}, "saved_queries": {}, "unit_tests": {},
+        "nodes": node_map, "sources": sources, "exposures": exposures,
+        "metrics": map(&m.semantic.metrics), "groups": {},
+        "semantic_models": map(&m.semantic.semantic_models),
+        "saved_queries": map(&m.semantic.saved_queries), "unit_tests": {},
     })
 }
 
@@ -612,7 +617,16 @@ pub fn write(
             ("macros", Json::Object(macros)),
             ("docs", Json::Object(docs)),
             ("exposures", Json::Object(exposures)),
-            ("metrics", json!({})),
+            (
+                "metrics",
+                Json::Object(
+                    m.semantic
+                        .metrics
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            ),
             ("groups", json!({})),
             ("selectors", m.selectors.clone()),
             ("disabled", Json::Object(disabled)),
@@ -625,8 +639,26 @@ pub fn write(
                 serde_json::to_value(&child_map).unwrap_or_default(),
             ),
             ("group_map", json!({})),
-            ("saved_queries", json!({})),
-            ("semantic_models", json!({})),
+            (
+                "saved_queries",
+                Json::Object(
+                    m.semantic
+                        .saved_queries
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            ),
+            (
+                "semantic_models",
+                Json::Object(
+                    m.semantic
+                        .semantic_models
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            ),
             (
                 "unit_tests",
                 Json::Object(

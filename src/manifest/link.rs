@@ -391,11 +391,32 @@ pub fn link(
         }
     }
     lk.macros(&mut m, &props);
+    let semantic_inputs: Vec<super::semantic::SemanticInput> = props
+        .iter()
+        .filter(|(_, p)| {
+            !(p.schema.semantic_models.is_empty()
+                && p.schema.metrics.is_empty()
+                && p.schema.saved_queries.is_empty())
+        })
+        .map(|(id, p)| super::semantic::SemanticInput {
+            package: id.package.clone(),
+            path: id.path.clone(),
+            display: lk.display(id),
+            semantic_models: p.schema.semantic_models.clone(),
+            metrics: p.schema.metrics.clone(),
+            saved_queries: p.schema.saved_queries.clone(),
+        })
+        .collect();
     // The parsed YAML is large and no longer needed: free it off the critical path.
     std::thread::spawn(move || drop(props));
     resolve_docs(&mut m, &mut diags);
     m.refs = std::sync::Arc::new(RefIndex::new(m.nodes.values(), &root));
     resolve_dependencies(project, &mut m, &failed, &mut diags);
+    if !semantic_inputs.is_empty() {
+        let (layer, problems) = super::semantic::build(&semantic_inputs, &m);
+        m.semantic = layer;
+        diags.0.extend(problems);
+    }
     m.selectors = match &project.selectors_yml {
         Some((file, text)) => {
             crate::selector_syntax::selectors_json(file, text).unwrap_or_else(|d| {

@@ -7,6 +7,7 @@ pub mod parse_file;
 pub mod parser;
 pub mod pyrepr;
 pub mod refs;
+pub mod semantic;
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
@@ -333,6 +334,8 @@ pub struct Manifest {
     pub unit_tests: IndexMap<String, UnitTest>,
     /// What `ref()` names resolve to; shared with the compiler's resolver.
     pub refs: std::sync::Arc<RefIndex>,
+    /// Semantic models, metrics and saved queries, in dbt's manifest shapes.
+    pub semantic: semantic::SemanticLayer,
 }
 
 /// Rows given to or expected from a unit test.

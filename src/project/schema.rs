@@ -18,6 +18,9 @@ pub struct SchemaFile {
     pub macros: Vec<MacroPatch>,
     pub exposures: Vec<ExposureDef>,
     pub unit_tests: Vec<Yaml>,
+    pub semantic_models: Vec<Yaml>,
+    pub metrics: Vec<Yaml>,
+    pub saved_queries: Vec<Yaml>,
 }
 
 /// Properties of a model, seed, snapshot or analysis.
