@@ -276,6 +276,7 @@ impl<'a> Compiler<'a> {
             resolver: resolver.clone(),
             warehouse,
             graph,
+            selected: Value::from(Vec::<Value>::new()),
         });
         Compiler {
             parsed,
@@ -284,6 +285,19 @@ impl<'a> Compiler<'a> {
             native_tests: std::env::var_os("STRATA_JINJA_TESTS").is_none(),
             incremental: Default::default(),
         }
+    }
+
+    /// Sets `selected_resources` (before any render).
+    pub fn with_selected<'s>(mut self, ids: impl IntoIterator<Item = &'s String>) -> Self {
+        let list = Value::from(ids.into_iter().cloned().collect::<Vec<String>>());
+        let s = &self.services;
+        self.services = Arc::new(Services {
+            resolver: s.resolver.clone(),
+            warehouse: s.warehouse.clone(),
+            graph: s.graph.clone(),
+            selected: list,
+        });
+        self
     }
 
     fn jinja(&self) -> &JinjaEnv {
@@ -428,6 +442,7 @@ impl<'a> Compiler<'a> {
             resolver: self.services.resolver.clone(),
             warehouse: Some(deferred.clone()),
             graph: self.services.graph.clone(),
+            selected: self.services.selected.clone(),
         });
         let ctx = self
             .jinja()

@@ -408,7 +408,7 @@ fn python_semantics_packages_rely_on() {
         &[
             (
                 "dbt_project.yml",
-                "name: proj\nversion: '1.0'\nprofile: proj\nmodels:\n  proj:\n    +materialized: table\n",
+                "name: proj\nversion: '1.0'\nprofile: proj\nvars:\n  known: 7\nmodels:\n  proj:\n    +materialized: table\n",
             ),
             (
                 "macros/helpers.sql",
@@ -437,6 +437,10 @@ fn python_semantics_packages_rely_on() {
                  '{{ modules.re.findall('\\\\w+(?=!)', 'hi! there') | join(',') }}' as lookahead,\n\
                  '{{ flags.WHICH }}' as which,\n\
                  '{{ dbt.type_string is defined }}{{ dbt.no_such_macro_abc is defined }}' as ns_defined,\n\
+                 '{{ context['project_name'] }}/{{ context.get('named')('x') }}/{{ context.get('nope', 'd') }}' as ctx_lookup,\n\
+                 '{{ builtins.ref('other') }}' as builtin_ref,\n\
+                 '{{ var.has_var('known') }}{{ var.has_var('unknown') }}{{ var('known') }}' as has_var,\n\
+                 '{{ invocation_args_dict.which }}/{{ selected_resources | length }}' as invocation,\n\
                  '{{ model.config.materialized }}' as model_materialized,\n\
                  '{{ config.get('materialized') }}' as config_materialized,\n\
                  '{{ graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') | list | length }}' as graph_models",
@@ -459,6 +463,10 @@ fn python_semantics_packages_rely_on() {
         "'hi' as lookahead",
         "'compile' as which",
         "'TrueFalse' as ns_defined",
+        "'proj/x/X/d' as ctx_lookup",
+        "'\"db\".\"main\".\"other\"' as builtin_ref",
+        "'TrueFalse7' as has_var",
+        "'compile/2' as invocation",
         "'table' as model_materialized",
         "'table' as config_materialized",
         "'2' as graph_models",

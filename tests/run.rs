@@ -1434,7 +1434,8 @@ fn render_errors_are_per_node_and_introspection_sees_built_parents() {
                 "models/counted.sql",
                 "{% set n = run_query('select count(*) as n from ' ~ ref('base')).columns[0].values()[0] if execute else 0 %}\
                  {% set cols = adapter.get_columns_in_relation(ref('base')) %}\
-                 select {{ n }} as n, '{{ cols | map(attribute='quoted') | join(',') }}' as cols, '{{ cols[0].data_type if cols else '' }}' as t",
+                 {% set executed = adapter.execute('select 41 + 1 as x', fetch=True)[1].columns[0].values()[0] if execute else 0 %}\
+                 select {{ n }} as n, '{{ cols | map(attribute='quoted') | join(',') }}' as cols, '{{ cols[0].data_type if cols else '' }}' as t, {{ executed }} as executed",
             ),
             (
                 "models/broken.sql",
@@ -1466,8 +1467,11 @@ fn render_errors_are_per_node_and_introspection_sees_built_parents() {
     assert_eq!(st["below_broken"], "skipped");
     assert_eq!(st["counted_is_built"], "pass");
     assert_eq!(
-        psql(&db, "select n || ' ' || cols || ' ' || t from main.counted"),
-        "3 \"id\" integer"
+        psql(
+            &db,
+            "select n || ' ' || cols || ' ' || t || ' ' || executed from main.counted"
+        ),
+        "3 \"id\" integer 42"
     );
 }
 

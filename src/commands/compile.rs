@@ -28,7 +28,8 @@ pub fn run(args: &CompileArgs) -> Result<Outcome> {
         &s.parsed,
         Some(warehouse),
         crate::artifacts::manifest::graph_json,
-    );
+    )
+    .with_selected(&selected);
     crate::manifest::parser::timing("resolver", t);
     let compiled = compiler.compile(&s.graph, &selected)?;
     crate::manifest::parser::timing("compile", t);

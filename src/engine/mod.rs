@@ -163,7 +163,8 @@ pub fn execute(
         inputs.parsed,
         Some(warehouse::AdapterWarehouse::shared(adapter)),
         crate::artifacts::manifest::graph_json,
-    );
+    )
+    .with_selected(selected);
     let what = describe_nodes(&nodes);
     events.event(&Event::Started {
         command: which.name(),

@@ -300,6 +300,85 @@ impl RenderCtx {
     }
 }
 
+/// dbt's `context`: `context['name']` / `context.get('name')` find a
+/// variable of the render or a macro, as a template would by name.
+#[derive(Debug)]
+pub struct ContextObj(Arc<RenderCtx>);
+
+impl ContextObj {
+    fn lookup(&self, name: &str) -> Option<Value> {
+        if let Some(v) = self.0.get_value_by_str(name) {
+            return Some(v);
+        }
+        let reg = &self.0.shared.macros;
+        reg.resolve(&self.0.current_package(), name)?;
+        Some(Value::from_object(super::macros::MacroRef {
+            name: name.to_string(),
+            package: None,
+        }))
+    }
+}
+
+impl Object for ContextObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.lookup(key.as_str()?)
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "get" => {
+                let (name, default): (String, Option<Value>) = from_args(args)?;
+                Ok(self.lookup(&name).or(default).unwrap_or(Value::from(())))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// dbt's `var`: callable (`var('x', default)`) with `var.has_var('x')`.
+#[derive(Debug)]
+pub struct VarObj;
+
+impl Object for VarObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let (name, rest): (String, minijinja::value::Rest<Value>) = from_args(args)?;
+        var_fn(state, name, rest)
+    }
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        if method != "has_var" {
+            return Err(Error::from(ErrorKind::UnknownMethod));
+        }
+        let (name,): (String,) = from_args(args)?;
+        let ctx = ctx_of(state)?;
+        if ctx.override_of("var", &name).is_some() {
+            return Ok(Value::from(true));
+        }
+        let pkg = ctx.current_package();
+        Ok(Value::from(
+            ctx.shared
+                .vars
+                .get(&pkg)
+                .or_else(|| ctx.shared.vars.get(&ctx.shared.root_package))
+                .is_some_and(|v| v.contains_key(&name)),
+        ))
+    }
+}
+
 pub fn ctx_of(state: &State) -> Result<Arc<RenderCtx>, Error> {
     state
         .lookup("__strata_ctx")
@@ -360,6 +439,33 @@ impl Object for RenderCtx {
                     .find(|(k, _)| k == "model")
                     .map(|(_, v)| v.clone())
                     .unwrap_or_else(|| self.model_value())
+            }
+            // dbt's `context`: the render's variables and macros by name.
+            "context" => Value::from_object(ContextObj(self.clone())),
+            "builtins" => Value::from_pairs(vec![
+                ("ref", Value::from_function(ref_fn)),
+                ("source", Value::from_function(source_fn)),
+                ("config", Value::from_object(ConfigObj)),
+            ]),
+            "selected_resources" => {
+                self.mark_sensitive();
+                match (&self.phase, &self.services) {
+                    (Phase::Compile, Some(s)) => s.selected.clone(),
+                    _ => Value::from(Vec::<Value>::new()),
+                }
+            }
+            "invocation_args_dict" => {
+                let which = self.shared.flags.get_attr("WHICH").unwrap_or_default();
+                let full_refresh = self
+                    .shared
+                    .flags
+                    .get_attr("FULL_REFRESH")
+                    .unwrap_or_default();
+                Value::from_pairs(vec![
+                    ("which", which),
+                    ("full_refresh", full_refresh),
+                    ("invocation_command", Value::from("strata")),
+                ])
             }
             "graph" => {
                 // Complete only while compiling; parse renders see an empty one.

@@ -282,7 +282,7 @@ fn configure(env: &mut Environment<'static>) {
     });
     env.add_function("ref", context::ref_fn);
     env.add_function("source", context::source_fn);
-    env.add_function("var", context::var_fn);
+    env.add_global("var", Value::from_object(context::VarObj));
     env.add_function("env_var", context::env_var_fn);
     env.add_function("is_incremental", context::is_incremental_fn);
     env.add_function("return", context::return_fn);

@@ -157,6 +157,32 @@ impl Object for AdapterObj {
                         .collect::<Vec<_>>(),
                 ))
             }
+            // `adapter.execute(sql, auto_begin=False, fetch=False)`: (response, table).
+            "execute" => {
+                ctx.mark_sensitive();
+                let (sql, kwargs): (String, Kwargs) = from_args(args)?;
+                let fetch = kwargs.get::<Option<bool>>("fetch")?.unwrap_or(false);
+                let _ = kwargs.get::<Option<bool>>("auto_begin")?;
+                let Some(a) = ctx.warehouse() else {
+                    return Ok(Value::from(vec![Value::from(()), Value::from(())]));
+                };
+                let failed = |e: WarehouseError| {
+                    err(format!("adapter.execute failed: {e}"))
+                        .with_source(WrappedWarehouseError(e))
+                };
+                let t = if fetch {
+                    a.query(&sql).map_err(failed)?
+                } else {
+                    a.execute(&sql).map_err(failed)?;
+                    crate::table::Table::default()
+                };
+                let response = Value::from_pairs(vec![
+                    ("code", Value::from("SUCCESS")),
+                    ("rows_affected", Value::from(t.rows.len())),
+                    ("_message", Value::from("OK")),
+                ]);
+                Ok(Value::from(vec![response, table_value(t)]))
+            }
             "list_relations_without_caching" | "get_missing_columns" => {
                 ctx.mark_sensitive();
                 Ok(Value::from(Vec::<Value>::new()))

@@ -86,6 +86,8 @@ pub struct Services {
     /// dbt's `graph` (the manifest's nodes, sources, exposures … as dicts),
     /// built only when some template mentions it.
     pub graph: Option<minijinja::Value>,
+    /// `selected_resources`: the unique ids this invocation selected (a list).
+    pub selected: minijinja::Value,
 }
 
 /// A project's folder configs (`models:` … in dbt_project.yml), which the
