@@ -1533,3 +1533,53 @@ fn statements_run_by_a_hook_go_into_the_node_transaction() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(psql(&db, "select sum(id) from main.filled"), "6");
 }
+
+/// dbt's incremental-strategy macros, as custom materializations call them.
+#[test]
+fn merge_and_delete_insert_macros_build_working_sql() {
+    let db = pg::database("run_merge_macros");
+    psql(
+        &db,
+        "create schema if not exists main; \
+         create table main.tgt (id int, v text); insert into main.tgt values (1, 'a'), (3, 'z'); \
+         create table main.tgt2 (id int, v text); insert into main.tgt2 values (1, 'a'), (3, 'z'); \
+         create table main.src (id int, v text); insert into main.src values (1, 'b'), (2, 'c');",
+    );
+    let dir = warehouse_project(
+        &db,
+        1,
+        &[(
+            "macros/ops.sql",
+            "{% macro apply(kind) %}\
+             {% set tgt = api.Relation.create(database=target.database, schema='main', identifier=('tgt' if kind == 'merge' else 'tgt2')) %}\
+             {% set src = api.Relation.create(database=target.database, schema='main', identifier='src') %}\
+             {% set cols = adapter.get_columns_in_relation(tgt) %}\
+             {% call statement('apply') %}\
+             {% if kind == 'merge' %}{{ get_merge_sql(tgt, src, 'id', cols, ['DBT_INTERNAL_DEST.id > 0']) }}\
+             {% else %}{{ get_delete_insert_merge_sql(tgt, src, ['id'], cols) }}{% endif %}\
+             {% endcall %}{% endmacro %}",
+        )],
+    );
+    for kind in ["merge", "delete_insert"] {
+        let r = strata(
+            dir.path(),
+            &[
+                "run-operation",
+                "apply",
+                "--args",
+                &format!("{{kind: {kind}}}"),
+            ],
+        );
+        assert_eq!(r.code, 0, "{kind}: {}{}", r.stdout, r.stderr);
+    }
+    for t in ["tgt", "tgt2"] {
+        assert_eq!(
+            psql(
+                &db,
+                &format!("select string_agg(id || v, ',' order by id) from main.{t}")
+            ),
+            "1b,2c,3z",
+            "{t}"
+        );
+    }
+}

@@ -137,3 +137,104 @@
 {% macro check_schema_exists(information_schema, schema) -%}
   {{ return(adapter.check_schema_exists(information_schema.database, schema)) }}
 {%- endmacro %}
+
+{#- Incremental strategies' SQL, as dbt's macros of the same names build it
+    (custom materializations and strategies call them). -#}
+
+{% macro get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+  {{ return(adapter.dispatch('get_merge_sql', 'dbt')(target, source, unique_key, dest_columns, incremental_predicates)) }}
+{%- endmacro %}
+
+{% macro default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+  {%- set predicates = [] -%}
+  {%- for p in (incremental_predicates or []) -%}
+    {%- do predicates.append(p) -%}
+  {%- endfor -%}
+  {%- set dest_cols_csv = get_quoted_csv(dest_columns | map(attribute="name")) -%}
+  {%- if unique_key -%}
+    {%- set keys = [unique_key] if unique_key is string else unique_key -%}
+    {%- for key in keys -%}
+      {%- do predicates.append("DBT_INTERNAL_SOURCE." ~ key ~ " = DBT_INTERNAL_DEST." ~ key) -%}
+    {%- endfor -%}
+  {%- else -%}
+    {%- do predicates.append('FALSE') -%}
+  {%- endif %}
+merge into {{ target }} as DBT_INTERNAL_DEST
+    using {{ source }} as DBT_INTERNAL_SOURCE
+    on {{ "(" ~ predicates | join(") and (") ~ ")" }}
+  {% if unique_key %}
+    when matched then update set
+        {% for column in dest_columns -%}
+        {{ adapter.quote(column.name) }} = DBT_INTERNAL_SOURCE.{{ adapter.quote(column.name) }}{% if not loop.last %}, {% endif %}
+        {%- endfor %}
+  {% endif %}
+    when not matched then insert
+        ({{ dest_cols_csv }})
+    values
+        ({{ dest_cols_csv }})
+{%- endmacro %}
+
+{% macro get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+  {{ return(adapter.dispatch('get_delete_insert_merge_sql', 'dbt')(target, source, unique_key, dest_columns, incremental_predicates)) }}
+{%- endmacro %}
+
+{% macro default__get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+  {%- set dest_cols_csv = get_quoted_csv(dest_columns | map(attribute="name")) -%}
+  {%- if unique_key %}
+    {%- set keys = [unique_key] if unique_key is string else unique_key %}
+delete from {{ target }}
+    where ({{ keys | join(', ') }}) in (
+        select {{ keys | join(', ') }}
+        from {{ source }}
+    )
+    {%- if incremental_predicates %}
+      {%- for predicate in incremental_predicates %}
+    and {{ predicate }}
+      {%- endfor %}
+    {%- endif %};
+  {% endif %}
+insert into {{ target }} ({{ dest_cols_csv }})
+    (
+        select {{ dest_cols_csv }}
+        from {{ source }}
+    )
+{%- endmacro %}
+
+{% macro get_insert_overwrite_merge_sql(target, source, dest_columns, predicates, include_sql_header=false) -%}
+  {%- set dest_cols_csv = get_quoted_csv(dest_columns | map(attribute="name")) %}
+delete from {{ target }}{% if predicates %} where {{ predicates | join(' and ') }}{% endif %};
+insert into {{ target }} ({{ dest_cols_csv }})
+    (
+        select {{ dest_cols_csv }}
+        from {{ source }}
+    )
+{%- endmacro %}
+
+{% macro get_incremental_append_sql(arg_dict) -%}
+  {{ return(adapter.dispatch('get_incremental_append_sql', 'dbt')(arg_dict)) }}
+{%- endmacro %}
+
+{% macro default__get_incremental_append_sql(arg_dict) -%}
+  {%- set dest_cols_csv = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) %}
+insert into {{ arg_dict["target_relation"] }} ({{ dest_cols_csv }})
+    (
+        select {{ dest_cols_csv }}
+        from {{ arg_dict["temp_relation"] }}
+    )
+{%- endmacro %}
+
+{% macro get_incremental_delete_insert_sql(arg_dict) -%}
+  {{ return(get_delete_insert_merge_sql(arg_dict["target_relation"], arg_dict["temp_relation"], arg_dict["unique_key"], arg_dict["dest_columns"], arg_dict["incremental_predicates"])) }}
+{%- endmacro %}
+
+{% macro get_incremental_merge_sql(arg_dict) -%}
+  {{ return(get_merge_sql(arg_dict["target_relation"], arg_dict["temp_relation"], arg_dict["unique_key"], arg_dict["dest_columns"], arg_dict["incremental_predicates"])) }}
+{%- endmacro %}
+
+{% macro get_incremental_default_sql(arg_dict) -%}
+  {{ return(get_incremental_append_sql(arg_dict)) }}
+{%- endmacro %}
+
+{% macro get_true_sql() -%}
+  {{ return('TRUE') }}
+{%- endmacro %}
