@@ -249,6 +249,28 @@ pub struct Compiler<'a> {
     pub native_tests: bool,
     /// Models for which `is_incremental()` is true in this run.
     pub incremental: rustc_hash::FxHashSet<String>,
+    /// Some template may read `selected_resources`.
+    uses_selected: bool,
+}
+
+/// Whether any node's code may read `graph` or `selected_resources` (or
+/// look names up through `context`).
+fn context_words(m: &Manifest) -> (bool, bool) {
+    m.nodes
+        .values()
+        .map(|n| {
+            if !(n.raw_code.contains("graph")
+                || n.raw_code.contains("selected_resources")
+                || n.raw_code.contains("context"))
+            {
+                return (false, false);
+            }
+            (
+                jinja::mentions_graph(&n.raw_code),
+                n.raw_code.contains("selected_resources"),
+            )
+        })
+        .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1))
 }
 
 impl<'a> Compiler<'a> {
@@ -263,22 +285,23 @@ impl<'a> Compiler<'a> {
         warehouse: Option<Arc<dyn Warehouse>>,
         graph: fn(&Manifest) -> Json,
     ) -> Self {
-        let resolver = Arc::new(ManifestResolver::new(&parsed.manifest));
+        // The scan for context words overlaps building the resolver.
+        let (resolver, (nodes_use_graph, nodes_use_selected)) = rayon::join(
+            || Arc::new(ManifestResolver::new(&parsed.manifest)),
+            || context_words(&parsed.manifest),
+        );
         // dbt's `graph`, only when some macro or node can read it.
-        let graph = (parsed.jinja.macros_use_graph
-            || parsed
-                .manifest
-                .nodes
-                .values()
-                .any(|n| jinja::mentions_graph(&n.raw_code)))
-        .then(|| jinja::to_value(graph(&parsed.manifest)));
+        let graph = (parsed.jinja.macros_use_graph || nodes_use_graph)
+            .then(|| jinja::to_value(graph(&parsed.manifest)));
         let services = Arc::new(Services {
             resolver: resolver.clone(),
             warehouse,
             graph,
             selected: Value::from(Vec::<Value>::new()),
         });
+        let uses_selected = parsed.jinja.macros_use_selected || nodes_use_selected;
         Compiler {
+            uses_selected,
             parsed,
             resolver,
             services,
@@ -287,8 +310,12 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// Sets `selected_resources` (before any render).
+    /// Sets `selected_resources` (before any render), when a template can
+    /// read it.
     pub fn with_selected<'s>(mut self, ids: impl IntoIterator<Item = &'s String>) -> Self {
+        if !self.uses_selected {
+            return self;
+        }
         let list = Value::from(ids.into_iter().cloned().collect::<Vec<String>>());
         let s = &self.services;
         self.services = Arc::new(Services {
@@ -516,7 +543,8 @@ impl<'a> Compiler<'a> {
             is_incremental: self.incremental.contains(&n.unique_id),
             extra,
             fqn: n.fqn.clone(),
-            model: Some(self.model_value(n)),
+            // A generic test's `model` is its model argument (in `extra`).
+            model: n.test.is_none().then(|| self.model_value(n)),
         }
     }
 

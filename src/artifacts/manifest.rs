@@ -368,7 +368,7 @@ impl Serialize for NodeOut<'_> {
                 )?;
                 map.serialize_entry("deprecation_date", &Json::Null)?;
                 map.serialize_entry("primary_key", &empty)?;
-                map.serialize_entry("time_spine", n.time_spine.as_ref().unwrap_or(&Json::Null))?;
+                map.serialize_entry("time_spine", n.time_spine.as_deref().unwrap_or(&Json::Null))?;
             }
             ResourceType::Operation => {
                 let idx = n

@@ -53,6 +53,8 @@ pub struct JinjaEnv {
     pub shared: Arc<Shared>,
     /// Some macro mentions `graph`, so compiling builds it.
     pub macros_use_graph: bool,
+    /// Some macro mentions `selected_resources`.
+    pub macros_use_selected: bool,
 }
 
 /// Whether template text may read dbt's `graph` variable.
@@ -211,11 +213,15 @@ impl JinjaEnv {
             folder_configs: settings.folder_configs,
         });
         let macros_use_graph = files.iter().any(|f| mentions_graph(f.contents));
+        let macros_use_selected = files
+            .iter()
+            .any(|f| f.contents.contains("selected_resources"));
         if diags.is_empty() {
             Ok(JinjaEnv {
                 env,
                 shared,
                 macros_use_graph,
+                macros_use_selected,
             })
         } else {
             Err(diags)

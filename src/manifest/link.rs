@@ -633,7 +633,7 @@ impl Linker<'_> {
                     o.entry("custom_granularities")
                         .or_insert_with(|| Json::Array(Vec::new()));
                 }
-                node.time_spine = Some(ts);
+                node.time_spine = Some(Box::new(ts));
             }
             if let Some(Yaml::Mapping(docs)) = &p.docs {
                 if let Some(Yaml::Bool(show)) = docs.get("show") {

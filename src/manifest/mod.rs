@@ -134,8 +134,9 @@ pub struct Node {
     pub docs_show: bool,
     /// `doc()` blocks its description uses.
     pub doc_blocks: Vec<String>,
-    /// A model's `time_spine:` property (MetricFlow), as written.
-    pub time_spine: Option<Json>,
+    /// A model's `time_spine:` property (MetricFlow), as written (boxed:
+    /// nodes are moved often and few have one).
+    pub time_spine: Option<Box<Json>>,
     /// A versioned model's version (`versions:` in its properties) and the
     /// version a bare `ref()` to its name resolves to.
     pub version: Option<ModelVersion>,
