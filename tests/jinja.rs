@@ -412,7 +412,10 @@ fn python_semantics_packages_rely_on() {
             ),
             (
                 "macros/helpers.sql",
-                "{% macro named(schema_name, name=schema_name, upper=name | upper) %}{{ return(name ~ '/' ~ upper) }}{% endmacro %}",
+                "{% macro named(schema_name, name=schema_name, upper=name | upper) %}{{ return(name ~ '/' ~ upper) }}{% endmacro %}\n\
+                 {% macro kw(a) %}{{ a }}|{{ kwargs.get('b', 'nob') }}|{{ varargs | length }}{% endmacro %}\n\
+                 {% macro wrap() %}[{{ caller() }}]{% endmacro %}\n\
+                 {% macro add_to(xs) %}{% do xs.append(9) %}{{ return(xs) }}{% endmacro %}",
             ),
             ("models/other.sql", "select 1 as x"),
             (
@@ -436,6 +439,13 @@ fn python_semantics_packages_rely_on() {
                  '{{ modules.re.sub('(a)(b)', '\\\\g<2>\\\\1', 'xab') }}' as re_groups,\n\
                  '{{ modules.re.findall('\\\\w+(?=!)', 'hi! there') | join(',') }}' as lookahead,\n\
                  '{{ flags.WHICH }}' as which,\n\
+                 '{{ kw(1, 2, 3, b=4) }}/{{ kw(0) }}' as var_kw_args,\n\
+                 '{% call wrap() %}inner{% endcall %}' as caller_block,\n\
+                 '{{ add_to([1, 2]) | join(',') }}' as mutable_arg,\n\
+                 '{{ \"%s-%d-%.1f\" % (\"a\", 5, 2.25) }}' as percent_format,\n\
+                 '{{ \"a=b=c\".partition(\"=\") | join(\"|\") }}/{{ \"hello world\".title() }}' as str_methods,\n\
+                 '{{ \"one two three four\" | truncate(9, leeway=0) }}/{{ \"a b c\" | wordcount }}' as filters,\n\
+                 '{{ zip([1], [\"a\"]) | list }}' as zipped,\n\
                  '{{ dbt.type_string is defined }}{{ dbt.no_such_macro_abc is defined }}' as ns_defined,\n\
                  '{{ context['project_name'] }}/{{ context.get('named')('x') }}/{{ context.get('nope', 'd') }}' as ctx_lookup,\n\
                  '{{ builtins.ref('other') }}' as builtin_ref,\n\
@@ -462,6 +472,13 @@ fn python_semantics_packages_rely_on() {
         "'xba' as re_groups",
         "'hi' as lookahead",
         "'compile' as which",
+        "'1|4|2/0|nob|0' as var_kw_args",
+        "'[inner]' as caller_block",
+        "'1,2,9' as mutable_arg",
+        "'a-5-2.2' as percent_format",
+        "'a|=|b=c/Hello World' as str_methods",
+        "'one.../3' as filters",
+        "'[(1, 'a')]' as zipped",
         "'TrueFalse' as ns_defined",
         "'proj/x/X/d' as ctx_lookup",
         "'\"db\".\"main\".\"other\"' as builtin_ref",

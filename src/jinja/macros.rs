@@ -23,6 +23,9 @@ pub struct MacroDef {
     pub original_path: String,
     pub line: usize,
     pub sql: String,
+    /// For a macro using Jinja2's implicit `varargs`/`kwargs`: its declared
+    /// parameters (extra arguments are gathered into those two).
+    pub extra_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -135,7 +138,7 @@ impl MacroRegistry {
 }
 
 /// Calls one macro definition with the caller's arguments and the render's context.
-pub fn invoke(state: &State, def: &MacroDef, args: &[Value]) -> Result<Value, Error> {
+pub fn invoke(state: &mut State, def: &MacroDef, args: &[Value]) -> Result<Value, Error> {
     let ctx_value = state
         .lookup("__strata_ctx")
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no dbt context in this render"))?;
@@ -143,6 +146,58 @@ pub fn invoke(state: &State, def: &MacroDef, args: &[Value]) -> Result<Value, Er
         .downcast_object::<RenderCtx>()
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "no dbt context in this render"))?;
     ctx.record_macro(&def.unique_id);
+    // A `{% call %}` block's body belongs to this template's state, which the
+    // macro's own render cannot reach: render it here, once, and hand the
+    // macro a `caller()` that returns it.
+    let precomputed;
+    let args = match args.last().map(|v| (v, v.is_kwargs())) {
+        Some((last, true)) if !last.get_attr("caller").is_ok_and(|c| c.is_undefined()) => {
+            let kw = minijinja::value::Kwargs::try_from(last.clone())?;
+            let mut pairs: Vec<(String, Value)> = Vec::new();
+            for k in kw.args() {
+                let v: Value = kw.peek(k)?;
+                let v = if k == "caller" {
+                    Value::from_object(CallerOutput(v.call(state, &[])?))
+                } else {
+                    v
+                };
+                pairs.push((k.to_string(), v));
+            }
+            let mut all = args[..args.len() - 1].to_vec();
+            all.push(Value::from(minijinja::value::Kwargs::from_iter(pairs)));
+            precomputed = all;
+            precomputed.as_slice()
+        }
+        _ => args,
+    };
+    // Jinja2's implicit `varargs` and `kwargs`: arguments beyond the
+    // declared ones are gathered into them.
+    let gathered;
+    let args = match &def.extra_args {
+        Some(declared) => {
+            gathered = gather_extra_args(declared, args)?;
+            gathered.as_slice()
+        }
+        None => args,
+    };
+    // Lists and dicts passed in are mutable in the macro, as in Python
+    // (`{% do columns.append(...) %}` on an argument); a shallow copy.
+    let owned;
+    let args = if args.iter().any(needs_copy) {
+        owned = args
+            .iter()
+            .map(|a| {
+                if needs_copy(a) {
+                    super::objects::mutable(a.clone())
+                } else {
+                    Ok(a.clone())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        owned.as_slice()
+    } else {
+        args
+    };
     let tmpl = state.env().get_template(&def.template)?;
     ctx.push_package(&def.package);
     let result = tmpl.render_captured(ctx_value.clone()).and_then(|mut cap| {
@@ -163,6 +218,57 @@ pub fn invoke(state: &State, def: &MacroDef, args: &[Value]) -> Result<Value, Er
             Some(v) if is_return(&e) => Ok(v),
             _ => Err(e),
         },
+    }
+}
+
+/// Splits a call's arguments for a macro with implicit `varargs`/`kwargs`.
+fn gather_extra_args(declared: &[String], args: &[Value]) -> Result<Vec<Value>, Error> {
+    let (positional, kw) = match args.last() {
+        Some(last) if last.is_kwargs() => (
+            &args[..args.len() - 1],
+            Some(minijinja::value::Kwargs::try_from(last.clone())?),
+        ),
+        _ => (args, None),
+    };
+    let n = positional.len().min(declared.len());
+    let mut out: Vec<Value> = positional[..n].to_vec();
+    let varargs: Vec<Value> = positional[n..].to_vec();
+    let mut keep: Vec<(String, Value)> = Vec::new();
+    let mut extra: Vec<(Value, Value)> = Vec::new();
+    if let Some(kw) = &kw {
+        for k in kw.args() {
+            let v: Value = kw.peek(k)?;
+            if k == "caller" || declared.iter().any(|d| d == k) {
+                keep.push((k.to_string(), v));
+            } else {
+                extra.push((Value::from(k), v));
+            }
+        }
+    }
+    keep.push(("varargs".into(), Value::from(varargs)));
+    keep.push(("kwargs".into(), Value::from_pairs(extra)));
+    out.push(Value::from(minijinja::value::Kwargs::from_iter(keep)));
+    Ok(out)
+}
+
+/// A plain list or dict argument, copied into a mutable one for the macro.
+fn needs_copy(v: &Value) -> bool {
+    !v.is_kwargs() && v.downcast_object_ref::<Vec<Value>>().is_some()
+        || !v.is_kwargs()
+            && v.downcast_object_ref::<indexmap::IndexMap<Value, Value>>()
+                .is_some()
+}
+
+/// `caller()` for a macro called with `{% call %}`: the block's output.
+#[derive(Debug)]
+struct CallerOutput(Value);
+
+impl Object for CallerOutput {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, _args: &[Value]) -> Result<Value, Error> {
+        Ok(self.0.clone())
     }
 }
 

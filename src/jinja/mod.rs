@@ -137,7 +137,11 @@ impl JinjaEnv {
                     continue;
                 }
                 seen.insert(key, f.display_path.to_string());
-                let body = &rewritten[span.start..span.end];
+                let mut body = &rewritten[span.start..span.end];
+                let extra = preprocess::extra_args(body);
+                if let Some((_, with_extra)) = &extra {
+                    body = with_extra;
+                }
                 let mut source = "\n".repeat(span.line - 1);
                 source.push_str(body);
                 let template = format!("{}#{}", f.display_path, span.name);
@@ -160,6 +164,7 @@ impl JinjaEnv {
                     original_path: f.original_path.to_string(),
                     line: span.line,
                     sql: original.unwrap_or(body).to_string(),
+                    extra_args: extra.map(|(params, _)| params),
                 });
             }
         }
@@ -280,6 +285,8 @@ fn configure(env: &mut Environment<'static>) {
     // SQL is never escaped, whatever the template's file extension.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_unknown_method_callback(objects::unknown_method);
+    env.add_filter("truncate", objects::truncate);
+    env.add_filter("wordcount", objects::wordcount);
     env.set_recursion_limit(500);
     // Printing a list or dict recurses: refuse absurd nesting with an error.
     env.set_formatter(|out, state, value| {

@@ -887,7 +887,7 @@ impl Object for MutDict {
 
 /// A list or dict literal stored into a mutable dict becomes mutable too, as
 /// every Python list is (`{% do d.update({k: []}) %}{% do d[k].append(x) %}`).
-fn mutable(v: Value) -> Result<Value, Error> {
+pub(crate) fn mutable(v: Value) -> Result<Value, Error> {
     if v.downcast_object_ref::<Vec<Value>>().is_some() {
         return new_list(Some(v));
     }
@@ -932,7 +932,100 @@ pub fn unknown_method(
             Ok(Value::from(items.filter(|v| *v == x).count()))
         };
     }
+    if let Some(text) = value.as_str() {
+        match method {
+            "partition" | "rpartition" => {
+                let (sep,): (String,) = from_args(args)?;
+                let found = if method == "partition" {
+                    text.split_once(sep.as_str())
+                } else {
+                    text.rsplit_once(sep.as_str())
+                };
+                let parts = match (found, method) {
+                    (Some((a, b)), _) => [a.to_string(), sep, b.to_string()],
+                    (None, "partition") => [text.to_string(), String::new(), String::new()],
+                    (None, _) => [String::new(), String::new(), text.to_string()],
+                };
+                return Ok(Value::from(parts.map(Value::from).to_vec()));
+            }
+            "title" => {
+                let mut out = String::with_capacity(text.len());
+                let mut start = true;
+                for c in text.chars() {
+                    if c.is_alphabetic() {
+                        if start {
+                            out.extend(c.to_uppercase());
+                        } else {
+                            out.extend(c.to_lowercase());
+                        }
+                        start = false;
+                    } else {
+                        out.push(c);
+                        start = true;
+                    }
+                }
+                return Ok(Value::from(out));
+            }
+            "zfill" => {
+                let (width,): (usize,) = from_args(args)?;
+                let n = text.chars().count();
+                return Ok(Value::from(if n >= width {
+                    text.to_string()
+                } else {
+                    format!("{}{text}", "0".repeat(width - n))
+                }));
+            }
+            _ => {}
+        }
+    }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// Jinja2's `truncate(length=255, killwords=False, end='...', leeway=5)`.
+pub fn truncate(
+    s: String,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<String>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let length = kwargs
+        .get::<Option<usize>>("length")?
+        .or(length)
+        .unwrap_or(255);
+    let killwords = kwargs
+        .get::<Option<bool>>("killwords")?
+        .or(killwords)
+        .unwrap_or(false);
+    let end = kwargs
+        .get::<Option<String>>("end")?
+        .or(end)
+        .unwrap_or_else(|| "...".into());
+    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
+    kwargs.assert_all_used()?;
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= length + leeway {
+        return Ok(Value::from(s));
+    }
+    let keep: String = chars[..length.saturating_sub(end.chars().count())]
+        .iter()
+        .collect();
+    let head = if killwords {
+        keep
+    } else {
+        match keep.rsplit_once(' ') {
+            Some((h, _)) => h.to_string(),
+            None => keep,
+        }
+    };
+    Ok(Value::from(format!("{head}{end}")))
+}
+
+/// Jinja2's `wordcount`: the number of words.
+pub fn wordcount(s: String) -> usize {
+    s.split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .count()
 }
 
 /// A mutable list, empty or holding a literal's items.
@@ -1703,7 +1796,12 @@ pub fn zip_fn(args: Rest<Value>) -> Result<Value, Error> {
     let n = lists.iter().map(Vec::len).min().unwrap_or(0);
     Ok(Value::from(
         (0..n)
-            .map(|i| Value::from(lists.iter().map(|l| l[i].clone()).collect::<Vec<_>>()))
+            // Tuples, as Python's zip gives (they print as `(1, 'a')`).
+            .map(|i| {
+                Value::from(minijinja::value::Tuple::from(
+                    lists.iter().map(|l| l[i].clone()).collect::<Vec<_>>(),
+                ))
+            })
             .collect::<Vec<_>>(),
     ))
 }

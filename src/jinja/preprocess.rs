@@ -169,6 +169,74 @@ pub fn macro_spans(src: &str) -> Vec<MacroSpan> {
     out
 }
 
+/// Jinja2's implicit `varargs`/`kwargs`: a macro whose body names either
+/// accepts extra positional / keyword arguments. For such a macro, its
+/// declared parameter names and its source with `varargs=none, kwargs=none`
+/// added to the signature (the caller fills them in).
+pub fn extra_args(body: &str) -> Option<(Vec<String>, String)> {
+    static WORDS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\b(?:kwargs|varargs)\b").expect("static regex"));
+    let open = MACRO_OPEN.find(body)?;
+    let inner_start = open.end();
+    // The matching `)` of the signature, skipping strings and nesting.
+    let b = body.as_bytes();
+    let (mut depth, mut quote, mut i) = (1usize, None::<u8>, inner_start);
+    while i < b.len() && depth > 0 {
+        let c = b[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth -= 1,
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    if depth != 0 {
+        return None;
+    }
+    let close = i - 1;
+    if !WORDS.is_match(&body[close..]) {
+        return None;
+    }
+    let sig = &body[inner_start..close];
+    let mut params = Vec::new();
+    let (mut depth, mut quote, mut seg_start) = (0usize, None::<u8>, 0usize);
+    let sb = sig.as_bytes();
+    for (j, &c) in sb.iter().enumerate() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                b',' if depth == 0 => {
+                    params.push(sig[seg_start..j].to_string());
+                    seg_start = j + 1;
+                }
+                _ => {}
+            },
+        }
+    }
+    params.push(sig[seg_start..].to_string());
+    let names: Vec<String> = params
+        .iter()
+        .map(|p| p.split('=').next().unwrap_or("").trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let sep = if names.is_empty() { "" } else { ", " };
+    let rewritten = format!(
+        "{}{sep}varargs=none, kwargs=none{}",
+        &body[..close],
+        &body[close..]
+    );
+    Some((names, rewritten))
+}
+
 /// A `{% snapshot %}` or `{% docs %}` block: name, body and the body's first line.
 #[derive(Debug, Clone)]
 pub struct NamedBlock {

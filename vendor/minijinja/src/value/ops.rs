@@ -429,8 +429,72 @@ pub fn rem(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
         }
         Some(CoerceResult::F64(a, b)) if b != 0.0 => Ok(Value::from(float_div_rem_floor(a, b).1)),
         Some(CoerceResult::I128(..) | CoerceResult::F64(..)) => Err(failed_op("%", lhs, rhs)),
-        _ => Err(impossible_op("%", lhs, rhs)),
+        _ => match lhs.as_str() {
+            Some(fmt) => percent_format(fmt, rhs),
+            None => Err(impossible_op("%", lhs, rhs)),
+        },
     }
+}
+
+/// Strata patch: Python's `"%s and %d" % (a, 5)` string formatting
+/// (`%s`, `%r`, `%d`, `%i`, `%f` with a precision, `%%`).
+fn percent_format(fmt: &str, rhs: &Value) -> Result<Value, Error> {
+    let args: Vec<Value> = if rhs.is_tuple() || matches!(rhs.kind(), ValueKind::Seq) {
+        ok!(rhs.try_iter()).collect()
+    } else {
+        vec![rhs.clone()]
+    };
+    let mut out = String::with_capacity(fmt.len() + 16);
+    let mut next = args.iter();
+    let mut chars = fmt.chars().peekable();
+    let missing = || Error::new(ErrorKind::InvalidOperation, "not enough arguments for format string");
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut precision: Option<usize> = None;
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                digits.push(*d);
+                chars.next();
+            }
+            precision = digits.parse().ok();
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('s') => out.push_str(&ok!(next.next().ok_or_else(missing)).to_string()),
+            Some('r') => {
+                let v = ok!(next.next().ok_or_else(missing));
+                match v.as_str() {
+                    Some(s) => out.push_str(&format!("'{s}'")),
+                    None => out.push_str(&v.to_string()),
+                }
+            }
+            Some('d') | Some('i') => {
+                let v = ok!(next.next().ok_or_else(missing));
+                let n = v
+                    .as_i64()
+                    .or_else(|| f64::try_from(v.clone()).ok().map(|f| f.trunc() as i64))
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "%d format: a number is required"));
+                out.push_str(&ok!(n).to_string());
+            }
+            Some('f') => {
+                let v = ok!(next.next().ok_or_else(missing));
+                let f = ok!(f64::try_from(v.clone()).map_err(|_| Error::new(ErrorKind::InvalidOperation, "%f format: a number is required")));
+                out.push_str(&format!("{:.*}", precision.unwrap_or(6), f));
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "unsupported format character in % formatting",
+                ))
+            }
+        }
+    }
+    Ok(Value::from(out))
 }
 
 pub fn mul(lhs: &Value, rhs: &Value) -> Result<Value, Error> {
