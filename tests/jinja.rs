@@ -538,3 +538,26 @@ fn project_vars_render_where_they_are_used() {
         "{sql}"
     );
 }
+
+/// Properties for a model with no file warn (their tests are skipped), as in
+/// dbt; Jinja in a properties file's `enabled:` is rendered.
+#[test]
+fn unmatched_properties_warn_and_yaml_config_jinja_renders() {
+    let dir = project(&[
+        (
+            "models/props.yml",
+            "models:\n  - name: ghost\n    columns:\n      - name: id\n        data_tests: [not_null]\n  - name: off\n    config:\n      enabled: \"{{ target.name == 'prod' }}\"\n",
+        ),
+        ("models/off.sql", "select 1 as id"),
+        ("models/on.sql", "select 1 as id"),
+    ]);
+    let r = strata(dir.path(), &["ls"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("properties for model 'ghost' match no file"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.trim(), "proj.on", "{}", r.stdout);
+}

@@ -270,15 +270,29 @@ pub fn link(
             .map(|s| (id, s));
         with_patch.push((n, own));
     }
+    // Properties that match no file: dbt warns, and their tests are not made.
+    let mut unmatched: HashSet<(String, String)> = HashSet::new();
     for ((pkg, rt, name), (id, _)) in &patches {
+        let section = match rt {
+            ResourceType::Analysis => "analyses".to_string(),
+            other => format!("{}s", other.as_str()),
+        };
+        unmatched.insert((pkg.to_string(), format!("{section}.{name}")));
         if *pkg == root {
             m.warnings.push(format!(
-                "{}: properties for {} '{}' match no file",
+                "{}: properties for {} '{}' match no file (its data tests are skipped)",
                 lk.display(id),
                 rt.as_str(),
                 name
             ));
         }
+    }
+    if !unmatched.is_empty() {
+        test_drafts.retain(|(n, _)| {
+            n.test
+                .as_ref()
+                .is_none_or(|t| !unmatched.contains(&(n.package.clone(), t.file_key_name.clone())))
+        });
     }
     timing("link: patches", t0);
 
