@@ -60,6 +60,50 @@ fn pick(v: &Json, keys: &[(&str, Json)]) -> Json {
     Json::Object(out)
 }
 
+/// The keys dbt writes for entities, measures and dimensions, with defaults.
+const ENTITY_KEYS: [(&str, Json); 7] = [
+    ("name", Json::Null),
+    ("type", Json::Null),
+    ("description", Json::Null),
+    ("label", Json::Null),
+    ("role", Json::Null),
+    ("expr", Json::Null),
+    ("config", Json::Null),
+];
+const MEASURE_KEYS: [(&str, Json); 10] = [
+    ("name", Json::Null),
+    ("agg", Json::Null),
+    ("description", Json::Null),
+    ("label", Json::Null),
+    ("create_metric", Json::Bool(false)),
+    ("expr", Json::Null),
+    ("agg_params", Json::Null),
+    ("non_additive_dimension", Json::Null),
+    ("agg_time_dimension", Json::Null),
+    ("config", Json::Null),
+];
+const DIMENSION_KEYS: [(&str, Json); 9] = [
+    ("name", Json::Null),
+    ("type", Json::Null),
+    ("description", Json::Null),
+    ("label", Json::Null),
+    ("is_partition", Json::Bool(false)),
+    ("type_params", Json::Null),
+    ("expr", Json::Null),
+    ("metadata", Json::Null),
+    ("config", Json::Null),
+];
+
+/// Each item of the list under `key`, reduced to `keys`.
+fn pick_each(v: &Json, key: &str, keys: &[(&str, Json)]) -> Vec<Json> {
+    v.get(key)
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| pick(e, keys))
+        .collect()
+}
+
 fn where_filter(v: Option<&Json>) -> Json {
     let filters: Vec<Json> = match v {
         Some(Json::String(s)) => vec![Json::from(s.as_str())],
@@ -151,71 +195,9 @@ pub fn build(inputs: &[SemanticInput], m: &Manifest) -> (SemanticLayer, Vec<Diag
                 None => (Json::Null, Vec::new()),
             };
             let uid = format!("semantic_model.{}.{name}", f.package);
-            let entities: Vec<Json> = v
-                .get("entities")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    pick(
-                        e,
-                        &[
-                            ("name", Json::Null),
-                            ("type", Json::Null),
-                            ("description", Json::Null),
-                            ("label", Json::Null),
-                            ("role", Json::Null),
-                            ("expr", Json::Null),
-                            ("config", Json::Null),
-                        ],
-                    )
-                })
-                .collect();
-            let measures: Vec<Json> = v
-                .get("measures")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    pick(
-                        e,
-                        &[
-                            ("name", Json::Null),
-                            ("agg", Json::Null),
-                            ("description", Json::Null),
-                            ("label", Json::Null),
-                            ("create_metric", Json::Bool(false)),
-                            ("expr", Json::Null),
-                            ("agg_params", Json::Null),
-                            ("non_additive_dimension", Json::Null),
-                            ("agg_time_dimension", Json::Null),
-                            ("config", Json::Null),
-                        ],
-                    )
-                })
-                .collect();
-            let dimensions: Vec<Json> = v
-                .get("dimensions")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    pick(
-                        e,
-                        &[
-                            ("name", Json::Null),
-                            ("type", Json::Null),
-                            ("description", Json::Null),
-                            ("label", Json::Null),
-                            ("is_partition", Json::Bool(false)),
-                            ("type_params", Json::Null),
-                            ("expr", Json::Null),
-                            ("metadata", Json::Null),
-                            ("config", Json::Null),
-                        ],
-                    )
-                })
-                .collect();
+            let entities = pick_each(&v, "entities", &ENTITY_KEYS);
+            let measures = pick_each(&v, "measures", &MEASURE_KEYS);
+            let dimensions = pick_each(&v, "dimensions", &DIMENSION_KEYS);
             let defaults = v
                 .get("defaults")
                 .map(|d| json!({"agg_time_dimension": d.get("agg_time_dimension").cloned().unwrap_or(Json::Null)}))
