@@ -1583,3 +1583,35 @@ fn merge_and_delete_insert_macros_build_working_sql() {
         );
     }
 }
+
+/// dbt-redshift's layout configs are accepted and ignored on Postgres, so
+/// one project serves both; a bad `sort_type` is a config error.
+#[test]
+fn redshift_layout_configs_are_accepted_on_postgres() {
+    let db = pg::database("run_layout_cfg");
+    let dir = warehouse_project(
+        &db,
+        1,
+        &[
+            (
+                "models/fact.sql",
+                "{{ config(materialized='table', dist='id', sort=['id'], sort_type='compound', backup=false) }}select 1 as id",
+            ),
+            (
+                "models/stg.sql",
+                "{{ config(materialized='view', bind=false) }}select * from {{ ref('fact') }}",
+            ),
+        ],
+    );
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select count(*) from main.stg"), "1");
+    std::fs::write(
+        dir.path().join("models/fact.sql"),
+        "{{ config(materialized='table', sort_type='sideways') }}select 1 as id",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("sort_type"), "{}", r.stderr);
+}

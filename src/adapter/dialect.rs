@@ -71,6 +71,42 @@ impl RelationId {
 pub struct TableOptions {
     /// Postgres: no WAL (faster, not crash-safe).
     pub unlogged: bool,
+    /// Redshift's physical layout (empty elsewhere).
+    pub layout: TableLayout,
+}
+
+/// How Redshift distributes a table's rows (`DISTSTYLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DistStyle {
+    All,
+    Even,
+    Auto,
+    /// `DISTSTYLE KEY DISTKEY (column)`.
+    Key(String),
+}
+
+/// A table's distribution, sort key and backup setting, and whether a view
+/// binds to the relations it reads (dbt-redshift's `dist`, `sort`,
+/// `sort_type`, `backup`, `bind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLayout {
+    pub dist: Option<DistStyle>,
+    pub sort: Vec<String>,
+    pub interleaved: bool,
+    pub backup: Option<bool>,
+    pub late_binding: bool,
+}
+
+impl Default for TableLayout {
+    fn default() -> Self {
+        TableLayout {
+            dist: None,
+            sort: Vec::new(),
+            interleaved: false,
+            backup: None,
+            late_binding: false,
+        }
+    }
 }
 
 /// One configured index (Postgres `indexes`).
@@ -335,6 +371,10 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     fn supports_indexes(&self) -> bool;
 
     fn supports_unlogged(&self) -> bool;
+    /// DISTSTYLE/DISTKEY/SORTKEY/BACKUP on tables and late-binding views.
+    fn supports_table_layout(&self) -> bool {
+        false
+    }
 
     /// `create index` for one configured index; `None` without index support.
     fn create_index(&self, relation: &str, identifier: &str, index: &IndexSpec) -> Option<String>;
@@ -659,6 +699,38 @@ pub struct RedshiftDialect {
     pg: PostgresDialect,
 }
 
+impl RedshiftDialect {
+    /// ` backup no diststyle key distkey ("c") sortkey ("a", "b")`:
+    /// the table attributes of CREATE TABLE and CREATE TABLE AS, in the order
+    /// the AWS docs give them (CREATE TABLE AS: BACKUP, DISTSTYLE, DISTKEY,
+    /// SORTKEY).
+    fn layout_clauses(&self, l: &TableLayout) -> String {
+        let mut out = String::new();
+        if let Some(b) = l.backup {
+            out.push_str(if b { " backup yes" } else { " backup no" });
+        }
+        match &l.dist {
+            Some(DistStyle::All) => out.push_str(" diststyle all"),
+            Some(DistStyle::Even) => out.push_str(" diststyle even"),
+            Some(DistStyle::Auto) => out.push_str(" diststyle auto"),
+            Some(DistStyle::Key(c)) => {
+                out.push_str(&format!(" diststyle key distkey ({})", self.quote_ident(c)))
+            }
+            None => {}
+        }
+        if !l.sort.is_empty() {
+            let cols: Vec<String> = l.sort.iter().map(|c| self.quote_ident(c)).collect();
+            // COMPOUND is Redshift's default, so only INTERLEAVED is written.
+            out.push_str(&format!(
+                " {}sortkey ({})",
+                if l.interleaved { "interleaved " } else { "" },
+                cols.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 impl Dialect for RedshiftDialect {
     fn name(&self) -> &'static str {
         "redshift"
@@ -698,13 +770,12 @@ impl Dialect for RedshiftDialect {
         new_identifier: &str,
         _if_exists: bool,
     ) -> String {
-        // Redshift's ALTER has no IF EXISTS; plans only rename what exists there.
-        let word = match kind {
-            RelationKind::MaterializedView => "table",
-            k => k.ddl_word(),
-        };
+        // Redshift's ALTER has no IF EXISTS; plans only rename what exists
+        // there. Views are renamed with ALTER TABLE too, as dbt-redshift does
+        // (Redshift's ALTER VIEW cannot rename).
+        let _ = kind;
         format!(
-            "alter {word} {relation} rename to {}",
+            "alter table {relation} rename to {}",
             self.quote_ident(new_identifier)
         )
     }
@@ -714,15 +785,38 @@ impl Dialect for RedshiftDialect {
         kind: RelationKind,
         relation: &str,
         sql: &str,
-        _options: &TableOptions,
+        options: &TableOptions,
     ) -> String {
-        self.pg
-            .create_as(kind, relation, sql, &TableOptions::default())
+        match kind {
+            // A late-binding view reads its relations by name at query time,
+            // so rebuilding them does not need the view dropped (AWS docs,
+            // CREATE VIEW: WITH NO SCHEMA BINDING).
+            RelationKind::View => format!(
+                "create view {relation} as (\n{sql}\n){}",
+                if options.layout.late_binding {
+                    " with no schema binding"
+                } else {
+                    ""
+                }
+            ),
+            _ => format!(
+                "create {} {relation}{} as (\n{sql}\n)",
+                kind.ddl_word(),
+                self.layout_clauses(&options.layout)
+            ),
+        }
     }
 
-    fn create_table(&self, relation: &str, columns: &[String], _options: &TableOptions) -> String {
-        self.pg
-            .create_table(relation, columns, &TableOptions::default())
+    fn create_table(&self, relation: &str, columns: &[String], options: &TableOptions) -> String {
+        format!(
+            "create table {relation} (\n    {}\n){}",
+            columns.join(",\n    "),
+            self.layout_clauses(&options.layout)
+        )
+    }
+
+    fn supports_table_layout(&self) -> bool {
+        true
     }
 
     fn constraint(&self, c: &Constraint) -> Option<String> {

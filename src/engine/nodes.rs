@@ -208,6 +208,7 @@ impl RunCtx<'_> {
         let cfg = &n.config;
         let mut out = RelationSettings {
             unlogged: cfg.unlogged,
+            layout: layout_of(&cfg.layout),
             indexes: cfg
                 .indexes
                 .iter()
@@ -462,6 +463,27 @@ impl RunCtx<'_> {
 }
 
 /// What exists in the warehouse where a node goes.
+/// dbt-redshift's `dist`/`sort`/`sort_type`/`backup`/`bind` as the
+/// dialect's table layout (dialects without one ignore it).
+pub(crate) fn layout_of(
+    l: &crate::project::config::Layout,
+) -> crate::adapter::dialect::TableLayout {
+    use crate::adapter::dialect::DistStyle;
+    use crate::project::config::{Dist, SortType};
+    crate::adapter::dialect::TableLayout {
+        dist: l.dist.as_ref().map(|d| match d {
+            Dist::All => DistStyle::All,
+            Dist::Even => DistStyle::Even,
+            Dist::Auto => DistStyle::Auto,
+            Dist::Key(c) => DistStyle::Key(c.clone()),
+        }),
+        sort: l.sort.clone(),
+        interleaved: l.sort_type == SortType::Interleaved,
+        backup: l.backup,
+        late_binding: !l.bind,
+    }
+}
+
 fn existing_of(
     existing: &HashMap<(String, String), RelationKind>,
     n: &Node,

@@ -6,7 +6,7 @@ pub mod incremental;
 pub mod seed;
 pub mod snapshot;
 
-use crate::adapter::dialect::{IndexSpec, TableOptions};
+use crate::adapter::dialect::{IndexSpec, TableLayout, TableOptions};
 use crate::adapter::{Batch, Dialect, Grant};
 pub use crate::adapter::{RelationId, RelationKind};
 
@@ -61,6 +61,8 @@ impl<'a> NodePlanInput<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RelationSettings {
     pub unlogged: bool,
+    /// Redshift's dist/sort/backup and late-binding views.
+    pub layout: TableLayout,
     pub indexes: Vec<IndexSpec>,
     /// privilege → grantees (unquoted).
     pub grants: Vec<(String, Vec<String>)>,
@@ -74,6 +76,11 @@ impl RelationSettings {
     fn table_options(&self, d: &dyn Dialect) -> TableOptions {
         TableOptions {
             unlogged: self.unlogged && d.supports_unlogged(),
+            layout: if d.supports_table_layout() {
+                self.layout.clone()
+            } else {
+                TableLayout::default()
+            },
         }
     }
 }
@@ -391,10 +398,67 @@ mod tests {
             }],
             relation_comment: Some("Orders, one per row's".into()),
             column_comments: vec![("id".into(), "The key".into())],
+            ..Default::default()
         };
         each_dialect("table_with_settings", |d| {
             show(&view_or_table(d, &i, RelationKind::Table))
         });
+    }
+
+    /// dbt-redshift's `dist`, `sort`, `sort_type`, `backup` and `bind:
+    /// false`: table attributes on Redshift (checked by its SQL parser),
+    /// nothing on Postgres, which accepts and ignores them.
+    #[test]
+    fn redshift_layout_dist_sort_backup_and_late_binding_views() {
+        let mut i = input(None);
+        i.settings.layout = TableLayout {
+            dist: Some(dialect::DistStyle::Key("customer_id".into())),
+            sort: vec!["created_at".into(), "id".into()],
+            interleaved: false,
+            backup: Some(false),
+            late_binding: true,
+        };
+        each_dialect("table_layout", |d| {
+            show(&view_or_table(d, &i, RelationKind::Table))
+        });
+        each_dialect("late_binding_view", |d| {
+            show(&view_or_table(d, &i, RelationKind::View))
+        });
+        let pg = show(&view_or_table(
+            &dialect::PostgresDialect,
+            &i,
+            RelationKind::Table,
+        ));
+        assert!(!pg.contains("dist") && !pg.contains("sortkey"), "{pg}");
+        let rs = dialect::RedshiftDialect::default();
+        let parse = |sql: &str| {
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::RedshiftSqlDialect {}, sql)
+                .map_err(|e| format!("{e}: {sql}"))
+        };
+        for style in [
+            dialect::DistStyle::All,
+            dialect::DistStyle::Even,
+            dialect::DistStyle::Auto,
+            dialect::DistStyle::Key("customer_id".into()),
+        ] {
+            i.settings.layout.dist = Some(style);
+            for kind in [RelationKind::Table, RelationKind::View] {
+                for b in &view_or_table(&rs, &i, kind).batches {
+                    for stmt in &b.statements {
+                        parse(stmt).unwrap();
+                    }
+                }
+            }
+        }
+        // sqlparser reads neither COMPOUND (the default, so not written) nor
+        // INTERLEAVED SORTKEY (a gap of the parser, not of the SQL: AWS docs,
+        // CREATE TABLE AS); interleaved keys are checked by snapshot only.
+        i.settings.layout.interleaved = true;
+        let sql = show(&view_or_table(&rs, &i, RelationKind::Table));
+        assert!(
+            sql.contains("interleaved sortkey (\"created_at\", \"id\")"),
+            "{sql}"
+        );
     }
 
     #[test]

@@ -382,10 +382,55 @@ pub struct NodeConfig {
     pub persist_docs: PersistDocs,
     pub contract_enforced: bool,
     pub unlogged: bool,
+    /// Redshift's table layout (`dist`, `sort`, `sort_type`, `backup`) and
+    /// views' `bind`; accepted and ignored on Postgres.
+    pub layout: Layout,
     /// Settings only one kind of node reads.
     pub kind: KindConfig,
     /// Every key, for `config.get` and the manifest.
     pub all: ConfigMap,
+}
+
+/// How Redshift distributes a table's rows over its slices (`dist`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dist {
+    All,
+    Even,
+    Auto,
+    /// `DISTSTYLE KEY` on this column.
+    Key(String),
+}
+
+/// `sort_type`: how a multi-column sort key orders rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortType {
+    #[default]
+    Compound,
+    Interleaved,
+}
+
+/// dbt-redshift's physical settings of a table or view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub dist: Option<Dist>,
+    pub sort: Vec<String>,
+    pub sort_type: SortType,
+    /// `backup: false` leaves the table out of snapshots (`BACKUP NO`).
+    pub backup: Option<bool>,
+    /// `bind: false` makes a view late-binding (`WITH NO SCHEMA BINDING`).
+    pub bind: bool,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            dist: None,
+            sort: Vec::new(),
+            sort_type: SortType::Compound,
+            backup: None,
+            bind: true,
+        }
+    }
 }
 
 /// The settings of seeds, snapshots and tests, kept only on nodes of that kind.
@@ -699,6 +744,29 @@ impl NodeConfig {
         };
         let contract_enforced = flag(r.get("contract"), "enforced");
         let unlogged = r.bool("unlogged").unwrap_or(false);
+        let layout = Layout {
+            dist: r
+                .string("dist")
+                .map(|d| match d.to_ascii_lowercase().as_str() {
+                    "all" => Dist::All,
+                    "even" => Dist::Even,
+                    "auto" => Dist::Auto,
+                    _ => Dist::Key(d),
+                }),
+            sort: r.string_list("sort"),
+            sort_type: r
+                .choice(
+                    "sort_type",
+                    &[
+                        ("compound", SortType::Compound),
+                        ("interleaved", SortType::Interleaved),
+                    ],
+                    true,
+                )
+                .unwrap_or_default(),
+            backup: r.bool("backup"),
+            bind: r.bool("bind").unwrap_or(true),
+        };
         let pre_hook = r.hooks("pre-hook");
         let post_hook = r.hooks("post-hook");
 
@@ -888,6 +956,7 @@ impl NodeConfig {
             persist_docs,
             contract_enforced,
             unlogged,
+            layout,
             kind: if kind_is(ConfigScope::Seed) {
                 KindConfig::Seed(Box::new(seed))
             } else if kind_is(ConfigScope::Snapshot) {
