@@ -88,7 +88,7 @@ pub enum DistStyle {
 /// A table's distribution, sort key and backup setting, and whether a view
 /// binds to the relations it reads (dbt-redshift's `dist`, `sort`,
 /// `sort_type`, `backup`, `bind`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TableLayout {
     pub dist: Option<DistStyle>,
     pub sort: Vec<String>,
@@ -97,17 +97,6 @@ pub struct TableLayout {
     pub late_binding: bool,
 }
 
-impl Default for TableLayout {
-    fn default() -> Self {
-        TableLayout {
-            dist: None,
-            sort: Vec::new(),
-            interleaved: false,
-            backup: None,
-            late_binding: false,
-        }
-    }
-}
 
 /// One configured index (Postgres `indexes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
