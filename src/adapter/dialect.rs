@@ -97,7 +97,6 @@ pub struct TableLayout {
     pub late_binding: bool,
 }
 
-
 /// One configured index (Postgres `indexes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSpec {
