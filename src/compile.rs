@@ -317,13 +317,7 @@ impl<'a> Compiler<'a> {
             return self;
         }
         let list = Value::from(ids.into_iter().cloned().collect::<Vec<String>>());
-        let s = &self.services;
-        self.services = Arc::new(Services {
-            resolver: s.resolver.clone(),
-            warehouse: s.warehouse.clone(),
-            graph: s.graph.clone(),
-            selected: list,
-        });
+        self.services = self.services_with(self.services.warehouse.clone(), list);
         self
     }
 
@@ -465,23 +459,8 @@ impl<'a> Compiler<'a> {
             inner: self.services.warehouse.clone(),
             statements: std::sync::Mutex::new(Vec::new()),
         });
-        let services = Arc::new(Services {
-            resolver: self.services.resolver.clone(),
-            warehouse: Some(deferred.clone()),
-            graph: self.services.graph.clone(),
-            selected: self.services.selected.clone(),
-        });
-        let ctx = self
-            .jinja()
-            .compile_ctx(self.node_info(n, vec![]), &services);
-        let out = self
-            .jinja()
-            .render(
-                &n.display_path,
-                &jinja::preprocess::rewrite_mutable_literals(sql),
-                &ctx,
-            )
-            .map_err(|e| jinja::diagnostic_from_jinja(&e, &n.display_path, None, 0))?;
+        let services = self.services_with(Some(deferred.clone()), self.services.selected.clone());
+        let out = self.render_with(&services, Some(n), sql)?;
         let statements = std::mem::take(
             &mut *deferred
                 .statements
@@ -494,6 +473,16 @@ impl<'a> Compiler<'a> {
     /// Renders a hook or other SQL snippet in a node's compile context
     /// (`this`, `config`, `target` …); `None` renders in the project context.
     pub fn render_snippet(&self, n: Option<&Node>, sql: &str) -> Result<String, Diagnostic> {
+        self.render_with(&self.services, n, sql)
+    }
+
+    /// `render_snippet` against the given services.
+    fn render_with(
+        &self,
+        services: &Arc<Services>,
+        n: Option<&Node>,
+        sql: &str,
+    ) -> Result<String, Diagnostic> {
         if !sql.contains("{{") && !sql.contains("{%") {
             return Ok(sql.to_string());
         }
@@ -509,7 +498,7 @@ impl<'a> Compiler<'a> {
         let file = n
             .map(|n| n.display_path.clone())
             .unwrap_or_else(|| "dbt_project.yml".into());
-        let ctx = self.jinja().compile_ctx(info, &self.services);
+        let ctx = self.jinja().compile_ctx(info, services);
         self.jinja()
             .render(
                 &file,
@@ -517,6 +506,20 @@ impl<'a> Compiler<'a> {
                 &ctx,
             )
             .map_err(|e| jinja::diagnostic_from_jinja(&e, &file, None, 0))
+    }
+
+    /// These services with another warehouse and `selected_resources`.
+    fn services_with(
+        &self,
+        warehouse: Option<Arc<dyn Warehouse>>,
+        selected: Value,
+    ) -> Arc<Services> {
+        Arc::new(Services {
+            resolver: self.services.resolver.clone(),
+            warehouse,
+            graph: self.services.graph.clone(),
+            selected,
+        })
     }
 
     fn node_info(&self, n: &Node, extra: Vec<(String, Value)>) -> NodeInfo {

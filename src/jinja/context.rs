@@ -207,6 +207,16 @@ impl RenderCtx {
         w
     }
 
+    /// A var as the current package sees it (`--vars` and dbt_project.yml).
+    fn project_var(&self, name: &str) -> Option<&Json> {
+        let pkg = self.current_package();
+        self.shared
+            .vars
+            .get(&pkg)
+            .or_else(|| self.shared.vars.get(&self.shared.root_package))
+            .and_then(|v| v.get(name))
+    }
+
     /// Whether this render asked the warehouse anything (see `warehouse`).
     pub fn introspected(&self) -> bool {
         self.introspected.load(Ordering::Relaxed)
@@ -368,14 +378,7 @@ impl Object for VarObj {
         if ctx.override_of("var", &name).is_some() {
             return Ok(Value::from(true));
         }
-        let pkg = ctx.current_package();
-        Ok(Value::from(
-            ctx.shared
-                .vars
-                .get(&pkg)
-                .or_else(|| ctx.shared.vars.get(&ctx.shared.root_package))
-                .is_some_and(|v| v.contains_key(&name)),
-        ))
+        Ok(Value::from(ctx.project_var(&name).is_some()))
     }
 }
 
@@ -625,14 +628,7 @@ pub fn var_fn(
     if let Some(v) = ctx.override_of("var", &name) {
         return Ok(v);
     }
-    let pkg = ctx.current_package();
-    let found = ctx
-        .shared
-        .vars
-        .get(&pkg)
-        .or_else(|| ctx.shared.vars.get(&ctx.shared.root_package))
-        .and_then(|v| v.get(&name));
-    match (found, default) {
+    match (ctx.project_var(&name), default) {
         // dbt_project.yml's vars are rendered when used, in the render that
         // uses them (so `"{{ source('a', 'b') }}"` works in a var).
         (Some(Json::String(text)), _) if text.contains("{{") || text.contains("{%") => {

@@ -183,11 +183,11 @@ pub fn invoke(state: &mut State, def: &MacroDef, args: &[Value]) -> Result<Value
     // Lists and dicts passed in are mutable in the macro, as in Python
     // (`{% do columns.append(...) %}` on an argument); a shallow copy.
     let owned;
-    let args = if args.iter().any(needs_copy) {
+    let args = if args.iter().any(super::objects::is_plain_container) {
         owned = args
             .iter()
             .map(|a| {
-                if needs_copy(a) {
+                if super::objects::is_plain_container(a) {
                     super::objects::mutable(a.clone())
                 } else {
                     Ok(a.clone())
@@ -249,14 +249,6 @@ fn gather_extra_args(declared: &[String], args: &[Value]) -> Result<Vec<Value>, 
     keep.push(("kwargs".into(), Value::from_pairs(extra)));
     out.push(Value::from(minijinja::value::Kwargs::from_iter(keep)));
     Ok(out)
-}
-
-/// A plain list or dict argument, copied into a mutable one for the macro.
-fn needs_copy(v: &Value) -> bool {
-    !v.is_kwargs() && v.downcast_object_ref::<Vec<Value>>().is_some()
-        || !v.is_kwargs()
-            && v.downcast_object_ref::<indexmap::IndexMap<Value, Value>>()
-                .is_some()
 }
 
 /// `caller()` for a macro called with `{% call %}`: the block's output.

@@ -891,12 +891,19 @@ pub(crate) fn mutable(v: Value) -> Result<Value, Error> {
     if v.downcast_object_ref::<Vec<Value>>().is_some() {
         return new_list(Some(v));
     }
-    if v.downcast_object_ref::<indexmap::IndexMap<Value, Value>>()
-        .is_some()
-    {
+    if is_plain_container(&v) {
         return new_dict(Some(v));
     }
     Ok(v)
+}
+
+/// A list or dict as minijinja builds it from a literal or a filter (not a
+/// mutable one of ours, not keyword arguments, not another object).
+pub(crate) fn is_plain_container(v: &Value) -> bool {
+    !v.is_kwargs()
+        && (v.downcast_object_ref::<Vec<Value>>().is_some()
+            || v.downcast_object_ref::<indexmap::IndexMap<Value, Value>>()
+                .is_some())
 }
 
 /// Python methods on plain values: minijinja-contrib's, plus `pop` on a list
