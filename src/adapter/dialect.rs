@@ -415,11 +415,77 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     }
 
     /// Source freshness: one row of `max_loaded_at` and `snapshotted_at` as
-    /// text, and the age in seconds, from a query returning `max_loaded_at`.
+    /// text, and the age in seconds (or no third column, and the client
+    /// subtracts), from a query returning `max_loaded_at`.
     fn freshness(&self, max_loaded_at_query: &str) -> String;
 
     /// A query returning the newest `loaded_at_field` of `relation`, for `freshness`.
     fn max_loaded_at(&self, field: &str, relation: &str, filter: Option<&str>) -> String;
+
+    // --- Catalog: what exists, read as text rows by any transport ---------------------
+
+    /// Statements a new session runs first.
+    fn session_setup(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A name as the catalog stores it (Redshift folds identifiers to lower
+    /// case, quoted or not, unless told otherwise).
+    fn fold_identifier(&self, s: &str) -> String {
+        s.to_string()
+    }
+
+    /// Rows of (schema, identifier, kind, granted): `kind` one of `table`,
+    /// `view`, `materialized_view`; `granted` true when privileges on it are
+    /// held by others than its owner.
+    fn list_relations_sql(&self, schemas: &[String]) -> String;
+
+    /// One row (kind) if something exists under the name.
+    fn relation_type_sql(&self, schema: &str, identifier: &str) -> String;
+
+    /// Rows of (name, data type with modifiers) in column order.
+    fn columns_sql(&self, schema: &str, identifier: &str) -> String;
+
+    /// Rows of (privilege in lower case, grantee) held by others than the
+    /// current user.
+    fn grants_sql(&self, schema: &str, identifier: &str) -> String;
+
+    /// How to canonicalize type names (see [`CanonicalTypes`]).
+    fn canonical_types(&self, types: &[&str]) -> CanonicalTypes;
+
+    /// Rows of (oid, type name without modifiers) for result-column type oids.
+    fn type_names_sql(&self, oids: &[u32]) -> String {
+        let list: Vec<String> = oids.iter().map(u32::to_string).collect();
+        format!(
+            "select oid::int8, format_type(oid, null) from pg_catalog.pg_type where oid in ({})",
+            if list.is_empty() {
+                "0".to_string()
+            } else {
+                list.join(", ")
+            }
+        )
+    }
+}
+
+/// Canonical type names: a query (one row per name, in order, NULL for a name
+/// that is not a type) or, for a warehouse with a fixed set of types, the
+/// answer itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CanonicalTypes {
+    Query(String),
+    Known(Vec<Option<String>>),
+}
+
+/// `'a', 'b'` for an IN list; `NULL` for none, which matches nothing.
+fn literal_list(d: &dyn Dialect, items: &[String]) -> String {
+    if items.is_empty() {
+        return "null".into();
+    }
+    items
+        .iter()
+        .map(|s| d.quote_literal(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// PostgreSQL.
@@ -676,7 +742,77 @@ end $strata$"#
             filter.map(|f| format!(" where {f}")).unwrap_or_default()
         )
     }
+
+    fn session_setup(&self) -> Vec<String> {
+        // After a kill -9 of Strata its statements stop, and their locks go,
+        // within this many milliseconds instead of running on (PostgreSQL 14+;
+        // an older server skips it).
+        vec![format!(
+            "select set_config('client_connection_check_interval', '{PG_CLIENT_CHECK_MS}', false) \
+             where current_setting('server_version_num')::int >= 140000"
+        )]
+    }
+
+    fn list_relations_sql(&self, schemas: &[String]) -> String {
+        format!(
+            "select n.nspname::text, c.relname::text, \
+             case c.relkind when 'v' then 'view' when 'm' then 'materialized_view' else 'table' end, \
+             exists (select 1 from aclexplode(c.relacl) a where a.grantee <> c.relowner) \
+             from pg_catalog.pg_class c \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname in ({}) and c.relkind in ('r', 'v', 'm', 'p')",
+            literal_list(self, schemas)
+        )
+    }
+
+    fn relation_type_sql(&self, schema: &str, identifier: &str) -> String {
+        format!(
+            "select case c.relkind when 'v' then 'view' when 'm' then 'materialized_view' else 'table' end \
+             from pg_catalog.pg_class c \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = {} and c.relname = {} and c.relkind in ('r', 'v', 'm', 'p')",
+            self.quote_literal(schema),
+            self.quote_literal(identifier)
+        )
+    }
+
+    fn columns_sql(&self, schema: &str, identifier: &str) -> String {
+        format!(
+            "select a.attname::text, format_type(a.atttypid, a.atttypmod) \
+             from pg_catalog.pg_attribute a \
+             join pg_catalog.pg_class c on c.oid = a.attrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = {} and c.relname = {} and a.attnum > 0 and not a.attisdropped \
+             order by a.attnum",
+            self.quote_literal(schema),
+            self.quote_literal(identifier)
+        )
+    }
+
+    fn grants_sql(&self, schema: &str, identifier: &str) -> String {
+        format!(
+            "select lower(privilege_type)::text, grantee::text \
+             from information_schema.role_table_grants \
+             where table_schema = {} and table_name = {} and grantee <> current_user",
+            self.quote_literal(schema),
+            self.quote_literal(identifier)
+        )
+    }
+
+    fn canonical_types(&self, types: &[&str]) -> CanonicalTypes {
+        // to_regtype gives NULL for a name that is no type, instead of failing all.
+        let list: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        CanonicalTypes::Query(format!(
+            "select format_type(to_regtype(t), null) \
+             from unnest(array[{}]::text[]) with ordinality as u(t, i) order by i",
+            literal_list(self, &list)
+        ))
+    }
 }
+
+/// How often a Postgres backend checks, while running a statement, that its
+/// client is still there.
+const PG_CLIENT_CHECK_MS: u32 = 2000;
 
 /// Amazon Redshift: a Postgres 8.0 descendant. Only what differs from Postgres
 /// is written here; the rest delegates to `PostgresDialect`. Its transports
@@ -739,8 +875,10 @@ impl Dialect for RedshiftDialect {
     }
 
     fn current_timestamp(&self) -> String {
-        // sysdate is the start of the transaction, like Postgres's now().
-        "sysdate".into()
+        // As dbt-redshift: GETDATE is a compute-node function; CURRENT_TIMESTAMP
+        // and NOW run on the leader node only
+        // (https://docs.aws.amazon.com/redshift/latest/dg/r_GETDATE.html).
+        "getdate()".into()
     }
 
     fn seed_type(&self, t: SeedType) -> String {
@@ -862,9 +1000,10 @@ impl Dialect for RedshiftDialect {
     }
 
     fn freshness(&self, max_loaded_at_query: &str) -> String {
+        // Two timestamps; the age is computed by the client, since Redshift's
+        // DATEDIFF takes a bare date part no other dialect parses.
         format!(
-            "select max_loaded_at::varchar, snapshotted_at::varchar, \
-             datediff(second, max_loaded_at, snapshotted_at)::float8 \
+            "select max_loaded_at::varchar, snapshotted_at::varchar \
              from (select ({max_loaded_at_query}) as max_loaded_at, getdate() as snapshotted_at) f"
         )
     }
@@ -875,6 +1014,123 @@ impl Dialect for RedshiftDialect {
             filter.map(|f| format!(" where {f}")).unwrap_or_default()
         )
     }
+
+    fn fold_identifier(&self, s: &str) -> String {
+        // Names are case-insensitive and stored in lower case, delimited or
+        // not, unless enable_case_sensitive_identifier is on
+        // (https://docs.aws.amazon.com/redshift/latest/dg/r_names.html).
+        s.to_lowercase()
+    }
+
+    fn list_relations_sql(&self, schemas: &[String]) -> String {
+        let schemas: Vec<String> = schemas.iter().map(|s| self.fold_identifier(s)).collect();
+        self.relations_where(&format!("in ({})", literal_list(self, &schemas)), None)
+    }
+
+    fn relation_type_sql(&self, schema: &str, identifier: &str) -> String {
+        let schema = self.quote_literal(&self.fold_identifier(schema));
+        let name = self.quote_literal(&self.fold_identifier(identifier));
+        format!(
+            "select kind from ({}) r",
+            self.relations_where(&format!("= {schema}"), Some(&name))
+        )
+    }
+
+    fn columns_sql(&self, schema: &str, identifier: &str) -> String {
+        // SVV_COLUMNS covers late-binding views, whose columns the Postgres
+        // catalog does not know until they are queried
+        // (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_COLUMNS.html).
+        format!(
+            "select column_name::varchar, \
+             case when character_maximum_length is not null \
+                  then data_type || '(' || character_maximum_length::varchar || ')' \
+                  when data_type = 'numeric' and numeric_precision is not null \
+                  then 'numeric(' || numeric_precision::varchar || ',' || coalesce(numeric_scale, 0)::varchar || ')' \
+                  else data_type end::varchar \
+             from svv_columns \
+             where table_catalog = current_database() and table_schema = {} and table_name = {} \
+             order by ordinal_position",
+            self.quote_literal(&self.fold_identifier(schema)),
+            self.quote_literal(&self.fold_identifier(identifier))
+        )
+    }
+
+    fn grants_sql(&self, schema: &str, identifier: &str) -> String {
+        // https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_RELATION_PRIVILEGES.html
+        format!(
+            "select lower(privilege_type)::varchar, identity_name::varchar \
+             from svv_relation_privileges \
+             where namespace_name = {} and relation_name = {} and identity_name <> current_user",
+            self.quote_literal(&self.fold_identifier(schema)),
+            self.quote_literal(&self.fold_identifier(identifier))
+        )
+    }
+
+    fn canonical_types(&self, types: &[&str]) -> CanonicalTypes {
+        // Redshift has a fixed set of types and no to_regtype
+        // (https://docs.aws.amazon.com/redshift/latest/dg/c_Supported_data_types.html).
+        CanonicalTypes::Known(types.iter().map(|t| redshift_type(t)).collect())
+    }
+}
+
+impl RedshiftDialect {
+    /// Tables and views (SVV_TABLES) and materialized views (SVV_MV_INFO) in
+    /// the schemas matching `schema_cond`, with whether anyone but the current
+    /// user holds privileges on them (SVV_RELATION_PRIVILEGES). Joins, not
+    /// correlated subqueries: Redshift rejects most of those.
+    /// https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_TABLES.html
+    /// https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html
+    fn relations_where(&self, schema_cond: &str, name: Option<&str>) -> String {
+        let (t_name, mv_name) = match name {
+            Some(n) => (format!(" and table_name = {n}"), format!(" and name = {n}")),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "select r.schema_name, r.name, r.kind, g.relation_name is not null as granted from (\
+             select table_schema::varchar as schema_name, table_name::varchar as name, \
+             case table_type when 'VIEW' then 'view' else 'table' end::varchar as kind \
+             from svv_tables where table_catalog = current_database() \
+             and table_type in ('BASE TABLE', 'VIEW') and table_schema {schema_cond}{t_name} \
+             union all \
+             select schema_name::varchar, name::varchar, 'materialized_view'::varchar \
+             from svv_mv_info where database_name = current_database() and schema_name {schema_cond}{mv_name}\
+             ) r left join (\
+             select distinct namespace_name, relation_name from svv_relation_privileges \
+             where identity_name <> current_user\
+             ) g on g.namespace_name = r.schema_name and g.relation_name = r.name"
+        )
+    }
+}
+
+/// A Redshift type name as its catalog writes it, without modifiers; `None`
+/// for a name Redshift does not have.
+fn redshift_type(t: &str) -> Option<String> {
+    let base = t.split('(').next().unwrap_or(t).trim().to_lowercase();
+    let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
+    let canonical = match base.as_str() {
+        "smallint" | "int2" => "smallint",
+        "integer" | "int" | "int4" => "integer",
+        "bigint" | "int8" => "bigint",
+        "decimal" | "numeric" => "numeric",
+        "real" | "float4" => "real",
+        "double precision" | "float8" | "float" => "double precision",
+        "boolean" | "bool" => "boolean",
+        "char" | "character" | "nchar" | "bpchar" => "character",
+        "varchar" | "character varying" | "nvarchar" | "text" => "character varying",
+        "date" => "date",
+        "timestamp" | "timestamp without time zone" => "timestamp without time zone",
+        "timestamptz" | "timestamp with time zone" => "timestamp with time zone",
+        "time" | "time without time zone" => "time without time zone",
+        "timetz" | "time with time zone" => "time with time zone",
+        "varbyte" | "varbinary" | "binary varying" => "varbyte",
+        "super" => "super",
+        "geometry" => "geometry",
+        "geography" => "geography",
+        "hllsketch" => "hllsketch",
+        "interval" => "interval",
+        _ => return None,
+    };
+    Some(canonical.to_string())
 }
 
 /// Every dialect Strata has, for tests that check each of them.

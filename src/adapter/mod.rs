@@ -3,8 +3,10 @@
 //! Postgres protocol, or one batch call for the Redshift Data API). Warehouse
 //! differences are capability methods, never matches on the warehouse type.
 
+mod catalog;
 pub mod dialect;
 pub mod postgres;
+pub mod redshift;
 
 use std::fmt;
 
@@ -133,20 +135,68 @@ pub trait Adapter: Send + Sync {
         Ok(self.describe_many(&[sql])?.pop().unwrap_or_default())
     }
     /// Tables, views and materialized views in these schemas.
-    fn list_relations(&self, schemas: &[String]) -> Result<Vec<RelationInfo>, AdapterError>;
+    fn list_relations(&self, schemas: &[String]) -> Result<Vec<RelationInfo>, AdapterError> {
+        if schemas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.query(&self.dialect().list_relations_sql(schemas))?;
+        Ok(catalog::relations(t))
+    }
     /// What exists under a name, if anything.
     fn relation_type(
         &self,
         schema: &str,
         identifier: &str,
-    ) -> Result<Option<RelationKind>, AdapterError>;
+    ) -> Result<Option<RelationKind>, AdapterError> {
+        let t = self.query(&self.dialect().relation_type_sql(schema, identifier))?;
+        Ok(catalog::strongest_kind(
+            t.rows.iter().filter_map(|r| r.first().cloned().flatten()),
+        ))
+    }
     /// Columns of an existing relation, in order.
-    fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError>;
+    fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError> {
+        let t = self.query(&self.dialect().columns_sql(schema, identifier))?;
+        Ok(t.rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut r = r.into_iter();
+                Some(Column {
+                    name: r.next().flatten()?,
+                    data_type: r.next().flatten().unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
     /// Each type name as the warehouse canonically writes it, without
     /// modifiers (`int` → `integer`); `None` for a name that is not a type.
-    fn canonical_types(&self, types: &[&str]) -> Result<Vec<Option<String>>, AdapterError>;
+    fn canonical_types(&self, types: &[&str]) -> Result<Vec<Option<String>>, AdapterError> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.dialect().canonical_types(types) {
+            dialect::CanonicalTypes::Known(v) => Ok(v),
+            dialect::CanonicalTypes::Query(sql) => Ok(self
+                .query(&sql)?
+                .rows
+                .into_iter()
+                .map(|r| r.into_iter().next().flatten())
+                .collect()),
+        }
+    }
     /// Privileges on a relation held by others than the current user.
-    fn grants_on(&self, schema: &str, identifier: &str) -> Result<Vec<Grant>, AdapterError>;
+    fn grants_on(&self, schema: &str, identifier: &str) -> Result<Vec<Grant>, AdapterError> {
+        let t = self.query(&self.dialect().grants_sql(schema, identifier))?;
+        Ok(t.rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut r = r.into_iter();
+                Some(Grant {
+                    privilege: r.next().flatten()?,
+                    grantee: r.next().flatten()?,
+                })
+            })
+            .collect())
+    }
     /// Cancels every statement in flight, server side, and refuses to start
     /// or commit anything more until [`Adapter::resume`].
     fn cancel_all(&self);
@@ -222,11 +272,16 @@ pub fn connect(
 ) -> crate::error::Result<Arc<dyn Adapter>> {
     match &target.connection {
         Connection::Postgres(c) => {
-            let tls = postgres::TlsMode::parse(c.sslmode.as_deref())
-                .map_err(|e| Diagnostic::new(DiagKind::Config, format!("target '{}': {e}", target.name)))?;
+            let tls = postgres::TlsMode::parse(c.sslmode.as_deref()).map_err(|e| {
+                Diagnostic::new(DiagKind::Config, format!("target '{}': {e}", target.name))
+            })?;
             let (host, port, password) = if c.local.unwrap_or(false) {
                 let cluster = ensure_local(project_dir, c, &target.database)?;
-                ("127.0.0.1".to_string(), cluster.port, Some(cluster.password()?))
+                (
+                    "127.0.0.1".to_string(),
+                    cluster.port,
+                    Some(cluster.password()?),
+                )
             } else {
                 (
                     c.host.clone().unwrap_or_else(|| "localhost".into()),
@@ -241,7 +296,10 @@ pub fn connect(
                 password,
                 dbname: target.database.clone(),
                 connect_timeout: Duration::from_secs(c.connect_timeout.unwrap_or(10)),
-                keepalives_idle: c.keepalives_idle.filter(|k| *k > 0).map(Duration::from_secs),
+                keepalives_idle: c
+                    .keepalives_idle
+                    .filter(|k| *k > 0)
+                    .map(Duration::from_secs),
                 retries: c.retries.unwrap_or(1),
                 search_path: c.search_path.clone(),
                 role: c.role.clone(),
@@ -256,11 +314,6 @@ pub fn connect(
             })?;
             Ok(Arc::new(a))
         }
-        Connection::Redshift(_) => Err(Diagnostic::new(
-            DiagKind::Config,
-            format!("target '{}' is a Redshift target; the Redshift adapter is not available yet", target.name),
-        )
-        .hint("compile and ls work offline; running against Redshift arrives with the Redshift adapter")
-        .into()),
+        Connection::Redshift(c) => redshift::connect(project_dir, target, c, threads),
     }
 }

@@ -1,6 +1,8 @@
-//! PostgreSQL over tokio-postgres: a pool of `threads` sessions, TLS-less
-//! connections with keepalives and timeouts, retries of connection errors and
-//! server-side cancellation.
+//! The Postgres wire protocol over tokio-postgres, for PostgreSQL and for
+//! Redshift (which speaks it): a pool of `threads` sessions, TLS, keepalives
+//! and timeouts, retries of connection errors and server-side cancellation.
+//! What to say is the dialect's business; the catalog is read through the
+//! dialect's queries.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -10,8 +12,7 @@ use tokio::runtime::Runtime;
 use tokio_postgres::{CancelToken, Client, Config, NoTls, SimpleQueryMessage};
 
 use super::{
-    Adapter, AdapterError, Batch, BatchResult, Column, Dialect, FailureKind, Grant,
-    PostgresDialect, RelationInfo, RelationKind, Table,
+    Adapter, AdapterError, Batch, BatchResult, Column, Dialect, FailureKind, PostgresDialect, Table,
 };
 
 /// Connection settings resolved from a profile target.
@@ -36,9 +37,12 @@ pub struct PgSettings {
 /// libpq's `sslmode`, as far as Strata implements it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMode {
-    /// `disable`, and `prefer`/`allow` (no encryption is attempted).
+    /// `disable` and `allow`: no encryption is attempted.
     #[default]
     Disable,
+    /// `prefer`: encrypted when the server offers it (Redshift always does),
+    /// the server's certificate not checked, as libpq does.
+    Prefer,
     /// `require`: encrypted, the server's certificate is not checked.
     Require,
     /// `verify-ca` and `verify-full`: the certificate chain and host name are checked.
@@ -48,7 +52,8 @@ pub enum TlsMode {
 impl TlsMode {
     pub fn parse(s: Option<&str>) -> Result<TlsMode, String> {
         Ok(match s {
-            None | Some("disable") | Some("allow") | Some("prefer") => TlsMode::Disable,
+            None | Some("disable") | Some("allow") => TlsMode::Disable,
+            Some("prefer") => TlsMode::Prefer,
             Some("require") => TlsMode::Require,
             Some("verify-ca") | Some("verify-full") => TlsMode::VerifyFull,
             Some(other) => return Err(format!("sslmode '{other}' is not one of disable, allow, prefer, require, verify-ca, verify-full")),
@@ -116,7 +121,7 @@ fn tls_connector(
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(format!("TLS setup failed: {e}")))?;
     let config = match mode {
-        TlsMode::Require => builder
+        TlsMode::Require | TlsMode::Prefer => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
             .with_no_client_auth(),
@@ -155,17 +160,14 @@ struct Pool {
 
 pub struct PostgresAdapter {
     settings: PgSettings,
+    /// Postgres, or Redshift over the same protocol.
+    dialect: Arc<dyn Dialect>,
     rt: Runtime,
     pool: Mutex<Pool>,
     available: Condvar,
     /// Set by `cancel_all`: nothing new starts and nothing commits.
     cancelled: AtomicBool,
 }
-
-/// How often a backend checks, while running a statement, that its client is
-/// still there (PostgreSQL 14+): after a kill -9 of Strata its statements
-/// stop, and their locks go, within this many milliseconds instead of running on.
-const CLIENT_CHECK_MS: u32 = 2000;
 
 fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
     // No server error, or the server ending the session (shutdown, crash,
@@ -211,7 +213,16 @@ fn err(e: tokio_postgres::Error, statement: Option<usize>) -> AdapterError {
 }
 
 impl PostgresAdapter {
+    /// A Postgres server.
     pub fn new(settings: PgSettings) -> Result<PostgresAdapter, AdapterError> {
+        PostgresAdapter::speaking(settings, Arc::new(PostgresDialect))
+    }
+
+    /// A server of the Postgres wire protocol that speaks `dialect`.
+    pub fn speaking(
+        settings: PgSettings,
+        dialect: Arc<dyn Dialect>,
+    ) -> Result<PostgresAdapter, AdapterError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -224,6 +235,7 @@ impl PostgresAdapter {
             })?;
         let adapter = PostgresAdapter {
             settings,
+            dialect,
             rt,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -248,8 +260,14 @@ impl PostgresAdapter {
             .dbname(&s.dbname)
             .connect_timeout(s.connect_timeout)
             .application_name("strata");
-        if s.tls != TlsMode::Disable {
-            c.ssl_mode(tokio_postgres::config::SslMode::Require);
+        match s.tls {
+            TlsMode::Disable => {}
+            TlsMode::Prefer => {
+                c.ssl_mode(tokio_postgres::config::SslMode::Prefer);
+            }
+            TlsMode::Require | TlsMode::VerifyFull => {
+                c.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
         }
         if let Some(p) = &s.password {
             c.password(p);
@@ -296,14 +314,11 @@ impl PostgresAdapter {
             match res {
                 Ok(client) => {
                     let cancel = client.cancel_token();
-                    // A server without the setting (before 14) skips it.
-                    let check = format!(
-                        "select set_config('client_connection_check_interval', '{CLIENT_CHECK_MS}', false) \
-                         where current_setting('server_version_num')::int >= 140000"
-                    );
-                    self.rt
-                        .block_on(client.batch_execute(&check))
-                        .map_err(|e| err(e, None))?;
+                    for sql in self.dialect.session_setup() {
+                        self.rt
+                            .block_on(client.batch_execute(&sql))
+                            .map_err(|e| err(e, None))?;
+                    }
                     return Ok(Conn { client, cancel });
                 }
                 Err(e) if attempt < self.settings.retries => {
@@ -314,7 +329,8 @@ impl PostgresAdapter {
                 Err(e) => {
                     let mut a = err(e, None);
                     a.message = format!(
-                        "cannot connect to postgres at {}:{} as {} (database {}): {}",
+                        "cannot connect to {} at {}:{} as {} (database {}): {}",
+                        self.dialect.name(),
                         self.settings.host,
                         self.settings.port,
                         self.settings.user,
@@ -411,18 +427,9 @@ fn rows_affected(msgs: &[SimpleQueryMessage]) -> Option<u64> {
     })
 }
 
-/// `relkind` of pg_class as a relation kind (partitioned tables are tables).
-fn kind_of_relkind(k: &str) -> RelationKind {
-    match k {
-        "v" => RelationKind::View,
-        "m" => RelationKind::MaterializedView,
-        _ => RelationKind::Table,
-    }
-}
-
 impl Adapter for PostgresAdapter {
     fn dialect(&self) -> &dyn Dialect {
-        &PostgresDialect
+        self.dialect.as_ref()
     }
 
     fn server_version(&self) -> Result<String, AdapterError> {
@@ -566,16 +573,18 @@ impl Adapter for PostgresAdapter {
                     .collect();
                 oids.sort_unstable();
                 oids.dedup();
-                let rows = client
-                    .query(
-                        "select t.oid, format_type(t.oid, null) from unnest($1::oid[]) as t(oid)",
-                        &[&oids],
-                    )
+                let msgs = client
+                    .simple_query(&self.dialect.type_names_sql(&oids))
                     .await
                     .map_err(|e| err(e, None))?;
-                let names: std::collections::HashMap<u32, String> = rows
+                let names: std::collections::HashMap<u32, String> = msgs
                     .iter()
-                    .map(|r| (r.get::<_, u32>(0), r.get::<_, String>(1)))
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => {
+                            Some((r.get(0)?.parse().ok()?, r.get(1)?.to_string()))
+                        }
+                        _ => None,
+                    })
                     .collect();
                 Ok(statements
                     .iter()
@@ -590,124 +599,6 @@ impl Adapter for PostgresAdapter {
                                     .unwrap_or_else(|| c.type_().name().to_string()),
                             })
                             .collect()
-                    })
-                    .collect())
-            })
-        })
-    }
-
-    fn list_relations(&self, schemas: &[String]) -> Result<Vec<RelationInfo>, AdapterError> {
-        if schemas.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.with_session(|client| {
-            self.rt.block_on(async {
-                let rows = client
-                    .query(
-                        "select n.nspname::text, c.relname::text, c.relkind::text, \
-                         exists (select 1 from aclexplode(c.relacl) a where a.grantee <> c.relowner) \
-                         from pg_catalog.pg_class c \
-                         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-                         where n.nspname = any($1) and c.relkind in ('r', 'v', 'm', 'p')",
-                        &[&schemas],
-                    )
-                    .await
-                    .map_err(|e| err(e, None))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| RelationInfo {
-                        schema: r.get(0),
-                        identifier: r.get(1),
-                        kind: kind_of_relkind(r.get(2)),
-                        granted: r.get(3),
-                    })
-                    .collect())
-            })
-        })
-    }
-
-    fn relation_type(
-        &self,
-        schema: &str,
-        identifier: &str,
-    ) -> Result<Option<RelationKind>, AdapterError> {
-        self.with_session(|client| {
-            self.rt.block_on(async {
-                let row = client
-                    .query_opt(
-                        "select c.relkind::text from pg_catalog.pg_class c \
-                         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-                         where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'v', 'm', 'p')",
-                        &[&schema, &identifier],
-                    )
-                    .await
-                    .map_err(|e| err(e, None))?;
-                Ok(row.map(|r| kind_of_relkind(r.get(0))))
-            })
-        })
-    }
-
-    fn columns_of(&self, schema: &str, identifier: &str) -> Result<Vec<Column>, AdapterError> {
-        self.with_session(|client| {
-            self.rt.block_on(async {
-                let rows = client
-                    .query(
-                        "select a.attname::text, format_type(a.atttypid, a.atttypmod) \
-                         from pg_catalog.pg_attribute a \
-                         join pg_catalog.pg_class c on c.oid = a.attrelid \
-                         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-                         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped \
-                         order by a.attnum",
-                        &[&schema, &identifier],
-                    )
-                    .await
-                    .map_err(|e| err(e, None))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| Column {
-                        name: r.get::<_, String>(0),
-                        data_type: r.get::<_, String>(1),
-                    })
-                    .collect())
-            })
-        })
-    }
-
-    fn canonical_types(&self, types: &[&str]) -> Result<Vec<Option<String>>, AdapterError> {
-        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
-        self.with_session(|client| {
-            self.rt.block_on(async {
-                // to_regtype gives NULL for a name that is no type, instead of failing all.
-                let rows = client
-                    .query(
-                        "select format_type(to_regtype(t), null) \
-                         from unnest($1::text[]) with ordinality as u(t, i) order by i",
-                        &[&types],
-                    )
-                    .await
-                    .map_err(|e| err(e, None))?;
-                Ok(rows.iter().map(|r| r.get::<_, Option<String>>(0)).collect())
-            })
-        })
-    }
-
-    fn grants_on(&self, schema: &str, identifier: &str) -> Result<Vec<Grant>, AdapterError> {
-        self.with_session(|client| {
-            self.rt.block_on(async {
-                let rows = client
-                    .query(
-                        "select lower(privilege_type)::text, grantee::text \
-                         from information_schema.role_table_grants \
-                         where table_schema = $1 and table_name = $2 and grantee <> current_user",
-                        &[&schema, &identifier],
-                    )
-                    .await
-                    .map_err(|e| err(e, None))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| Grant {
-                        privilege: r.get(0),
-                        grantee: r.get(1),
                     })
                     .collect())
             })

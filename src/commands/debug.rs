@@ -32,10 +32,7 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
         }
         Connection::Redshift(c) => {
             crate::outln!("host:          {}", c.host.as_deref().unwrap_or(""));
-            crate::outln!(
-                "method:        {}",
-                c.method.as_deref().unwrap_or("database")
-            );
+            crate::outln!("method:        {}", c.method.unwrap_or_default().as_str());
             crate::outln!("cluster_id:    {}", c.cluster_id.as_deref().unwrap_or(""));
         }
     }

@@ -93,12 +93,14 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
             }
             Ok(t) => {
                 let row = t.rows.first().cloned().unwrap_or_default();
-                let age: f64 = row
-                    .get(2)
-                    .cloned()
-                    .flatten()
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(f64::INFINITY);
+                let age: f64 = match row.get(2) {
+                    Some(a) => a.as_deref().and_then(|a| a.parse().ok()),
+                    None => age_between(
+                        row.first().cloned().flatten().as_deref(),
+                        row.get(1).cloned().flatten().as_deref(),
+                    ),
+                }
+                .unwrap_or(f64::INFINITY);
                 let status = if seconds(crit.get("error_after")).is_some_and(|e| age > e) {
                     "error"
                 } else if seconds(crit.get("warn_after")).is_some_and(|w| age > w) {
@@ -170,4 +172,19 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
     } else {
         Outcome::Success
     })
+}
+
+/// Seconds from `from` to `to`, two naive timestamps as the warehouse prints them.
+fn age_between(from: Option<&str>, to: Option<&str>) -> Option<f64> {
+    let parse = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+            .ok()
+            .or_else(|| {
+                chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z")
+                    .ok()
+                    .map(|t| t.naive_utc())
+            })
+    };
+    let (from, to) = (parse(from?)?, parse(to?)?);
+    Some((to - from).num_milliseconds() as f64 / 1000.0)
 }

@@ -52,21 +52,65 @@ pub struct RedshiftConnection {
     pub sslmode: Option<String>,
     pub connect_timeout: Option<u64>,
     pub retries: Option<u32>,
-    /// `database` (password), `iam` or `data_api`.
-    pub method: Option<String>,
+    /// How Strata reaches the cluster and authenticates.
+    pub method: Option<RedshiftMethod>,
     pub cluster_id: Option<String>,
+    /// A Redshift Serverless workgroup (IAM and Data API).
     pub workgroup_name: Option<String>,
+    /// dbt-redshift's name for a Serverless target under `method: iam`.
+    pub is_serverless: Option<bool>,
+    /// The AWS profile of the credential chain (`~/.aws/config`).
     pub iam_profile: Option<String>,
+    /// The role COPY uses to read S3 (seeds through S3).
     pub iam_role: Option<String>,
     pub region: Option<String>,
     pub autocreate: Option<bool>,
     pub db_groups: Option<Vec<String>>,
+    /// Lifetime of IAM database credentials, 900 to 3600 seconds.
+    pub iam_duration_seconds: Option<u64>,
+    /// Data API: the database user, when not authenticating with a secret.
+    pub db_user: Option<String>,
+    /// Data API: a Secrets Manager secret holding the database credentials.
+    pub secret_arn: Option<String>,
+    /// Static AWS keys instead of the credential chain.
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<String>,
+    /// Strata extension: an S3 prefix (`s3://bucket/prefix/`) where seeds are
+    /// staged for a server-side COPY with `iam_role`.
+    pub s3_staging_dir: Option<String>,
+    /// Strata extension: the AWS endpoint to call instead of the public one
+    /// (VPC endpoints, tests).
+    pub endpoint_url: Option<String>,
     pub ra3_node: Option<bool>,
     pub autocommit: Option<bool>,
     pub keepalives_idle: Option<u64>,
     pub search_path: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Yaml>,
+}
+
+/// How a Redshift target connects (`method:`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RedshiftMethod {
+    /// The Postgres wire protocol with a user and password.
+    #[default]
+    Database,
+    /// The Postgres wire protocol with temporary credentials from IAM.
+    Iam,
+    /// The Redshift Data API over HTTPS: no network path to the cluster needed.
+    DataApi,
+}
+
+impl RedshiftMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedshiftMethod::Database => "database",
+            RedshiftMethod::Iam => "iam",
+            RedshiftMethod::DataApi => "data_api",
+        }
+    }
 }
 
 /// The warehouse a target talks to.
