@@ -130,6 +130,8 @@ pub struct Constraint {
 pub enum LoadSource {
     /// CSV streamed from the client over the connection (`COPY ... FROM STDIN`).
     ClientCsv,
+    /// A headerless CSV object in S3, read by the server with an IAM role.
+    S3Csv { url: String, iam_role: String },
 }
 
 /// The types a seed column is inferred as, in agate's order of preference.
@@ -353,6 +355,13 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     /// A statement that, inside a transaction, makes other transactions that run
     /// it for the same relation wait until this one ends.
     fn lock_for_update(&self, relation: &str) -> String;
+
+    /// Whether [`Dialect::lock_for_update`] needs the relation to exist (a
+    /// table lock). Before it does, two first runs cannot both succeed
+    /// anyway: the second CREATE fails.
+    fn lock_needs_relation(&self) -> bool {
+        false
+    }
 
     // --- Relation settings ----------------------------------------------------------
 
@@ -716,12 +725,13 @@ end $strata$"#
     }
 
     fn copy_from(&self, relation: &str, columns: &[String], source: &LoadSource) -> String {
-        match source {
-            LoadSource::ClientCsv => format!(
-                "copy {relation} ({}) from stdin with (format csv)",
-                columns.join(", ")
-            ),
-        }
+        // Postgres always streams from the client: the engine stages seeds in
+        // S3 only where the dialect cannot (`copy_from_client` false).
+        let _ = source;
+        format!(
+            "copy {relation} ({}) from stdin with (format csv)",
+            columns.join(", ")
+        )
     }
 
     fn copy_from_client(&self) -> bool {
@@ -976,7 +986,14 @@ impl Dialect for RedshiftDialect {
     }
 
     fn lock_for_update(&self, relation: &str) -> String {
+        // No advisory locks on Redshift: an exclusive table lock, held to
+        // the end of the transaction
+        // (https://docs.aws.amazon.com/redshift/latest/dg/r_LOCK.html).
         format!("lock table {relation}")
+    }
+
+    fn lock_needs_relation(&self) -> bool {
+        true
     }
 
     fn supports_indexes(&self) -> bool {
@@ -992,7 +1009,18 @@ impl Dialect for RedshiftDialect {
     }
 
     fn copy_from(&self, relation: &str, columns: &[String], source: &LoadSource) -> String {
-        self.pg.copy_from(relation, columns, source)
+        match source {
+            // Empty fields are NULL, as in Postgres's CSV COPY; dates and
+            // times in any format Redshift recognizes
+            // (https://docs.aws.amazon.com/redshift/latest/dg/copy-parameters-data-conversion.html).
+            LoadSource::S3Csv { url, iam_role } => format!(
+                "copy {relation} ({}) from {} iam_role {} format as csv emptyasnull dateformat 'auto' timeformat 'auto'",
+                columns.join(", "),
+                self.quote_literal(url),
+                self.quote_literal(iam_role)
+            ),
+            LoadSource::ClientCsv => self.pg.copy_from(relation, columns, source),
+        }
     }
 
     fn copy_from_client(&self) -> bool {

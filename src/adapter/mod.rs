@@ -105,6 +105,23 @@ pub struct Grant {
     pub grantee: String,
 }
 
+/// An object uploaded to a staging location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedObject {
+    /// How the warehouse names it (`s3://bucket/key`).
+    pub url: String,
+}
+
+/// An object store the warehouse can load from (S3 for Redshift).
+pub trait ObjectStage: Send + Sync {
+    /// Uploads `data` under a name derived from `name`.
+    fn put(&self, name: &str, data: &[u8]) -> Result<StagedObject, AdapterError>;
+    /// Removes an object once loaded; failures are not errors.
+    fn remove(&self, object: &StagedObject);
+    /// The role the warehouse reads the location with.
+    fn iam_role(&self) -> &str;
+}
+
 /// A connection to one warehouse: one transport (how statements travel) plus
 /// the dialect it speaks. Methods block the calling thread; the scheduler calls
 /// them from its worker threads.
@@ -196,6 +213,16 @@ pub trait Adapter: Send + Sync {
                 })
             })
             .collect())
+    }
+    /// Where seeds can be staged for a server-side load, if anywhere.
+    fn seed_stage(&self) -> Option<&dyn ObjectStage> {
+        None
+    }
+    /// The longest statement the transport sends, in bytes.
+    fn max_statement_bytes(&self) -> usize {
+        // Redshift's limit over the wire protocol; Postgres allows 1 GB.
+        // https://docs.aws.amazon.com/redshift/latest/dg/r_SELECT_synopsis.html
+        16 << 20
     }
     /// Cancels every statement in flight, server side, and refuses to start
     /// or commit anything more until [`Adapter::resume`].

@@ -320,15 +320,6 @@ impl RunCtx<'_> {
             .map_err(|e| data_error(format!("cannot read {}: {e}", path.display())))?;
         let cfg = n.config.seed();
         let d = self.adapter.dialect();
-        if !d.copy_from_client() {
-            return Err(NodeError::new(
-                NodeErrorKind::Config,
-                format!(
-                    "seeds cannot be loaded from the client on {}; they load through S3 there",
-                    d.name()
-                ),
-            ));
-        }
         let data = seed::read_csv(d, &n.display_path, &bytes, cfg.delimiter, &|c| {
             cfg.column_types
                 .iter()
@@ -351,20 +342,74 @@ impl RunCtx<'_> {
                 .unwrap_or(false);
         let recreate =
             decide::seed_recreates(input.existing, self.full_refresh(n), columns_changed);
-        let plan = seed::plan(d, &input, &data, cfg.quote_columns, recreate);
+        // Streamed from the client where the warehouse can; else copied server
+        // side from an S3 staging location, or inserted in bounded batches.
+        let mut staged = None;
+        let source = if d.copy_from_client() {
+            seed::SeedSource::ClientCsv
+        } else if let Some(stage) = self.adapter.seed_stage() {
+            let object = stage
+                .put(&format!("{}.{}", n.schema, n.alias), &data.copy_data)
+                .map_err(|e| {
+                    NodeError::new(
+                        NodeErrorKind::Data,
+                        format!("cannot stage the seed in S3: {e}"),
+                    )
+                })?;
+            let source = seed::SeedSource::S3 {
+                url: object.url.clone(),
+                iam_role: stage.iam_role().to_string(),
+            };
+            staged = Some((stage, object));
+            source
+        } else {
+            seed::SeedSource::Inserts {
+                max_bytes: self.adapter.max_statement_bytes(),
+            }
+        };
+        let plan = seed::plan(d, &input, &data, cfg.quote_columns, recreate, &source);
         self.run_outside(&plan.outside_before)?;
-        let rows = self
-            .adapter
-            .load(&plan.before, &plan.copy, &data.copy_data, &plan.after)
-            .map_err(|e| {
-                // COPY reports "line N" of the data; the file has a header line first.
-                let mut err = NodeError::in_statement(e, &plan.copy);
-                err.kind = NodeErrorKind::Data;
-                if let Some(line) = copy_line(&err.message) {
-                    err.message = format!("{}:{}: {}", n.display_path, line + 1, err.message);
+        let data_error = |e: crate::adapter::AdapterError, sql: &str| {
+            // COPY reports "line N" of the data; the file has a header line first.
+            let mut err = NodeError::in_statement(e, sql);
+            err.kind = NodeErrorKind::Data;
+            if let Some(line) = copy_line(&err.message) {
+                err.message = format!("{}:{}: {}", n.display_path, line + 1, err.message);
+            }
+            err
+        };
+        let rows = match &plan.load {
+            seed::SeedLoad::ClientCopy(copy) => self
+                .adapter
+                .load(&plan.before, copy, &data.copy_data, &plan.after)
+                .map_err(|e| data_error(e, copy))?,
+            seed::SeedLoad::Statements(load) => {
+                // One transaction: a failed load keeps the old rows.
+                let statements: Vec<String> = plan
+                    .before
+                    .iter()
+                    .chain(load)
+                    .chain(&plan.after)
+                    .cloned()
+                    .collect();
+                let result = self
+                    .adapter
+                    .execute(&crate::adapter::Batch::atomic(statements.clone()));
+                if let Some((stage, object)) = staged {
+                    // The staged copy has served (or failed); either way it goes.
+                    stage.remove(&object);
                 }
-                err
-            })?;
+                result.map_err(|e| {
+                    let sql = e
+                        .statement
+                        .and_then(|i| statements.get(i))
+                        .cloned()
+                        .unwrap_or_default();
+                    data_error(e, &sql)
+                })?;
+                data.rows as u64
+            }
+        };
         self.run_outside(&plan.outside_after)?;
         Ok(Built {
             code: "INSERT",

@@ -299,6 +299,37 @@ fn write_copy_field(out: &mut Vec<u8>, value: &str) {
     }
 }
 
+/// How a seed's rows reach the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedSource {
+    /// Streamed from the client (`COPY ... FROM STDIN`).
+    ClientCsv,
+    /// Copied server side from a CSV object Strata uploads first (Redshift).
+    S3 { url: String, iam_role: String },
+    /// Multi-row INSERTs of at most `max_bytes` each, where nothing else can
+    /// load (Redshift without an S3 staging location).
+    Inserts { max_bytes: usize },
+}
+
+/// The load step of a seed plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedLoad {
+    /// A COPY the client streams the CSV data into.
+    ClientCopy(String),
+    /// Statements that carry the rows themselves, or load them server side.
+    Statements(Vec<String>),
+}
+
+impl SeedLoad {
+    /// The statements as text, for errors, dry runs and snapshots.
+    pub fn sql(&self) -> Vec<&str> {
+        match self {
+            SeedLoad::ClientCopy(s) => vec![s.as_str()],
+            SeedLoad::Statements(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 /// The statements around the COPY of a seed: `before`, the COPY and `after`
 /// run in one transaction; hooks outside the transaction run around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,7 +337,7 @@ pub struct SeedPlan {
     /// Hooks with `transaction: false`, before the load.
     pub outside_before: Vec<String>,
     pub before: Vec<String>,
-    pub copy: String,
+    pub load: SeedLoad,
     pub after: Vec<String>,
     /// Hooks with `transaction: false`, after the load.
     pub outside_after: Vec<String>,
@@ -321,6 +352,7 @@ pub fn plan(
     data: &SeedData,
     quote_columns: bool,
     recreate: bool,
+    source: &SeedSource,
 ) -> SeedPlan {
     let target = &node.target;
     let relation = d.relation(target);
@@ -367,7 +399,7 @@ pub fn plan(
         SeedPlan {
             outside_before,
             before,
-            copy: d.copy_from(&tmp, &cols, &LoadSource::ClientCsv),
+            load: load_step(d, &tmp, &cols, data, source),
             after,
             outside_after,
         }
@@ -381,11 +413,86 @@ pub fn plan(
         SeedPlan {
             outside_before,
             before,
-            copy: d.copy_from(&relation, &cols, &LoadSource::ClientCsv),
+            load: load_step(d, &relation, &cols, data, source),
             after,
             outside_after,
         }
     }
+}
+
+fn load_step(
+    d: &dyn Dialect,
+    relation: &str,
+    cols: &[String],
+    data: &SeedData,
+    source: &SeedSource,
+) -> SeedLoad {
+    match source {
+        SeedSource::ClientCsv => {
+            SeedLoad::ClientCopy(d.copy_from(relation, cols, &LoadSource::ClientCsv))
+        }
+        SeedSource::S3 { url, iam_role } => SeedLoad::Statements(vec![d.copy_from(
+            relation,
+            cols,
+            &LoadSource::S3Csv {
+                url: url.clone(),
+                iam_role: iam_role.clone(),
+            },
+        )]),
+        SeedSource::Inserts { max_bytes } => {
+            SeedLoad::Statements(insert_statements(d, relation, cols, data, *max_bytes))
+        }
+    }
+}
+
+/// The rows as multi-row INSERTs, each at most `max_bytes` long (a single
+/// row longer than that is a statement of its own). Values are string
+/// literals the server casts to the column types; an empty value is NULL.
+pub fn insert_statements(
+    d: &dyn Dialect,
+    relation: &str,
+    cols: &[String],
+    data: &SeedData,
+    max_bytes: usize,
+) -> Vec<String> {
+    let head = format!("insert into {relation} ({}) values\n", cols.join(", "));
+    let text = String::from_utf8_lossy(&data.copy_data);
+    let rows = parse_csv(&text, b',').unwrap_or_default();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for r in rows {
+        if r.blank && cols.len() > 1 {
+            continue;
+        }
+        let values: Vec<String> = if r.blank {
+            vec!["null".into()]
+        } else {
+            r.fields
+                .iter()
+                .map(|f| {
+                    if f.is_empty() {
+                        "null".to_string()
+                    } else {
+                        d.quote_literal(f)
+                    }
+                })
+                .collect()
+        };
+        let tuple = format!("({})", values.join(", "));
+        if !current.is_empty() && current.len() + 2 + tuple.len() > max_bytes {
+            out.push(std::mem::take(&mut current));
+        }
+        if current.is_empty() {
+            current.push_str(&head);
+        } else {
+            current.push_str(",\n");
+        }
+        current.push_str(&tuple);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -418,6 +525,51 @@ mod tests {
         assert_eq!(e.location.unwrap().line, 2);
     }
 
+    /// What each dialect loads seeds with when nothing else is configured.
+    fn source(d: &dyn Dialect) -> SeedSource {
+        if d.copy_from_client() {
+            SeedSource::ClientCsv
+        } else {
+            SeedSource::Inserts { max_bytes: 1 << 20 }
+        }
+    }
+
+    #[test]
+    fn inserts_are_bounded_and_null_aware() {
+        let d = &PostgresDialect;
+        let data = read_csv(
+            d,
+            "s.csv",
+            b"id,name\n1,a'b\n2,\n3,\"x,y\"\n",
+            b',',
+            &|_| None,
+        )
+        .unwrap();
+        let cols = vec!["id".to_string(), "name".to_string()];
+        let one = insert_statements(d, "t", &cols, &data, 1 << 20);
+        assert_eq!(
+            one,
+            vec!["insert into t (id, name) values\n('1', 'a''b'),\n('2', null),\n('3', 'x,y')"]
+        );
+        // A limit smaller than two rows: one statement per row, none empty.
+        let many = insert_statements(d, "t", &cols, &data, 50);
+        assert_eq!(many.len(), 3);
+        assert!(many.iter().all(|s| s.starts_with("insert into t")));
+    }
+
+    #[test]
+    fn s3_seeds_copy_server_side() {
+        let d = &dialect::RedshiftDialect::default();
+        let data = read_csv(d, "s.csv", b"id,name\n1,a\n", b',', &|_| None).unwrap();
+        let target = NodePlanInput::new(RelationId::new("db", "raw", "s"), "");
+        let src = SeedSource::S3 {
+            url: "s3://bucket/seeds/s.csv".into(),
+            iam_role: "arn:aws:iam::123456789012:role/load".into(),
+        };
+        let p = plan(d, &target, &data, true, true, &src);
+        insta::assert_snapshot!(p.load.sql().join(";\n"));
+    }
+
     #[test]
     fn plans() {
         for d in dialect::all() {
@@ -426,18 +578,18 @@ mod tests {
                 format!(
                     "{}\n-- copy\n{}\n-- after\n{}",
                     p.before.join(";\n"),
-                    p.copy,
+                    p.load.sql().join(";\n"),
                     p.after.join(";\n")
                 )
             };
             let target = NodePlanInput::new(RelationId::new("db", "raw", "s"), "");
             insta::assert_snapshot!(
                 format!("{}__seed_recreate", d.name()),
-                show(plan(d, &target, &data, true, true))
+                show(plan(d, &target, &data, true, true, &source(d)))
             );
             insta::assert_snapshot!(
                 format!("{}__seed_reload", d.name()),
-                show(plan(d, &target, &data, false, false))
+                show(plan(d, &target, &data, false, false, &source(d)))
             );
         }
     }
@@ -453,7 +605,7 @@ mod tests {
             HookSql::new("vacuum s", false),
         ];
         for recreate in [true, false] {
-            let p = plan(d, &node, &data, true, recreate);
+            let p = plan(d, &node, &data, true, recreate, &SeedSource::ClientCsv);
             assert_eq!(p.outside_before, vec!["set a"]);
             assert_eq!(p.before.first().map(String::as_str), Some("set b"));
             assert_eq!(p.after.last().map(String::as_str), Some("analyze s"));

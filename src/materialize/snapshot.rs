@@ -128,7 +128,9 @@ pub fn plan(d: &dyn Dialect, input: &SnapshotInput<'_>) -> Plan {
     split_hooks(&input.node.pre_hooks, &mut before, &mut tx);
     // Two runs of one snapshot must not interleave: both would see the same
     // current rows and insert duplicate versions.
-    tx.push(d.lock_for_update(&rel));
+    if input.existing_columns.is_some() || !d.lock_needs_relation() {
+        tx.push(d.lock_for_update(&rel));
+    }
     let snapshot_time = format!("(select {} as ts) as snapshot_time", d.current_timestamp());
     // The meta columns of a new version, over the source row `src`.
     let meta_columns = |valid_to: &str| -> Vec<String> {
