@@ -5,7 +5,7 @@
 
 {% macro default__parse_mixed_timestamp(column_name) -%}
     case
-        when {{ column_name }} ~ '^\d{2}/\d{2}/\d{4}'
+        when {{ column_name }} ~ '^[0-9]{2}/[0-9]{2}/[0-9]{4}'
             then to_timestamp({{ column_name }}, 'MM/DD/YYYY HH24:MI')::timestamp
         else {{ column_name }}::timestamptz::timestamp
     end

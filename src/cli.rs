@@ -160,6 +160,16 @@ pub struct RunArgs {
     /// Stop at the first failure and cancel statements in flight.
     #[arg(short = 'x', long)]
     pub fail_fast: bool,
+    /// Plan every statement and write it under <target-path>/run/ without
+    /// executing anything (the warehouse is still read, for introspection).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: make no connection at all and plan a first run.
+    #[arg(long, requires = "dry_run")]
+    pub offline: bool,
+    /// With --dry-run: also print each node's statements.
+    #[arg(long, requires = "dry_run")]
+    pub show_sql: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,9 @@ use crate::engine::events::{
 /// report), as opposed to log lines: the one place besides the reporter that
 /// writes to the terminal. A closed pipe (`strata ls | head`) is not an error.
 /// Secret values (`DBT_ENV_SECRET_*`) are masked, whatever the command prints.
+/// The code of a node a dry run planned without executing it.
+pub const DRY_RUN: &str = "DRY RUN";
+
 pub fn out(args: std::fmt::Arguments<'_>) {
     let text = args.to_string();
     let _ = std::io::stdout()
@@ -368,6 +371,7 @@ impl Reporter {
         if unit || matches!(end.subject, Subject::Test { .. }) {
             let word = match (end.status, end.failures) {
                 (RunStatus::Pass, _) => "PASS".to_string(),
+                (RunStatus::Success, _) => end.code.unwrap_or("OK").to_string(),
                 (RunStatus::Warn, Some(f)) => format!("WARN {f}"),
                 (RunStatus::Fail, Some(f)) => format!("FAIL {f}"),
                 (RunStatus::Fail, None) => "FAIL".to_string(),
@@ -381,7 +385,9 @@ impl Reporter {
             );
             let code = if unit { "unit_ok" } else { "node_ok" };
             match end.status {
-                RunStatus::Pass => self.emit_with(Level::Info, code, &line, data),
+                RunStatus::Pass | RunStatus::Success => {
+                    self.emit_with(Level::Info, code, &line, data)
+                }
                 RunStatus::Warn => self.emit_with(Level::Warn, "warning", &line, data),
                 _ => self.emit_with(Level::Error, "error", &line, data),
             }
@@ -395,6 +401,7 @@ impl Reporter {
                 None => format!("{code} in {secs:.2}s"),
             };
             let verb = match end.subject {
+                _ if code == DRY_RUN => "planned",
                 Subject::Seed { .. } => "loaded",
                 Subject::Snapshot { .. } => "snapshotted",
                 _ => "created",

@@ -1,20 +1,12 @@
-with source as (
-    select
-        customer_id,
-        full_name,
-        signed_up_at,
-        profile::jsonb as profile
-    from {{ ref('raw_customers') }}
-)
-
+-- Customers with their nested JSON profile flattened into columns.
 select
     customer_id,
     full_name,
     signed_up_at::date as signed_up_at,
-    profile ->> 'email' as email,
-    profile ->> 'tier' as tier,
-    profile -> 'preferences' ->> 'language' as preferred_language,
-    coalesce((profile -> 'preferences' -> 'notifications' ->> 'email')::boolean, false) as notify_by_email,
-    coalesce((profile -> 'preferences' -> 'notifications' ->> 'sms')::boolean, false) as notify_by_sms,
-    jsonb_array_length(coalesce(profile -> 'addresses', '[]'::jsonb)) as address_count
-from source
+    {{ json_text('profile', ['email']) }} as email,
+    {{ json_text('profile', ['tier']) }} as tier,
+    {{ json_text('profile', ['preferences', 'language']) }} as preferred_language,
+    coalesce({{ json_text('profile', ['preferences', 'notifications', 'email']) }} = 'true', false) as notify_by_email,
+    coalesce({{ json_text('profile', ['preferences', 'notifications', 'sms']) }} = 'true', false) as notify_by_sms,
+    {{ json_array_length('profile', 'addresses') }} as address_count
+from {{ ref('raw_customers') }}

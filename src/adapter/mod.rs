@@ -6,6 +6,7 @@
 mod catalog;
 pub mod dialect;
 pub mod postgres;
+pub mod recording;
 pub mod redshift;
 
 use std::fmt;
@@ -224,6 +225,11 @@ pub trait Adapter: Send + Sync {
         // https://docs.aws.amazon.com/redshift/latest/dg/r_SELECT_synopsis.html
         16 << 20
     }
+    /// The statements this thread sent (or, in a dry run, would have sent)
+    /// since the last call, for `target/run/`; empty where nothing records.
+    fn take_recorded(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Cancels every statement in flight, server side, and refuses to start
     /// or commit anything more until [`Adapter::resume`].
     fn cancel_all(&self);
@@ -288,6 +294,14 @@ pub fn ensure_local(
             })?;
     }
     Ok(cluster)
+}
+
+/// The dialect a target speaks, without connecting to it.
+pub fn dialect_for(target: &Target) -> Arc<dyn Dialect> {
+    match &target.connection {
+        Connection::Postgres(_) => Arc::new(PostgresDialect),
+        Connection::Redshift(_) => Arc::new(RedshiftDialect::default()),
+    }
 }
 
 /// Opens the adapter for a target, starting the project's local cluster first

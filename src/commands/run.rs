@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::{Outcome, Session};
 use crate::adapter;
+use crate::adapter::recording::{self, Recording as Recorder};
 use crate::artifacts::manifest::{self as manifest_json, ManifestMeta};
 use crate::artifacts::run_results;
 use crate::cli::RunArgs;
@@ -100,7 +101,18 @@ pub fn execute(
         Some(ids) => ids,
         None => s.select()?,
     };
-    let adapter = adapter::connect(&s.project.dir, &s.project.target, args.common.threads)?;
+    // Every statement is recorded for target/run/; a dry run only records.
+    let adapter: Arc<dyn adapter::Adapter> = if args.offline {
+        Arc::new(Recorder::offline(adapter::dialect_for(&s.project.target)))
+    } else {
+        let inner = adapter::connect(&s.project.dir, &s.project.target, args.common.threads)?;
+        let mode = if args.dry_run {
+            recording::Mode::DryRun
+        } else {
+            recording::Mode::Execute
+        };
+        Arc::new(Recorder::around(inner, mode))
+    };
     let options = RunOptions {
         which,
         threads: args
@@ -110,6 +122,7 @@ pub fn execute(
             .max(1),
         full_refresh: args.common.full_refresh,
         fail_fast: args.fail_fast,
+        dry_run: args.dry_run,
     };
     let inputs = RunInputs {
         project: &s.project,
@@ -119,7 +132,12 @@ pub fn execute(
         target_name: &s.project.target.name,
     };
     let args_json = json!({"which": which.name(), "select": args.common.select, "exclude": args.common.exclude, "threads": options.threads});
-    let results_path = s.target_dir.join("run_results.json");
+    // A dry run must not stand in for the last run (`retry` reads that one).
+    let results_path = s.target_dir.join(if args.dry_run {
+        "dry_run_results.json"
+    } else {
+        "run_results.json"
+    });
     let recording = Recording {
         reporter: &s.reporter,
         path: &results_path,
@@ -169,6 +187,28 @@ pub fn execute(
             target_path: &s.target_path_label(),
         },
     )?;
+    if args.dry_run {
+        if args.show_sql {
+            for r in &out.results {
+                let Some(n) = s.parsed.manifest.nodes.get(&r.unique_id) else {
+                    continue;
+                };
+                let path = s
+                    .target_dir
+                    .join(engine::run_path(n, out.compiled.get(&n.unique_id)));
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    crate::outln!("-- {}\n{}", n.unique_id, text.trim_end());
+                }
+            }
+        }
+        s.reporter.info(
+            "dry_run",
+            &format!(
+                "Dry run: nothing was executed; each node's statements are under {}",
+                s.target_dir.join("run").display()
+            ),
+        );
+    }
     let outcome = if out.interrupted {
         Outcome::Interrupted
     } else if out.failed {

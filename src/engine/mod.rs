@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// `--fail-fast`: the first failure stops new work and cancels what runs.
     pub fail_fast: bool,
+    /// `--dry-run`: the adapter records statements instead of running them;
+    /// tests and unit tests are not run (there is nothing built to test).
+    pub dry_run: bool,
 }
 
 /// The project a run works on.
@@ -83,6 +86,7 @@ pub(crate) struct RunCtx<'a> {
     /// stale grants when kept in place; the others need no query).
     granted: &'a HashSet<(String, String)>,
     full_refresh_flag: bool,
+    dry_run: bool,
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -201,6 +205,11 @@ pub fn execute(
                 source,
             })?;
     }
+    write_run_sql(
+        inputs.target_dir,
+        &format!("run/{}/on-run-start.sql", inputs.project.name()),
+        &adapter.take_recorded(),
+    );
     let list: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
     let mut granted: HashSet<(String, String)> = HashSet::new();
     let existing: HashMap<(String, String), RelationKind> = adapter
@@ -280,6 +289,7 @@ pub fn execute(
         existing: &existing,
         granted: &granted,
         full_refresh_flag: options.full_refresh,
+        dry_run: options.dry_run,
     };
 
     let mut summary = Summary::default();
@@ -366,6 +376,22 @@ pub fn execute(
         &stop,
         |i, thread| {
             if let Some(u) = i.checked_sub(nodes.len()).map(|k| unit_tests[k]) {
+                if options.dry_run {
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(NodeResult {
+                            message: Some("not run: dry run".into()),
+                            ..NodeResult::ran(
+                                &u.unique_id,
+                                RunStatus::Success.as_str(),
+                                thread,
+                                (chrono::Utc::now(), chrono::Utc::now()),
+                                0.0,
+                            )
+                        });
+                    return JobStatus::Success;
+                }
                 let (result, problem) = run_unit_job(
                     m,
                     &compiler,
@@ -419,6 +445,14 @@ pub fn execute(
             };
             let seconds = clock.elapsed().as_secs_f64();
             let t1 = chrono::Utc::now();
+            // What the node sent (or would send), where dbt keeps it.
+            let mut sent = adapter_ref.take_recorded();
+            if options.dry_run && n.resource_type == ResourceType::Test {
+                if let Some(c) = c {
+                    sent.push(c.sql.clone());
+                }
+            }
+            write_run_sql(inputs.target_dir, &run_path(n, c), &sent);
             events.event(&Event::NodeFinished(NodeEnd {
                 at,
                 subject: &subject,
@@ -674,6 +708,18 @@ impl Ran {
             error: Some(e),
         }
     }
+
+    /// A test a dry run does not run: nothing it would test was built.
+    fn dry_run() -> Ran {
+        Ran {
+            status: RunStatus::Success,
+            code: Some(crate::report::DRY_RUN),
+            rows: None,
+            failures: None,
+            message: Some("not run: dry run".into()),
+            error: None,
+        }
+    }
 }
 
 /// A render failure as the node's error: the diagnostic without its
@@ -689,6 +735,9 @@ fn compile_error(d: &crate::error::Diagnostic) -> NodeError {
 
 fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
     let failed = Ran::failed;
+    if n.resource_type == ResourceType::Test && ctx.dry_run {
+        return Ran::dry_run();
+    }
     if n.resource_type == ResourceType::Test {
         return match ctx.run_test(n, c) {
             Ok(t) => Ran {
@@ -727,7 +776,11 @@ fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
     match built {
         Ok(b) => Ran {
             status: RunStatus::Success,
-            code: Some(b.code),
+            code: Some(if ctx.dry_run {
+                crate::report::DRY_RUN
+            } else {
+                b.code
+            }),
             rows: b.rows,
             failures: None,
             message: Some(b.code.to_string()),
@@ -735,6 +788,35 @@ fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
         },
         Err(e) => failed(e),
     }
+}
+
+/// Where a node's executed SQL goes, relative to the target directory:
+/// `run/<package>/<path>` as dbt lays it out (tests under their YAML file).
+pub fn run_path(n: &Node, c: Option<&CompiledNode>) -> String {
+    match c.and_then(|c| c.compiled_path.strip_prefix("compiled/")) {
+        Some(rest) => format!("run/{rest}"),
+        None => format!("run/{}/{}", n.package, n.original_file_path),
+    }
+}
+
+/// Writes the statements a node sent; best effort, since the run's outcome
+/// does not depend on it (a failure is reported in the file's place).
+fn write_run_sql(target_dir: &Path, rel: &str, statements: &[String]) {
+    if statements.is_empty() {
+        return;
+    }
+    let path = target_dir.join(rel);
+    let mut text = String::new();
+    for s in statements {
+        text.push_str(s.trim_end());
+        text.push_str(";\n\n");
+    }
+    let text = crate::secrets::scrub(&text);
+    let _ = path
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .and_then(|_| std::fs::write(&path, text.as_bytes()));
 }
 
 /// The end-of-run explanation of a node that failed or warned.

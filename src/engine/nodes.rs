@@ -494,7 +494,13 @@ impl RunCtx<'_> {
                 hard_deletes: cfg.hard_deletes,
                 meta: cfg.meta_columns.clone(),
                 valid_to_current: cfg.valid_to_current.clone(),
-                source_columns: describe(self.adapter, &c.sql)?,
+                // A first run selects `src.*`: the columns matter only to
+                // compare with an existing table.
+                source_columns: if existing_columns.is_some() {
+                    describe(self.adapter, &c.sql)?
+                } else {
+                    Vec::new()
+                },
                 existing_columns,
                 node: input,
             },

@@ -3,7 +3,7 @@ select
     c.full_name,
     c.tier,
     count(f.transaction_id) as transaction_count,
-    coalesce(sum(f.amount_usd) filter (where f.status = 'settled'), 0) as lifetime_value_usd,
+    coalesce(sum(case when f.status = 'settled' then f.amount_usd end), 0) as lifetime_value_usd,
     min(f.created_at) as first_transaction_at,
     max(f.created_at) as last_transaction_at
 from {{ ref('dim_customers') }} as c

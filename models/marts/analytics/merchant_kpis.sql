@@ -4,9 +4,9 @@ select
     m.category,
     count(f.transaction_id) as transaction_count,
     count(distinct f.customer_id) as distinct_customers,
-    coalesce(sum(f.amount_usd) filter (where f.status = 'settled'), 0) as settled_volume_usd,
+    coalesce(sum(case when f.status = 'settled' then f.amount_usd end), 0) as settled_volume_usd,
     round(
-        count(*) filter (where f.status in ('refunded', 'disputed'))::numeric
+        sum(case when f.status in ('refunded', 'disputed') then 1 else 0 end)::numeric
         / nullif(count(f.transaction_id), 0),
         4
     ) as refund_or_dispute_rate

@@ -1,5 +1,7 @@
 {{ config(
     materialized='table',
+    dist='customer_sk',
+    sort='created_at',
     post_hook="analyze {{ this }}"
 ) }}
 
