@@ -1132,7 +1132,7 @@ impl RedshiftDialect {
 
 /// A Redshift type name as its catalog writes it, without modifiers; `None`
 /// for a name Redshift does not have.
-fn redshift_type(t: &str) -> Option<String> {
+pub(crate) fn redshift_type(t: &str) -> Option<String> {
     let base = t.split('(').next().unwrap_or(t).trim().to_lowercase();
     let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
     let canonical = match base.as_str() {

@@ -3,7 +3,11 @@
 //! Postgres protocol, or one batch call for the Redshift Data API). Warehouse
 //! differences are capability methods, never matches on the warehouse type.
 
+#[cfg(feature = "aws")]
+mod aws;
 mod catalog;
+#[cfg(feature = "aws")]
+pub mod data_api;
 pub mod dialect;
 pub mod postgres;
 pub mod recording;

@@ -162,6 +162,8 @@ pub struct PostgresAdapter {
     settings: PgSettings,
     /// Postgres, or Redshift over the same protocol.
     dialect: Arc<dyn Dialect>,
+    /// Where seeds are staged for a server-side load (Redshift and S3).
+    stage: Option<Box<dyn super::ObjectStage>>,
     rt: Runtime,
     pool: Mutex<Pool>,
     available: Condvar,
@@ -236,6 +238,7 @@ impl PostgresAdapter {
         let adapter = PostgresAdapter {
             settings,
             dialect,
+            stage: None,
             rt,
             pool: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -249,6 +252,12 @@ impl PostgresAdapter {
         let s = adapter.acquire()?;
         adapter.release(s);
         Ok(adapter)
+    }
+
+    /// Stages seeds in `stage` for a server-side COPY.
+    pub fn with_stage(mut self, stage: Box<dyn super::ObjectStage>) -> PostgresAdapter {
+        self.stage = Some(stage);
+        self
     }
 
     fn config(&self) -> Config {
@@ -607,6 +616,10 @@ impl Adapter for PostgresAdapter {
 
     fn resume(&self) {
         self.cancelled.store(false, Ordering::SeqCst);
+    }
+
+    fn seed_stage(&self) -> Option<&dyn super::ObjectStage> {
+        self.stage.as_deref()
     }
 
     fn cancel_all(&self) {

@@ -89,13 +89,42 @@ fn wire(
         tls,
         root_cert,
     };
-    let a = PostgresAdapter::speaking(settings, Arc::new(RedshiftDialect::default())).map_err(
-        |e| {
+    let mut a = PostgresAdapter::speaking(settings, Arc::new(RedshiftDialect::default()))
+        .map_err(|e| {
             Diagnostic::new(DiagKind::Io, e.message)
                 .hint("check host, port, user and password in profiles.yml, and that the cluster accepts connections from this machine")
-        },
-    )?;
+        })?;
+    if let Some(stage) = seed_stage(target, c)? {
+        a = a.with_stage(stage);
+    }
     Ok(Arc::new(a))
+}
+
+/// The S3 location seeds are staged in, when the profile names one.
+#[cfg(feature = "aws")]
+fn seed_stage(
+    target: &Target,
+    c: &RedshiftConnection,
+) -> Result<Option<Box<dyn super::ObjectStage>>> {
+    if c.s3_staging_dir.is_none() {
+        return Ok(None);
+    }
+    let rt = Arc::new(super::aws::runtime().map_err(|e| config_error(target, e.message))?);
+    let config = super::aws::sdk_config(&rt, c);
+    let stage =
+        super::aws::S3Stage::from_profile(rt, &config, c).map_err(|e| config_error(target, e))?;
+    Ok(stage.map(|s| Box::new(s) as Box<dyn super::ObjectStage>))
+}
+
+#[cfg(not(feature = "aws"))]
+fn seed_stage(
+    target: &Target,
+    c: &RedshiftConnection,
+) -> Result<Option<Box<dyn super::ObjectStage>>> {
+    match c.s3_staging_dir {
+        Some(_) => Err(without_aws(target, "s3_staging_dir").into()),
+        None => Ok(None),
+    }
 }
 
 #[cfg(feature = "aws")]
@@ -116,7 +145,7 @@ fn iam(
     _c: &RedshiftConnection,
     _threads: usize,
 ) -> Result<Arc<dyn Adapter>> {
-    Err(without_aws(target, "iam").into())
+    Err(without_aws(target, "method: iam").into())
 }
 
 #[cfg(feature = "aws")]
@@ -128,14 +157,14 @@ fn data_api(target: &Target, c: &RedshiftConnection, threads: usize) -> Result<A
 
 #[cfg(not(feature = "aws"))]
 fn data_api(target: &Target, _c: &RedshiftConnection, _threads: usize) -> Result<Arc<dyn Adapter>> {
-    Err(without_aws(target, "data_api").into())
+    Err(without_aws(target, "method: data_api").into())
 }
 
 #[cfg(not(feature = "aws"))]
 fn without_aws(target: &Target, method: &str) -> Diagnostic {
     config_error(
         target,
-        format!("method '{method}' needs the AWS SDK, and this strata was built without it"),
+        format!("'{method}' needs the AWS SDK, and this strata was built without it"),
     )
     .hint("build with `cargo build --release --features aws`, or use `method: database`")
 }
