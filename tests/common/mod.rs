@@ -104,4 +104,6 @@ pub fn normalize(s: &str, dir: &Path) -> String {
 pub fn read(dir: &Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
+pub mod data_api;
 pub mod pg;
+pub mod redshift;

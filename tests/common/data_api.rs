@@ -1,0 +1,511 @@
+//! A local Redshift Data API for tests: an HTTP server speaking the API's
+//! JSON protocol (`X-Amz-Target: RedshiftData.*`, awsJson 1.1) that runs the
+//! statements on the test PostgreSQL, so the real `aws-sdk-redshiftdata`
+//! client (request signing, retries, paging) is exercised end to end.
+//!
+//! Like the service, statements run asynchronously: ExecuteStatement returns
+//! an id at once, DescribeStatement reports SUBMITTED, STARTED, then
+//! FINISHED, FAILED or ABORTED. BatchExecuteStatement runs its statements as
+//! one transaction and rolls back on failure; results are paged
+//! (`page_size` rows per GetStatementResult); CancelStatement cancels the
+//! backend; sessions keep one connection. Faults can be injected: busy
+//! refusals (`ActiveStatementsExceededException`) and a lost response after
+//! a statement was accepted (HTTP 500), which the SDK retries with the same
+//! ClientToken.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use strata::adapter::postgres::{PgSettings, PostgresAdapter, TlsMode};
+use strata::adapter::{Adapter, Batch};
+
+#[derive(Clone)]
+struct Statement {
+    status: &'static str,
+    error: Option<String>,
+    has_result_set: bool,
+    result_rows: i64,
+    columns: Vec<(String, String)>,
+    rows: Vec<Vec<Option<String>>>,
+    sub: Vec<(String, &'static str)>,
+    adapter: Option<Arc<PostgresAdapter>>,
+}
+
+#[derive(Default)]
+struct State {
+    statements: HashMap<String, Statement>,
+    tokens: HashMap<String, String>,
+    sessions: HashMap<String, Arc<PostgresAdapter>>,
+    next: usize,
+}
+
+/// What the server saw, for assertions.
+#[derive(Default)]
+pub struct Counters {
+    pub executed: Mutex<Vec<String>>,
+    pub batches: AtomicUsize,
+    pub busy_refusals: AtomicUsize,
+    pub cancels: AtomicUsize,
+    pub result_pages: AtomicUsize,
+    pub unsigned: AtomicUsize,
+    pub sessions: AtomicUsize,
+}
+
+pub struct DataApi {
+    pub url: String,
+    pub counters: Arc<Counters>,
+    /// ExecuteStatement calls still to refuse as busy.
+    pub busy: Arc<AtomicUsize>,
+    /// Answer the next accepted statement containing this text with a 500,
+    /// as if the response were lost.
+    pub lose_response_to: Arc<Mutex<Option<String>>>,
+}
+
+struct Server {
+    db: String,
+    page_size: usize,
+    state: Mutex<State>,
+    counters: Arc<Counters>,
+    busy: Arc<AtomicUsize>,
+    lose_response_to: Arc<Mutex<Option<String>>>,
+}
+
+/// Starts a server over database `db` of the test cluster.
+pub fn start(db: &str, page_size: usize) -> DataApi {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counters = Arc::new(Counters::default());
+    let busy = Arc::new(AtomicUsize::new(0));
+    let lose = Arc::new(Mutex::new(None));
+    let server = Arc::new(Server {
+        db: db.to_string(),
+        page_size,
+        state: Mutex::new(State::default()),
+        counters: counters.clone(),
+        busy: busy.clone(),
+        lose_response_to: lose.clone(),
+    });
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let server = server.clone();
+            std::thread::spawn(move || server.serve(conn));
+        }
+    });
+    DataApi {
+        url,
+        counters,
+        busy,
+        lose_response_to: lose,
+    }
+}
+
+fn connect(db: &str) -> PostgresAdapter {
+    PostgresAdapter::new(PgSettings {
+        host: "127.0.0.1".into(),
+        port: super::pg::port(),
+        user: "strata".into(),
+        password: Some(super::pg::password()),
+        dbname: db.into(),
+        connect_timeout: Duration::from_secs(10),
+        keepalives_idle: None,
+        retries: 0,
+        search_path: None,
+        role: None,
+        threads: 1,
+        tls: TlsMode::Disable,
+        root_cert: None,
+    })
+    .expect("connect to the test database")
+}
+
+/// A Postgres type as the Data API's column metadata names it.
+fn redshift_type(pg: &str) -> (String, i32, i32, i32) {
+    let (base, mods) = match pg.split_once('(') {
+        Some((b, m)) => (b.trim(), m.trim_end_matches(')')),
+        None => (pg, ""),
+    };
+    let nums: Vec<i32> = mods
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let n = |i: usize| nums.get(i).copied().unwrap_or(0);
+    match base {
+        "character varying" | "text" => ("varchar".into(), n(0), 0, 0),
+        "character" => ("bpchar".into(), n(0), 0, 0),
+        "integer" => ("int4".into(), 0, 10, 0),
+        "bigint" => ("int8".into(), 0, 19, 0),
+        "smallint" => ("int2".into(), 0, 5, 0),
+        "numeric" => ("numeric".into(), 0, n(0), n(1)),
+        "double precision" => ("float8".into(), 0, 17, 0),
+        "real" => ("float4".into(), 0, 8, 0),
+        "boolean" => ("bool".into(), 0, 1, 0),
+        "timestamp without time zone" => ("timestamp".into(), 0, 29, 6),
+        "timestamp with time zone" => ("timestamptz".into(), 0, 35, 6),
+        other => (other.to_string(), 0, 0, 0),
+    }
+}
+
+fn field(type_name: &str, v: &Option<String>) -> Value {
+    match v {
+        None => json!({"isNull": true}),
+        Some(s) => match type_name {
+            "int2" | "int4" | "int8" => s
+                .parse::<i64>()
+                .map(|i| json!({"longValue": i}))
+                .unwrap_or_else(|_| json!({"stringValue": s})),
+            "float4" | "float8" => s
+                .parse::<f64>()
+                .map(|f| json!({"doubleValue": f}))
+                .unwrap_or_else(|_| json!({"stringValue": s})),
+            "bool" => json!({"booleanValue": s == "t"}),
+            _ => json!({"stringValue": s}),
+        },
+    }
+}
+
+impl Server {
+    fn serve(self: Arc<Self>, conn: TcpStream) {
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut out = conn;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut headers: HashMap<String, String> = HashMap::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    return;
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            if !headers
+                .get("authorization")
+                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 Credential="))
+            {
+                self.counters.unsigned.fetch_add(1, Ordering::SeqCst);
+            }
+            let target = headers.get("x-amz-target").cloned().unwrap_or_default();
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let (status, response) = self.handle(&target, &request);
+            let text = response.to_string();
+            let error_type = response
+                .get("__type")
+                .and_then(Value::as_str)
+                .map(|t| format!("x-amzn-errortype: {t}\r\n"))
+                .unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-type: application/x-amz-json-1.1\r\n{error_type}content-length: {}\r\n\r\n",
+                if status == 200 { "OK" } else { "Error" },
+                text.len()
+            );
+            if out.write_all(head.as_bytes()).is_err() || out.write_all(text.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn error(status: u16, kind: &str, message: &str) -> (u16, Value) {
+        (status, json!({"__type": kind, "message": message}))
+    }
+
+    fn handle(self: &Arc<Self>, target: &str, r: &Value) -> (u16, Value) {
+        let op = target.strip_prefix("RedshiftData.").unwrap_or(target);
+        let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+        match op {
+            "ExecuteStatement" | "BatchExecuteStatement" => {
+                let session = s("SessionId");
+                if session.is_none()
+                    && s("ClusterIdentifier").is_none()
+                    && s("WorkgroupName").is_none()
+                {
+                    return Self::error(
+                        400,
+                        "ValidationException",
+                        "ClusterIdentifier or WorkgroupName is required",
+                    );
+                }
+                if session.is_none() && s("Database").is_none() {
+                    return Self::error(400, "ValidationException", "Database is required");
+                }
+                let token = s("ClientToken");
+                if let Some(t) = &token {
+                    if let Some(id) = self.state.lock().unwrap().tokens.get(t) {
+                        return (200, json!({"Id": id, "SessionId": session}));
+                    }
+                }
+                if self
+                    .busy
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+                    .is_ok()
+                {
+                    self.counters.busy_refusals.fetch_add(1, Ordering::SeqCst);
+                    return Self::error(
+                        400,
+                        "ActiveStatementsExceededException",
+                        "Active statements exceeded the allowed quota.",
+                    );
+                }
+                let sqls: Vec<String> = if op == "BatchExecuteStatement" {
+                    self.counters.batches.fetch_add(1, Ordering::SeqCst);
+                    r.get("Sqls")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    s("Sql").into_iter().collect()
+                };
+                if sqls.is_empty() || sqls.len() > 40 {
+                    return Self::error(400, "ValidationException", "1 to 40 statements");
+                }
+                if sqls.iter().any(|q| q.len() > 100_000) {
+                    return Self::error(
+                        400,
+                        "ValidationException",
+                        "Cannot process query string larger than 100kB",
+                    );
+                }
+                // A session: a connection of its own, kept between statements.
+                let (adapter, session_out) = match &session {
+                    Some(id) => match self.state.lock().unwrap().sessions.get(id) {
+                        Some(a) => (a.clone(), Some(id.clone())),
+                        None => {
+                            return Self::error(400, "ValidationException", "session not found")
+                        }
+                    },
+                    None => {
+                        let a = Arc::new(connect(&self.db));
+                        if r.get("SessionKeepAliveSeconds").is_some() {
+                            self.counters.sessions.fetch_add(1, Ordering::SeqCst);
+                            let id = uuid::Uuid::new_v4().to_string();
+                            self.state
+                                .lock()
+                                .unwrap()
+                                .sessions
+                                .insert(id.clone(), a.clone());
+                            (a, Some(id))
+                        } else {
+                            (a, None)
+                        }
+                    }
+                };
+                let id = {
+                    let mut st = self.state.lock().unwrap();
+                    st.next += 1;
+                    let id = format!("{:08x}-0000-4000-8000-{:012x}", st.next, st.next);
+                    st.statements.insert(
+                        id.clone(),
+                        Statement {
+                            status: "SUBMITTED",
+                            error: None,
+                            has_result_set: false,
+                            result_rows: -1,
+                            columns: Vec::new(),
+                            rows: Vec::new(),
+                            sub: Vec::new(),
+                            adapter: Some(adapter.clone()),
+                        },
+                    );
+                    if let Some(t) = token {
+                        st.tokens.insert(t, id.clone());
+                    }
+                    id
+                };
+                let lose = {
+                    let mut l = self.lose_response_to.lock().unwrap();
+                    match l.as_deref() {
+                        Some(text) if sqls.iter().any(|q| q.contains(text)) => l.take().is_some(),
+                        _ => false,
+                    }
+                };
+                let server = self.clone();
+                let batch = op == "BatchExecuteStatement";
+                let run_id = id.clone();
+                std::thread::spawn(move || server.run(&run_id, &adapter, sqls, batch));
+                if lose {
+                    return Self::error(500, "InternalServerException", "the response was lost");
+                }
+                (
+                    200,
+                    json!({"Id": id, "SessionId": session_out, "CreatedAt": 0}),
+                )
+            }
+            "DescribeStatement" => {
+                let id = s("Id").unwrap_or_default();
+                let st = self.state.lock().unwrap();
+                let Some(x) = st.statements.get(&id) else {
+                    return Self::error(400, "ResourceNotFoundException", "no such statement");
+                };
+                let subs: Vec<Value> = x
+                    .sub
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (q, status))| json!({"Id": format!("{id}:{}", i + 1), "QueryString": q, "Status": status}))
+                    .collect();
+                (
+                    200,
+                    json!({
+                        "Id": id,
+                        "Status": x.status,
+                        "Error": x.error,
+                        "HasResultSet": x.has_result_set,
+                        "ResultRows": x.result_rows,
+                        "SubStatements": subs,
+                        "Duration": 1000,
+                    }),
+                )
+            }
+            "GetStatementResult" => {
+                self.counters.result_pages.fetch_add(1, Ordering::SeqCst);
+                let id = s("Id").unwrap_or_default();
+                let st = self.state.lock().unwrap();
+                let Some(x) = st.statements.get(&id) else {
+                    return Self::error(400, "ResourceNotFoundException", "no such statement");
+                };
+                if x.status != "FINISHED" || !x.has_result_set {
+                    return Self::error(
+                        400,
+                        "ValidationException",
+                        "the statement has no result yet",
+                    );
+                }
+                let start: usize = s("NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
+                let end = (start + self.page_size).min(x.rows.len());
+                let meta: Vec<Value> = x
+                    .columns
+                    .iter()
+                    .map(|(n, t)| {
+                        let (type_name, length, precision, scale) = redshift_type(t);
+                        json!({"name": n, "label": n, "typeName": type_name, "length": length, "precision": precision, "scale": scale, "nullable": 1})
+                    })
+                    .collect();
+                let records: Vec<Value> = x.rows[start..end]
+                    .iter()
+                    .map(|row| {
+                        Value::Array(
+                            row.iter()
+                                .zip(&x.columns)
+                                .map(|(v, (_, t))| field(&redshift_type(t).0, v))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                let next = (end < x.rows.len()).then(|| end.to_string());
+                (
+                    200,
+                    json!({"Records": records, "ColumnMetadata": meta, "TotalNumRows": x.rows.len(), "NextToken": next}),
+                )
+            }
+            "CancelStatement" => {
+                self.counters.cancels.fetch_add(1, Ordering::SeqCst);
+                let id = s("Id").unwrap_or_default();
+                let adapter = {
+                    let st = self.state.lock().unwrap();
+                    st.statements.get(&id).and_then(|x| x.adapter.clone())
+                };
+                if let Some(a) = adapter {
+                    a.cancel_all();
+                }
+                (200, json!({"Status": true}))
+            }
+            other => Self::error(400, "UnknownOperationException", other),
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Statement)) {
+        if let Some(x) = self.state.lock().unwrap().statements.get_mut(id) {
+            f(x);
+        }
+    }
+
+    fn run(&self, id: &str, adapter: &PostgresAdapter, sqls: Vec<String>, batch: bool) {
+        // Long enough that a client sees it running and has to poll.
+        std::thread::sleep(Duration::from_millis(20));
+        self.update(id, |x| x.status = "STARTED");
+        std::thread::sleep(Duration::from_millis(20));
+        self.counters
+            .executed
+            .lock()
+            .unwrap()
+            .extend(sqls.iter().cloned());
+        if batch {
+            let result = adapter.execute(&Batch::atomic(sqls.clone()));
+            self.update(id, |x| match result {
+                Ok(_) => {
+                    x.status = "FINISHED";
+                    x.sub = sqls.iter().map(|q| (q.clone(), "FINISHED")).collect();
+                }
+                Err(e) => {
+                    let failed = e.statement.unwrap_or(0);
+                    x.status = "FAILED";
+                    x.error = Some(e.message.clone());
+                    x.sub = sqls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, q)| {
+                            let s = match i.cmp(&failed) {
+                                std::cmp::Ordering::Less => "FINISHED",
+                                std::cmp::Ordering::Equal => "FAILED",
+                                std::cmp::Ordering::Greater => "ABORTED",
+                            };
+                            (q.clone(), s)
+                        })
+                        .collect();
+                }
+            });
+            return;
+        }
+        let sql = &sqls[0];
+        // Types from a prepare (no execution), then the rows.
+        let columns = adapter.describe(sql).unwrap_or_default();
+        let result = adapter.query(sql);
+        self.update(id, |x| match result {
+            Ok(t) => {
+                x.status = "FINISHED";
+                x.has_result_set = !t.columns.is_empty();
+                x.result_rows = if x.has_result_set {
+                    t.rows.len() as i64
+                } else {
+                    -1
+                };
+                x.columns = columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.data_type.clone()))
+                    .collect();
+                x.rows = t.rows;
+            }
+            Err(e) => {
+                x.status = if e.message.contains("canceling statement") {
+                    "ABORTED"
+                } else {
+                    "FAILED"
+                };
+                x.error = Some(e.message);
+            }
+        });
+    }
+}

@@ -1,0 +1,186 @@
+//! The Redshift Data API transport through the real `aws-sdk-redshiftdata`
+//! client, pointed at a local server that implements the API's JSON
+//! operations over the test PostgreSQL (`common/data_api.rs`): submission,
+//! polling, paging, batches as transactions, sessions, busy refusals, lost
+//! responses retried with the same client token, and cancel.
+#![cfg(feature = "aws")]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::pg::psql;
+use common::*;
+
+/// A `method: data_api` project over `db`, served by `api`.
+fn data_api_project(
+    db: &str,
+    api: &data_api::DataApi,
+    files: &[(&str, &str)],
+) -> tempfile::TempDir {
+    redshift::install_catalog(db);
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: data_api\n      cluster_id: test-cluster\n      db_user: strata\n      dbname: {db}\n      schema: main\n      threads: 2\n      region: us-east-1\n      access_key_id: AKIDEXAMPLE\n      secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n      endpoint_url: {}\n",
+        api.url
+    );
+    redshift::project_with(&profile, files)
+}
+
+#[test]
+fn every_command_runs_over_the_data_api() {
+    let db = pg::database("data_api_all");
+    let api = data_api::start(&db, 2);
+    let dir = data_api_project(&db, &api, redshift::PROJECT);
+    redshift::every_command(dir.path(), &db);
+    let c = &api.counters;
+    assert_eq!(
+        c.unsigned.load(Ordering::SeqCst),
+        0,
+        "every request is signed"
+    );
+    assert!(
+        c.batches.load(Ordering::SeqCst) > 0,
+        "atomic plans go as one batch"
+    );
+    // Three seed rows over pages of two, among others.
+    assert!(c.result_pages.load(Ordering::SeqCst) > 2);
+}
+
+#[test]
+fn a_failing_batch_rolls_back_and_keeps_the_old_table() {
+    let db = pg::database("data_api_rollback");
+    let api = data_api::start(&db, 100);
+    let dir = data_api_project(
+        &db,
+        &api,
+        &[(
+            "models/a.sql",
+            "{{ config(materialized='table') }}select 1 as id",
+        )],
+    );
+    let p = dir.path();
+    let r = strata(p, &["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    std::fs::write(
+        p.join("models/a.sql"),
+        "{{ config(materialized='table') }}select 1 / 0 as id",
+    )
+    .unwrap();
+    let r = strata(p, &["run"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("division by zero"), "{}", r.stderr);
+    assert_eq!(psql(&db, "select id from main.a"), "1");
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from pg_tables where tablename like 'a__dbt%'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn busy_refusals_are_waited_out_and_lost_responses_do_not_run_twice() {
+    let db = pg::database("data_api_retry");
+    let api = data_api::start(&db, 100);
+    let dir = data_api_project(&db, &api, &[("models/v.sql", "select 1 as id")]);
+    let p = dir.path();
+    api.busy.store(3, Ordering::SeqCst);
+    let r = strata(p, &["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(api.counters.busy_refusals.load(Ordering::SeqCst), 3);
+
+    // The service accepts the statement but the response is lost: the SDK
+    // retries with the same client token and gets the same statement back.
+    *api.lose_response_to.lock().unwrap() = Some("41 + 1".into());
+    let before = api.counters.executed.lock().unwrap().len();
+    let r = strata(p, &["show", "--inline", "select 41 + 1 as answer"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("42"), "{}", r.stdout);
+    assert!(
+        api.lose_response_to.lock().unwrap().is_none(),
+        "the response was lost"
+    );
+    let executed = api.counters.executed.lock().unwrap();
+    let answers = executed[before..]
+        .iter()
+        .filter(|q| q.contains("41 + 1"))
+        .count();
+    assert_eq!(answers, 1, "{executed:?}");
+}
+
+#[test]
+fn many_statements_in_one_transaction_use_a_session() {
+    let db = pg::database("data_api_session");
+    let api = data_api::start(&db, 100);
+    // 60 rows over INSERTs of at most 100 KB: with a long value each row is
+    // a statement of its own, more than one batch call can carry.
+    let mut csv = String::from("id,payload\n");
+    for i in 0..60 {
+        csv.push_str(&format!("{i},{}\n", "x".repeat(60_000)));
+    }
+    let dir = data_api_project(&db, &api, &[("seeds/wide.csv", &csv)]);
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select count(*) from main.wide"), "60");
+    assert!(api.counters.sessions.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn ctrl_c_cancels_the_statement_in_flight() {
+    let db = pg::database("data_api_cancel");
+    let api = data_api::start(&db, 100);
+    let dir = data_api_project(
+        &db,
+        &api,
+        &[(
+            "models/slow.sql",
+            "{{ config(materialized='table') }}select pg_sleep(30) is null as slept",
+        )],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("run")
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the statement runs on the server.
+    let t0 = std::time::Instant::now();
+    while !api
+        .counters
+        .executed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|q| q.contains("pg_sleep"))
+    {
+        assert!(t0.elapsed().as_secs() < 20, "the model never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling a child process we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed().as_secs() < 20,
+        "cancel did not stop the statement"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(api.counters.cancels.load(Ordering::SeqCst) >= 1);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from pg_tables where tablename = 'slow'"
+        ),
+        "0"
+    );
+}
