@@ -95,6 +95,8 @@ pub struct TableLayout {
     pub interleaved: bool,
     pub backup: Option<bool>,
     pub late_binding: bool,
+    /// Materialized views: `AUTO REFRESH YES|NO`.
+    pub auto_refresh: Option<bool>,
 }
 
 /// One configured index (Postgres `indexes`).
@@ -226,6 +228,12 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     /// The warehouse type a seed column of this inferred type gets.
     fn seed_type(&self, t: SeedType) -> String;
 
+    /// A type a user declared for a column Strata creates (seed
+    /// `column_types`), as the warehouse should get it.
+    fn declared_type(&self, t: &str) -> String {
+        t.to_string()
+    }
+
     // --- Schemas and relations -----------------------------------------------
 
     fn create_schema(&self, schema: &str) -> String {
@@ -251,8 +259,32 @@ pub trait Dialect: Send + Sync + fmt::Debug {
 
     /// `create or replace view`: a view replaced in place keeps the views
     /// built on it.
-    fn replace_view(&self, relation: &str, sql: &str) -> String {
+    fn replace_view(&self, relation: &str, sql: &str, options: &TableOptions) -> String {
+        let _ = options;
         format!("create or replace view {relation} as (\n{sql}\n)")
+    }
+
+    /// Whether a materialized view can be renamed, so that a new one is
+    /// built beside it and swapped in. Where not, it is dropped and created
+    /// again in one transaction.
+    fn renames_materialized_views(&self) -> bool {
+        true
+    }
+
+    /// Whether REFRESH MATERIALIZED VIEW can run inside a transaction.
+    fn refresh_is_transactional(&self) -> bool {
+        true
+    }
+
+    /// A query returning one row (`t`/`f`) with a materialized view's
+    /// current auto refresh setting, where the warehouse has one.
+    fn auto_refresh_sql(&self, _schema: &str, _identifier: &str) -> Option<String> {
+        None
+    }
+
+    /// The statement that turns a materialized view's auto refresh on or off.
+    fn alter_auto_refresh(&self, _relation: &str, _on: bool) -> Option<String> {
+        None
     }
 
     /// Whether replacing a view in place failed only because its columns
@@ -899,6 +931,17 @@ impl Dialect for RedshiftDialect {
         }
     }
 
+    fn declared_type(&self, t: &str) -> String {
+        // TEXT is VARCHAR(256) on Redshift, which would truncate what
+        // Postgres keeps whole: it gets the widest varchar instead
+        // (https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html).
+        if t.trim().eq_ignore_ascii_case("text") {
+            "varchar(65535)".into()
+        } else {
+            t.to_string()
+        }
+    }
+
     fn rename_relation(
         &self,
         kind: RelationKind,
@@ -933,6 +976,18 @@ impl Dialect for RedshiftDialect {
                     " with no schema binding"
                 } else {
                     ""
+                }
+            ),
+            // CREATE MATERIALIZED VIEW mv [BACKUP] [table attributes]
+            // [AUTO REFRESH] AS query
+            // (https://docs.aws.amazon.com/redshift/latest/dg/materialized-view-create-sql-command.html).
+            RelationKind::MaterializedView => format!(
+                "create materialized view {relation}{}{} as (\n{sql}\n)",
+                self.layout_clauses(&options.layout),
+                match options.layout.auto_refresh {
+                    Some(true) => " auto refresh yes",
+                    Some(false) => " auto refresh no",
+                    None => "",
                 }
             ),
             _ => format!(
@@ -994,6 +1049,49 @@ impl Dialect for RedshiftDialect {
 
     fn lock_needs_relation(&self) -> bool {
         true
+    }
+
+    fn replace_view(&self, relation: &str, sql: &str, options: &TableOptions) -> String {
+        format!(
+            "create or replace view {relation} as (\n{sql}\n){}",
+            if options.layout.late_binding {
+                " with no schema binding"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn renames_materialized_views(&self) -> bool {
+        // ALTER MATERIALIZED VIEW changes auto refresh, distribution and sort
+        // keys only; dbt-redshift drops and creates instead
+        // (https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_MATERIALIZED_VIEW.html).
+        false
+    }
+
+    fn refresh_is_transactional(&self) -> bool {
+        // "REFRESH MATERIALIZED VIEW runs as a transaction of its own"
+        // (https://docs.aws.amazon.com/redshift/latest/dg/materialized-view-refresh-sql-command.html).
+        false
+    }
+
+    fn auto_refresh_sql(&self, schema: &str, identifier: &str) -> Option<String> {
+        // https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html
+        // documents autorefresh as t/f, and its sample output shows 1/0.
+        Some(format!(
+            "select case when trim(autorefresh::varchar) in ('t', '1', 'true') then 't' else 'f' end \
+             from svv_mv_info where database_name = current_database() \
+             and trim(schema_name) = {} and trim(name) = {}",
+            self.quote_literal(&self.fold_identifier(schema)),
+            self.quote_literal(&self.fold_identifier(identifier))
+        ))
+    }
+
+    fn alter_auto_refresh(&self, relation: &str, on: bool) -> Option<String> {
+        Some(format!(
+            "alter materialized view {relation} auto refresh {}",
+            if on { "yes" } else { "no" }
+        ))
     }
 
     fn supports_indexes(&self) -> bool {
@@ -1195,5 +1293,30 @@ mod tests {
         );
         assert_ne!(rs.seed_type(SeedType::Text), pg.seed_type(SeedType::Text));
         assert!(!rs.truncate_is_transactional() && pg.truncate_is_transactional());
+    }
+
+    #[test]
+    fn redshift_names_and_types() {
+        let rs = RedshiftDialect::default();
+        assert_eq!(rs.fold_identifier("Daily_KPIs"), "daily_kpis");
+        assert_eq!(PostgresDialect.fold_identifier("Daily_KPIs"), "Daily_KPIs");
+        assert_eq!(rs.declared_type("TEXT"), "varchar(65535)");
+        assert_eq!(rs.declared_type("varchar(20)"), "varchar(20)");
+        assert_eq!(
+            rs.canonical_types(&["int", "varchar(20)", "timestamptz", "float", "nonsense"]),
+            CanonicalTypes::Known(vec![
+                Some("integer".into()),
+                Some("character varying".into()),
+                Some("timestamp with time zone".into()),
+                Some("double precision".into()),
+                None,
+            ])
+        );
+        // Catalog queries read the Redshift system views with folded names.
+        let sql = rs.columns_sql("Core", "Dim");
+        assert!(
+            sql.contains("svv_columns") && sql.contains("'core'") && sql.contains("'dim'"),
+            "{sql}"
+        );
     }
 }

@@ -246,7 +246,8 @@ pub fn execute(
             .iter()
             .filter(|n| {
                 n.resource_type == ResourceType::Model
-                    && nodes::model_build_of(n, &existing, options.full_refresh).ok()
+                    && nodes::model_build_of(adapter.dialect(), n, &existing, options.full_refresh)
+                        .ok()
                         == Some(decide::ModelBuild::Incremental)
             })
             .map(|n| n.unique_id.clone()),

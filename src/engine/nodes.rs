@@ -82,7 +82,7 @@ impl<'a> Output<'a> {
 
 impl RunCtx<'_> {
     fn existing(&self, n: &Node) -> Option<RelationKind> {
-        existing_of(self.existing, n)
+        existing_of(self.adapter.dialect(), self.existing, n)
     }
 
     fn render_hooks(&self, n: &Node, hooks: &[Hook]) -> Result<Vec<HookSql>, NodeError> {
@@ -115,7 +115,12 @@ impl RunCtx<'_> {
 
     /// How a model is built this run (also decides `is_incremental()` at compile).
     pub(super) fn model_build(&self, n: &Node) -> Result<ModelBuild, NodeError> {
-        model_build_of(n, self.existing, self.full_refresh_flag)
+        model_build_of(
+            self.adapter.dialect(),
+            n,
+            self.existing,
+            self.full_refresh_flag,
+        )
     }
 
     pub(super) fn build_model(
@@ -154,7 +159,23 @@ impl RunCtx<'_> {
                 },
             )?,
             ModelBuild::RefreshMaterializedView => {
-                materialize::refresh_materialized_view(d, &input, n.config.on_configuration_change)?
+                let current = match d.auto_refresh_sql(&n.schema, &n.alias) {
+                    Some(sql) => self
+                        .adapter
+                        .query(&sql)
+                        .map_err(|e| NodeError::in_statement(e, &sql))?
+                        .rows
+                        .first()
+                        .and_then(|r| r.first().cloned().flatten())
+                        .map(|v| v == "t"),
+                    None => None,
+                };
+                materialize::refresh_materialized_view(
+                    d,
+                    &input,
+                    n.config.on_configuration_change,
+                    current,
+                )?
             }
             ModelBuild::View if in_place => {
                 let plan = materialize::replace_view(d, &input);
@@ -247,7 +268,11 @@ impl RunCtx<'_> {
         n: &Node,
         wanted: &[(String, Vec<String>)],
     ) -> Result<Vec<Grant>, NodeError> {
-        if !self.granted.contains(&(n.schema.clone(), n.alias.clone())) {
+        let d = self.adapter.dialect();
+        if !self
+            .granted
+            .contains(&(d.fold_identifier(&n.schema), d.fold_identifier(&n.alias)))
+        {
             // Nothing is granted to anyone else: nothing to revoke.
             return Ok(Vec::new());
         }
@@ -532,27 +557,34 @@ pub(crate) fn layout_of(
         interleaved: l.sort_type == SortType::Interleaved,
         backup: l.backup,
         late_binding: !l.bind,
+        auto_refresh: l.auto_refresh,
     }
 }
 
+/// What exists under a node's name. The catalog holds names as the
+/// warehouse stores them (folded to lower case on Redshift).
 fn existing_of(
+    d: &dyn crate::adapter::Dialect,
     existing: &HashMap<(String, String), RelationKind>,
     n: &Node,
 ) -> Option<RelationKind> {
-    existing.get(&(n.schema.clone(), n.alias.clone())).copied()
+    existing
+        .get(&(d.fold_identifier(&n.schema), d.fold_identifier(&n.alias)))
+        .copied()
 }
 
 /// How a model is built over what exists, under the `--full-refresh` flag
 /// (the model's own `full_refresh` wins). Before compiling it decides
 /// `is_incremental()`; while running, the plan.
 pub(super) fn model_build_of(
+    d: &dyn crate::adapter::Dialect,
     n: &Node,
     existing: &HashMap<(String, String), RelationKind>,
     full_refresh_flag: bool,
 ) -> Result<ModelBuild, NodeError> {
     decide::model_build(
         &n.config.materialized,
-        existing_of(existing, n),
+        existing_of(d, existing, n),
         n.config.full_refresh_under(full_refresh_flag),
     )
 }

@@ -147,6 +147,7 @@ pub fn read_csv(
         .enumerate()
         .map(|(i, c)| {
             column_types(c)
+                .map(|t| d.declared_type(&t))
                 .unwrap_or_else(|| d.seed_type(infer(&mut records.iter().map(|r| r[i].as_ref()))))
         })
         .collect();

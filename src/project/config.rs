@@ -419,6 +419,8 @@ pub struct Layout {
     pub backup: Option<bool>,
     /// `bind: false` makes a view late-binding (`WITH NO SCHEMA BINDING`).
     pub bind: bool,
+    /// Materialized views: Redshift refreshes them itself (`AUTO REFRESH`).
+    pub auto_refresh: Option<bool>,
 }
 
 impl Default for Layout {
@@ -429,6 +431,7 @@ impl Default for Layout {
             sort_type: SortType::Compound,
             backup: None,
             bind: true,
+            auto_refresh: None,
         }
     }
 }
@@ -766,6 +769,7 @@ impl NodeConfig {
                 .unwrap_or_default(),
             backup: r.bool("backup"),
             bind: r.bool("bind").unwrap_or(true),
+            auto_refresh: r.bool("auto_refresh"),
         };
         let pre_hook = r.hooks("pre-hook");
         let post_hook = r.hooks("post-hook");
