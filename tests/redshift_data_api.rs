@@ -184,3 +184,113 @@ fn ctrl_c_cancels_the_statement_in_flight() {
         "0"
     );
 }
+
+/// Seeds staged in S3 (a real S3-protocol server, through the SDK's S3
+/// client) and copied server side in the load's transaction; the staged
+/// object is removed afterwards.
+#[test]
+fn seeds_are_staged_in_s3_and_copied_server_side() {
+    let db = pg::database("data_api_s3_seed");
+    let api = data_api::start(&db, 100);
+    let s3 = s3::start(&["seeds"]);
+    api.read_s3_from(&s3.root);
+    redshift::install_catalog(&db);
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: data_api\n      cluster_id: test-cluster\n      db_user: strata\n      dbname: {db}\n      schema: main\n      threads: 1\n      region: us-east-1\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n      s3_endpoint_url: {}\n      s3_staging_dir: s3://seeds/staging\n      iam_role: arn:aws:iam::123456789012:role/strata-load\n",
+        s3::ACCESS_KEY,
+        s3::SECRET_KEY,
+        api.url,
+        s3.url
+    );
+    let dir = redshift::project_with(
+        &profile,
+        &[(
+            "seeds/rates.csv",
+            "currency,rate,note\nUSD,1.0,base\nEUR,1.08,\nJPY,0.0067,\"yen, per unit\"\n",
+        )],
+    );
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select count(*) from main.rates"), "3");
+    assert_eq!(
+        psql(&db, "select note from main.rates where currency = 'JPY'"),
+        "yen, per unit"
+    );
+    assert_eq!(
+        psql(&db, "select count(*) from main.rates where note is null"),
+        "1"
+    );
+    let executed = api.counters.executed.lock().unwrap().clone();
+    let copy = executed
+        .iter()
+        .find(|q| q.starts_with("copy "))
+        .expect("a COPY was sent");
+    assert!(
+        copy.contains("from 's3://seeds/staging/main.rates-")
+            && copy.contains("iam_role 'arn:aws:iam::123456789012:role/strata-load'"),
+        "{copy}"
+    );
+    assert!(
+        !executed.iter().any(|q| q.starts_with("insert into")),
+        "no INSERT fallback"
+    );
+    // The staged object served its load and is gone.
+    let left: Vec<_> = walkdir::WalkDir::new(s3.root.join("seeds"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "csv"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// `method: iam` over the wire protocol: temporary credentials from
+/// GetClusterCredentials (through the SDK, signed), then a connection with
+/// them.
+#[test]
+fn iam_credentials_open_a_wire_connection() {
+    let db = pg::database("redshift_iam");
+    let api = data_api::start(&db, 100);
+    redshift::install_catalog(&db);
+    psql(&db, "drop role if exists \"IAM:analyst\"");
+    psql(
+        &db,
+        "create role \"IAM:analyst\" login superuser password 'temporary-Pa55'",
+    );
+    // The test cluster admits only its own user: let the IAM user in too.
+    let hba = psql(&db, "show hba_file");
+    let text = std::fs::read_to_string(&hba).unwrap();
+    if !text.contains("IAM:analyst") {
+        std::fs::write(
+            &hba,
+            format!("host all \"IAM:analyst\" 127.0.0.1/32 scram-sha-256\n{text}"),
+        )
+        .unwrap();
+        psql(&db, "select pg_reload_conf()");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    api.issue_credentials("IAM:analyst", "temporary-Pa55");
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: iam\n      cluster_id: test-cluster\n      user: analyst\n      host: 127.0.0.1\n      port: {}\n      dbname: {db}\n      schema: main\n      threads: 1\n      region: us-east-1\n      autocreate: true\n      db_groups: [analysts]\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n",
+        pg::port(),
+        s3::ACCESS_KEY,
+        s3::SECRET_KEY,
+        api.url
+    );
+    let dir = redshift::project_with(
+        &profile,
+        &[(
+            "models/who.sql",
+            "{{ config(materialized='table') }}select current_user::varchar as who",
+        )],
+    );
+    let r = strata(dir.path(), &["run"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select who from main.who"), "IAM:analyst");
+    let forms = api.counters.iam_requests.lock().unwrap().clone();
+    assert!(
+        forms.iter().any(|f| f.contains("DbUser=analyst")
+            && f.contains("AutoCreate=true")
+            && f.contains("DbGroups.DbGroup.1=analysts")),
+        "{forms:?}"
+    );
+}

@@ -179,7 +179,10 @@ impl S3Stage {
         }
         let mut s3 = aws_sdk_s3::config::Builder::from(config);
         // A custom endpoint (tests, S3-compatible stores) is addressed by path.
-        if c.endpoint_url.is_some() {
+        if let Some(url) = &c.s3_endpoint_url {
+            s3 = s3.endpoint_url(url);
+        }
+        if c.endpoint_url.is_some() || c.s3_endpoint_url.is_some() {
             s3 = s3.force_path_style(true);
         }
         Ok(Some(S3Stage {

@@ -82,6 +82,9 @@ pub struct RedshiftConnection {
     /// Strata extension: the AWS endpoint to call instead of the public one
     /// (VPC endpoints, tests).
     pub endpoint_url: Option<String>,
+    /// Strata extension: the S3 endpoint, when not the public one or
+    /// `endpoint_url` (S3-compatible stores, tests); addressed by path.
+    pub s3_endpoint_url: Option<String>,
     pub ra3_node: Option<bool>,
     pub autocommit: Option<bool>,
     pub keepalives_idle: Option<u64>,

@@ -54,10 +54,13 @@ pub struct Counters {
     pub result_pages: AtomicUsize,
     pub unsigned: AtomicUsize,
     pub sessions: AtomicUsize,
+    /// GetClusterCredentials requests, as forms.
+    pub iam_requests: Mutex<Vec<String>>,
 }
 
 pub struct DataApi {
     pub url: String,
+    server: Arc<Server>,
     pub counters: Arc<Counters>,
     /// ExecuteStatement calls still to refuse as busy.
     pub busy: Arc<AtomicUsize>,
@@ -68,6 +71,11 @@ pub struct DataApi {
 
 struct Server {
     db: String,
+    /// Where COPY ... FROM 's3://bucket/key' finds its object (s3s-fs's
+    /// layout: one directory per bucket).
+    s3_root: Mutex<Option<std::path::PathBuf>>,
+    /// What GetClusterCredentials hands out.
+    iam: Mutex<Option<(String, String)>>,
     page_size: usize,
     state: Mutex<State>,
     counters: Arc<Counters>,
@@ -84,12 +92,15 @@ pub fn start(db: &str, page_size: usize) -> DataApi {
     let lose = Arc::new(Mutex::new(None));
     let server = Arc::new(Server {
         db: db.to_string(),
+        s3_root: Mutex::new(None),
+        iam: Mutex::new(None),
         page_size,
         state: Mutex::new(State::default()),
         counters: counters.clone(),
         busy: busy.clone(),
         lose_response_to: lose.clone(),
     });
+    let server_handle = server.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let server = server.clone();
@@ -98,10 +109,36 @@ pub fn start(db: &str, page_size: usize) -> DataApi {
     });
     DataApi {
         url,
+        server: server_handle,
         counters,
         busy,
         lose_response_to: lose,
     }
+}
+
+impl DataApi {
+    /// Serves COPY from S3 objects stored under `root` (an s3s-fs root).
+    pub fn read_s3_from(&self, root: &std::path::Path) {
+        *self.server.s3_root.lock().unwrap() = Some(root.to_path_buf());
+    }
+
+    /// Answers Redshift's GetClusterCredentials with this user and password.
+    pub fn issue_credentials(&self, user: &str, password: &str) {
+        *self.server.iam.lock().unwrap() = Some((user.into(), password.into()));
+    }
+}
+
+/// `copy <relation> (<columns>) from 's3://bucket/key' ...` as (head, bucket, key).
+fn s3_copy(sql: &str) -> Option<(String, String, String)> {
+    let lower = sql.to_lowercase();
+    let from = lower.find(" from 's3://")?;
+    if !lower.trim_start().starts_with("copy ") {
+        return None;
+    }
+    let rest = &sql[from + " from 's3://".len()..];
+    let end = rest.find('\'')?;
+    let (bucket, key) = rest[..end].split_once('/')?;
+    Some((sql[..from].to_string(), bucket.to_string(), key.to_string()))
 }
 
 fn connect(db: &str) -> PostgresAdapter {
@@ -206,16 +243,27 @@ impl Server {
                 self.counters.unsigned.fetch_add(1, Ordering::SeqCst);
             }
             let target = headers.get("x-amz-target").cloned().unwrap_or_default();
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let (status, response) = self.handle(&target, &request);
-            let text = response.to_string();
+            let form = String::from_utf8_lossy(&body).to_string();
+            let (status, response, content_type) = if form.starts_with("Action=") {
+                // Redshift's own API (awsQuery: a form in, XML out).
+                let (s, xml) = self.redshift_api(&form);
+                (s, Value::String(xml), "text/xml")
+            } else {
+                let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let (s, v) = self.handle(&target, &request);
+                (s, v, "application/x-amz-json-1.1")
+            };
+            let text = match &response {
+                Value::String(xml) => xml.clone(),
+                other => other.to_string(),
+            };
             let error_type = response
                 .get("__type")
                 .and_then(Value::as_str)
                 .map(|t| format!("x-amzn-errortype: {t}\r\n"))
                 .unwrap_or_default();
             let head = format!(
-                "HTTP/1.1 {status} {}\r\ncontent-type: application/x-amz-json-1.1\r\n{error_type}content-length: {}\r\n\r\n",
+                "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\n{error_type}content-length: {}\r\n\r\n",
                 if status == 200 { "OK" } else { "Error" },
                 text.len()
             );
@@ -223,6 +271,32 @@ impl Server {
                 return;
             }
         }
+    }
+
+    fn redshift_api(&self, form: &str) -> (u16, String) {
+        let field = |k: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        if field("Action") != "GetClusterCredentials" || field("ClusterIdentifier").is_empty() {
+            return (400, "<ErrorResponse><Error><Code>InvalidParameterValue</Code><Message>unsupported</Message></Error></ErrorResponse>".into());
+        }
+        let Some((user, password)) = self.iam.lock().unwrap().clone() else {
+            return (403, "<ErrorResponse><Error><Code>AccessDenied</Code><Message>no credentials</Message></Error></ErrorResponse>".into());
+        };
+        self.counters
+            .iam_requests
+            .lock()
+            .unwrap()
+            .push(form.to_string());
+        (
+            200,
+            format!(
+                "<GetClusterCredentialsResponse xmlns=\"http://redshift.amazonaws.com/doc/2012-12-01/\"><GetClusterCredentialsResult><DbUser>{user}</DbUser><DbPassword>{password}</DbPassword><Expiration>2030-01-01T00:00:00Z</Expiration></GetClusterCredentialsResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetClusterCredentialsResponse>"
+            ),
+        )
     }
 
     fn error(status: u16, kind: &str, message: &str) -> (u16, Value) {
@@ -453,7 +527,32 @@ impl Server {
             .unwrap()
             .extend(sqls.iter().cloned());
         if batch {
-            let result = adapter.execute(&Batch::atomic(sqls.clone()));
+            // A COPY from S3 runs as Redshift would: the object's rows go
+            // into the table inside the batch's transaction.
+            let copy_at = sqls.iter().position(|q| s3_copy(q).is_some());
+            let root = self.s3_root.lock().unwrap().clone();
+            let result = match (copy_at, root) {
+                (Some(i), Some(root)) => {
+                    let (head, bucket, key) = s3_copy(&sqls[i]).unwrap();
+                    match std::fs::read(root.join(bucket).join(key)) {
+                        Ok(data) => adapter
+                            .load(
+                                &sqls[..i],
+                                &format!("{head} from stdin with (format csv)"),
+                                &data,
+                                &sqls[i + 1..],
+                            )
+                            .map(|_| Default::default()),
+                        Err(e) => Err(strata::adapter::AdapterError {
+                            message: format!("S3ServiceException: the object does not exist ({e})"),
+                            statement: Some(i),
+                            kind: strata::adapter::FailureKind::Statement,
+                            sqlstate: None,
+                        }),
+                    }
+                }
+                _ => adapter.execute(&Batch::atomic(sqls.clone())),
+            };
             self.update(id, |x| match result {
                 Ok(_) => {
                     x.status = "FINISHED";

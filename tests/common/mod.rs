@@ -107,3 +107,4 @@ pub fn read(dir: &Path, rel: &str) -> String {
 pub mod data_api;
 pub mod pg;
 pub mod redshift;
+pub mod s3;

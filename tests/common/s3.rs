@@ -1,0 +1,59 @@
+//! A real S3-protocol server in-process (s3s-fs): objects are files under a
+//! temporary directory, requests are checked against one access key.
+
+use std::path::PathBuf;
+
+pub const ACCESS_KEY: &str = "AKIDEXAMPLE";
+pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+pub struct S3 {
+    pub url: String,
+    /// Bucket directories live here.
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server with the given buckets.
+pub fn start(buckets: &[&str]) -> S3 {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    for b in buckets {
+        std::fs::create_dir_all(root.join(b)).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let serve_root = root.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let fs = s3s_fs::FileSystem::new(&serve_root).unwrap();
+            let mut b = s3s::service::S3ServiceBuilder::new(fs);
+            b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            let service = b.build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+    });
+    let addr = rx.recv().unwrap();
+    S3 {
+        url: format!("http://{addr}"),
+        root,
+        _dir: dir,
+    }
+}
