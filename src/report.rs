@@ -10,9 +10,6 @@ use crate::engine::events::{
 /// report), as opposed to log lines: the one place besides the reporter that
 /// writes to the terminal. A closed pipe (`strata ls | head`) is not an error.
 /// Secret values (`DBT_ENV_SECRET_*`) are masked, whatever the command prints.
-/// The code of a node a dry run planned without executing it.
-pub const DRY_RUN: &str = "DRY RUN";
-
 pub fn out(args: std::fmt::Arguments<'_>) {
     let text = args.to_string();
     let _ = std::io::stdout()
@@ -401,7 +398,7 @@ impl Reporter {
                 None => format!("{code} in {secs:.2}s"),
             };
             let verb = match end.subject {
-                _ if code == DRY_RUN => "planned",
+                _ if code == crate::engine::events::DRY_RUN => "planned",
                 Subject::Seed { .. } => "loaded",
                 Subject::Snapshot { .. } => "snapshotted",
                 _ => "created",

@@ -241,6 +241,23 @@ fn seeds_are_staged_in_s3_and_copied_server_side() {
         .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "csv"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // A value COPY rejects: the error names the seed's line and column, read
+    // from SYS_LOAD_ERROR_DETAIL, and the old rows stay.
+    std::fs::write(
+        dir.path().join("seeds/rates.csv"),
+        "currency,rate,note\nUSD,1.0,base\nEUR,one point oh eight,\n",
+    )
+    .unwrap();
+    let r = strata(dir.path(), &["seed"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("sys_load_error_detail"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("seeds/rates.csv:3: column rate"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select count(*) from main.rates"), "3");
 }
 
 /// `method: iam` over the wire protocol: temporary credentials from
@@ -270,11 +287,15 @@ fn iam_credentials_open_a_wire_connection() {
     }
     api.issue_credentials("IAM:analyst", "temporary-Pa55");
     let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: iam\n      cluster_id: test-cluster\n      user: analyst\n      host: 127.0.0.1\n      port: {}\n      dbname: {db}\n      schema: main\n      threads: 1\n      region: us-east-1\n      autocreate: true\n      db_groups: [analysts]\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n",
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: iam\n      cluster_id: test-cluster\n      user: analyst\n      host: 127.0.0.1\n      port: {}\n      dbname: {db}\n      schema: main\n      threads: 1\n      region: us-east-1\n      autocreate: true\n      db_groups: [analysts]\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n    serverless:\n      type: redshift\n      method: iam\n      workgroup_name: analytics-wg\n      host: 127.0.0.1\n      port: {port}\n      dbname: {db}\n      schema: main\n      threads: 1\n      region: us-east-1\n      access_key_id: {ak}\n      secret_access_key: {sk}\n      endpoint_url: {url}\n",
         pg::port(),
         s3::ACCESS_KEY,
         s3::SECRET_KEY,
-        api.url
+        api.url,
+        port = pg::port(),
+        ak = s3::ACCESS_KEY,
+        sk = s3::SECRET_KEY,
+        url = api.url,
     );
     let dir = redshift::project_with(
         &profile,
@@ -291,6 +312,18 @@ fn iam_credentials_open_a_wire_connection() {
         forms.iter().any(|f| f.contains("DbUser=analyst")
             && f.contains("AutoCreate=true")
             && f.contains("DbGroups.DbGroup.1=analysts")),
+        "{forms:?}"
+    );
+    // Serverless: GetCredentials for the workgroup.
+    psql(&db, "drop table main.who");
+    let r = strata(dir.path(), &["run", "-t", "serverless"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select who from main.who"), "IAM:analyst");
+    let forms = api.counters.iam_requests.lock().unwrap().clone();
+    assert!(
+        forms
+            .iter()
+            .any(|f| f.contains("\"workgroupName\":\"analytics-wg\"")),
         "{forms:?}"
     );
 }

@@ -448,6 +448,12 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     /// Whether bulk loads can stream rows from the client.
     fn copy_from_client(&self) -> bool;
 
+    /// Rows of (line, column, message) explaining why a server-side load of
+    /// the object at `url` failed, where the warehouse records them.
+    fn load_errors_sql(&self, _url: &str) -> Option<String> {
+        None
+    }
+
     // --- Queries Strata wraps around compiled SQL ------------------------------------
 
     /// At most `limit` rows of `sql` (`strata show`).
@@ -1123,6 +1129,18 @@ impl Dialect for RedshiftDialect {
 
     fn copy_from_client(&self) -> bool {
         false
+    }
+
+    fn load_errors_sql(&self, url: &str) -> Option<String> {
+        // COPY's own error only says to look here; SYS_LOAD_ERROR_DETAIL has
+        // the line and column, on provisioned clusters and Serverless alike
+        // (https://docs.aws.amazon.com/redshift/latest/dg/SYS_LOAD_ERROR_DETAIL.html).
+        Some(format!(
+            "select line_number::varchar, trim(column_name)::varchar, trim(error_message)::varchar \
+             from sys_load_error_detail where trim(file_name) = {} \
+             order by start_time desc limit 5",
+            self.quote_literal(url)
+        ))
     }
 
     fn freshness(&self, max_loaded_at_query: &str) -> String {

@@ -13,6 +13,9 @@ pub enum SkipReason {
     RunStopped,
 }
 
+/// The code of a node a dry run planned without executing it.
+pub const DRY_RUN: &str = "DRY RUN";
+
 /// How one node (or unit test) ended, as run_results.json names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {

@@ -714,7 +714,7 @@ impl Ran {
     fn dry_run() -> Ran {
         Ran {
             status: RunStatus::Success,
-            code: Some(crate::report::DRY_RUN),
+            code: Some(events::DRY_RUN),
             rows: None,
             failures: None,
             message: Some("not run: dry run".into()),
@@ -777,11 +777,7 @@ fn run_node(ctx: &RunCtx<'_>, n: &Node, c: Option<&CompiledNode>) -> Ran {
     match built {
         Ok(b) => Ran {
             status: RunStatus::Success,
-            code: Some(if ctx.dry_run {
-                crate::report::DRY_RUN
-            } else {
-                b.code
-            }),
+            code: Some(if ctx.dry_run { events::DRY_RUN } else { b.code }),
             rows: b.rows,
             failures: None,
             message: Some(b.code.to_string()),

@@ -420,6 +420,31 @@ impl RunCtx<'_> {
                 let result = self
                     .adapter
                     .execute(&crate::adapter::Batch::atomic(statements.clone()));
+                // Why a server-side load failed, from the warehouse's load
+                // errors: the line (the file has a header first) and column.
+                let detail = match (&result, &staged) {
+                    (Err(_), Some((_, object))) => d
+                        .load_errors_sql(&object.url)
+                        .and_then(|sql| self.adapter.query(&sql).ok())
+                        .map(|t| {
+                            t.rows
+                                .iter()
+                                .map(|r| {
+                                    let at =
+                                        |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                                    let line = at(0).parse::<u64>().map(|l| l + 1).unwrap_or(0);
+                                    format!(
+                                        "{}:{line}: column {}: {}",
+                                        n.display_path,
+                                        at(1),
+                                        at(2)
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
                 if let Some((stage, object)) = staged {
                     // The staged copy has served (or failed); either way it goes.
                     stage.remove(&object);
@@ -430,7 +455,11 @@ impl RunCtx<'_> {
                         .and_then(|i| statements.get(i))
                         .cloned()
                         .unwrap_or_default();
-                    data_error(e, &sql)
+                    let mut err = data_error(e, &sql);
+                    if !detail.is_empty() {
+                        err.message = format!("{}\n{}", err.message, detail.join("\n"));
+                    }
+                    err
                 })?;
                 data.rows as u64
             }

@@ -128,6 +128,58 @@ impl DataApi {
     }
 }
 
+/// A failed COPY as Redshift reports it: a pointer to SYS_LOAD_ERROR_DETAIL,
+/// where the line, column and reason are recorded (taken here from
+/// Postgres's `COPY t, line N, column c` context).
+fn redshift_load_error(
+    adapter: &PostgresAdapter,
+    url: &str,
+    head: &str,
+    mut e: strata::adapter::AdapterError,
+) -> strata::adapter::AdapterError {
+    let context = e
+        .message
+        .split("CONTEXT: ")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let line: i64 = context
+        .split(", line ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let column = context
+        .split(", column ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_default()
+        .to_string();
+    let reason = e
+        .message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("ERROR: ")
+        .to_string();
+    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let _ = adapter.execute(&Batch {
+        statements: vec![format!(
+            "insert into public.sys_load_error_detail (start_time, file_name, line_number, column_name, error_code, error_message) \
+             values (clock_timestamp(), {}, {line}, {}, 1207, {})",
+            q(url),
+            q(&column),
+            q(&reason)
+        )],
+        atomic: false,
+    });
+    let table = head.split_whitespace().nth(1).unwrap_or_default();
+    e.message = format!(
+        "Load into table '{table}' failed. Check 'sys_load_error_detail' system table for details."
+    );
+    e
+}
+
 /// `copy <relation> (<columns>) from 's3://bucket/key' ...` as (head, bucket, key).
 fn s3_copy(sql: &str) -> Option<(String, String, String)> {
     let lower = sql.to_lowercase();
@@ -304,6 +356,20 @@ impl Server {
     }
 
     fn handle(self: &Arc<Self>, target: &str, r: &Value) -> (u16, Value) {
+        if target == "RedshiftServerless.GetCredentials" {
+            let Some((user, password)) = self.iam.lock().unwrap().clone() else {
+                return Self::error(403, "AccessDeniedException", "no credentials");
+            };
+            self.counters
+                .iam_requests
+                .lock()
+                .unwrap()
+                .push(r.to_string());
+            return (
+                200,
+                json!({"dbUser": user, "dbPassword": password, "expiration": 1893456000}),
+            );
+        }
         let op = target.strip_prefix("RedshiftData.").unwrap_or(target);
         let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
         match op {
@@ -534,7 +600,8 @@ impl Server {
             let result = match (copy_at, root) {
                 (Some(i), Some(root)) => {
                     let (head, bucket, key) = s3_copy(&sqls[i]).unwrap();
-                    match std::fs::read(root.join(bucket).join(key)) {
+                    let url = format!("s3://{bucket}/{key}");
+                    match std::fs::read(root.join(&bucket).join(&key)) {
                         Ok(data) => adapter
                             .load(
                                 &sqls[..i],
@@ -542,7 +609,8 @@ impl Server {
                                 &data,
                                 &sqls[i + 1..],
                             )
-                            .map(|_| Default::default()),
+                            .map(|_| Default::default())
+                            .map_err(|e| redshift_load_error(adapter, &url, &head, e)),
                         Err(e) => Err(strata::adapter::AdapterError {
                             message: format!("S3ServiceException: the object does not exist ({e})"),
                             statement: Some(i),
