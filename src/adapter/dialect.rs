@@ -421,10 +421,10 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     }
 
     fn comment_on_relation(&self, kind: RelationKind, relation: &str, comment: &str) -> String {
-        let word = if kind == RelationKind::View {
-            "view"
-        } else {
-            "table"
+        let word = match kind {
+            RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+            _ => "table",
         };
         format!(
             "comment on {word} {relation} is {}",
@@ -1055,6 +1055,16 @@ impl Dialect for RedshiftDialect {
 
     fn lock_needs_relation(&self) -> bool {
         true
+    }
+
+    fn comment_on_relation(&self, kind: RelationKind, relation: &str, comment: &str) -> String {
+        // COMMENT ON has no MATERIALIZED VIEW on Redshift: a materialized
+        // view takes VIEW (https://docs.aws.amazon.com/redshift/latest/dg/r_COMMENT.html).
+        let kind = match kind {
+            RelationKind::MaterializedView => RelationKind::View,
+            k => k,
+        };
+        self.pg.comment_on_relation(kind, relation, comment)
     }
 
     fn replace_view(&self, relation: &str, sql: &str, options: &TableOptions) -> String {

@@ -31,9 +31,21 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
             crate::outln!("local cluster: {}", c.local.unwrap_or(false));
         }
         Connection::Redshift(c) => {
-            crate::outln!("host:          {}", c.host.as_deref().unwrap_or(""));
-            crate::outln!("method:        {}", c.method.unwrap_or_default().as_str());
-            crate::outln!("cluster_id:    {}", c.cluster_id.as_deref().unwrap_or(""));
+            let method = c.method.unwrap_or_default();
+            crate::outln!("method:        {}", method.as_str());
+            if method != crate::project::profiles::RedshiftMethod::DataApi {
+                crate::outln!("host:          {}", c.host.as_deref().unwrap_or(""));
+                crate::outln!("port:          {}", c.port.unwrap_or(5439));
+                crate::outln!("user:          {}", c.user.as_deref().unwrap_or(""));
+            }
+            if let Some(w) = &c.workgroup_name {
+                crate::outln!("workgroup:     {w}");
+            } else {
+                crate::outln!("cluster_id:    {}", c.cluster_id.as_deref().unwrap_or(""));
+            }
+            if let Some(r) = &c.region {
+                crate::outln!("region:        {r}");
+            }
         }
     }
     crate::outln!("database:      {}", t.database);
