@@ -87,6 +87,11 @@ impl DataApiAdapter {
                 return Err(fail("method 'data_api' needs 'cluster_id' (provisioned) or 'workgroup_name' (Serverless)").into())
             }
         };
+        if c.enable_case_sensitive_identifier.unwrap_or(false) {
+            // Each Data API statement runs in a session of its own, where a
+            // SET would not last.
+            return Err(fail("enable_case_sensitive_identifier needs the wire protocol (method 'database' or 'iam'); over the Data API set it for the user (ALTER USER ... SET)").into());
+        }
         let auth = match (&c.secret_arn, c.db_user.as_ref().or(c.user.as_ref())) {
             (Some(s), _) => DbAuth::Secret(s.clone()),
             (None, Some(u)) if matches!(endpoint, Endpoint::Cluster(_)) => DbAuth::User(u.clone()),

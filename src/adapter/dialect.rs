@@ -869,9 +869,19 @@ const PG_CLIENT_CHECK_MS: u32 = 2000;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RedshiftDialect {
     pg: PostgresDialect,
+    /// `enable_case_sensitive_identifier`: quoted names keep their case.
+    case_sensitive: bool,
 }
 
 impl RedshiftDialect {
+    /// A cluster whose sessions set `enable_case_sensitive_identifier`.
+    pub fn case_sensitive() -> RedshiftDialect {
+        RedshiftDialect {
+            pg: PostgresDialect,
+            case_sensitive: true,
+        }
+    }
+
     /// ` backup no diststyle key distkey ("c") sortkey ("a", "b")`:
     /// the table attributes of CREATE TABLE and CREATE TABLE AS, in the order
     /// the AWS docs give them (CREATE TABLE AS: BACKUP, DISTSTYLE, DISTKEY,
@@ -1173,7 +1183,20 @@ impl Dialect for RedshiftDialect {
         // Names are case-insensitive and stored in lower case, delimited or
         // not, unless enable_case_sensitive_identifier is on
         // (https://docs.aws.amazon.com/redshift/latest/dg/r_names.html).
-        s.to_lowercase()
+        if self.case_sensitive {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    }
+
+    fn session_setup(&self) -> Vec<String> {
+        // https://docs.aws.amazon.com/redshift/latest/dg/r_enable_case_sensitive_identifier.html
+        if self.case_sensitive {
+            vec!["set enable_case_sensitive_identifier to true".into()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn list_relations_sql(&self, schemas: &[String]) -> String {
@@ -1293,6 +1316,7 @@ pub fn all() -> Vec<&'static dyn Dialect> {
         &PostgresDialect,
         &RedshiftDialect {
             pg: PostgresDialect,
+            case_sensitive: false,
         },
     ]
 }
@@ -1328,6 +1352,13 @@ mod tests {
         let rs = RedshiftDialect::default();
         assert_eq!(rs.fold_identifier("Daily_KPIs"), "daily_kpis");
         assert_eq!(PostgresDialect.fold_identifier("Daily_KPIs"), "Daily_KPIs");
+        let cs = RedshiftDialect::case_sensitive();
+        assert_eq!(cs.fold_identifier("Daily_KPIs"), "Daily_KPIs");
+        assert_eq!(
+            cs.session_setup(),
+            vec!["set enable_case_sensitive_identifier to true"]
+        );
+        assert!(rs.session_setup().is_empty());
         assert_eq!(rs.declared_type("TEXT"), "varchar(65535)");
         assert_eq!(rs.declared_type("varchar(20)"), "varchar(20)");
         assert_eq!(

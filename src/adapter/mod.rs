@@ -304,6 +304,9 @@ pub fn ensure_local(
 pub fn dialect_for(target: &Target) -> Arc<dyn Dialect> {
     match &target.connection {
         Connection::Postgres(_) => Arc::new(PostgresDialect),
+        Connection::Redshift(c) if c.enable_case_sensitive_identifier.unwrap_or(false) => {
+            Arc::new(RedshiftDialect::case_sensitive())
+        }
         Connection::Redshift(_) => Arc::new(RedshiftDialect::default()),
     }
 }

@@ -89,7 +89,12 @@ fn wire(
         tls,
         root_cert,
     };
-    let mut a = PostgresAdapter::speaking(settings, Arc::new(RedshiftDialect::default()))
+    let dialect = if c.enable_case_sensitive_identifier.unwrap_or(false) {
+        RedshiftDialect::case_sensitive()
+    } else {
+        RedshiftDialect::default()
+    };
+    let mut a = PostgresAdapter::speaking(settings, Arc::new(dialect))
         .map_err(|e| {
             Diagnostic::new(DiagKind::Io, e.message)
                 .hint("check host, port, user and password in profiles.yml, and that the cluster accepts connections from this machine")

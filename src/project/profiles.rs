@@ -82,6 +82,9 @@ pub struct RedshiftConnection {
     /// Strata extension: the AWS endpoint to call instead of the public one
     /// (VPC endpoints, tests).
     pub endpoint_url: Option<String>,
+    /// Quoted identifiers keep their case (the session sets Redshift's
+    /// `enable_case_sensitive_identifier`); wire protocol only.
+    pub enable_case_sensitive_identifier: Option<bool>,
     /// Strata extension: the S3 endpoint, when not the public one or
     /// `endpoint_url` (S3-compatible stores, tests); addressed by path.
     pub s3_endpoint_url: Option<String>,
