@@ -1377,5 +1377,20 @@ mod tests {
             sql.contains("svv_columns") && sql.contains("'core'") && sql.contains("'dim'"),
             "{sql}"
         );
+        // Every catalog and freshness query Strata sends to Redshift is SQL
+        // its grammar has.
+        for sql in [
+            rs.list_relations_sql(&["core".into(), "staging".into()]),
+            rs.relation_type_sql("core", "dim"),
+            rs.columns_sql("core", "dim"),
+            rs.grants_sql("core", "dim"),
+            rs.auto_refresh_sql("core", "mv").unwrap_or_default(),
+            rs.load_errors_sql("s3://b/k.csv").unwrap_or_default(),
+            rs.type_names_sql(&[23, 1043]),
+            rs.freshness(&rs.max_loaded_at("loaded_at", "\"db\".\"raw\".\"t\"", Some("x > 1"))),
+        ] {
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::RedshiftSqlDialect {}, &sql)
+                .unwrap_or_else(|e| panic!("{e}: {sql}"));
+        }
     }
 }
