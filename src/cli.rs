@@ -34,6 +34,8 @@ pub enum Command {
     Test(RunArgs),
     /// Source commands (`strata source freshness`).
     Source(SourceArgs),
+    /// Load the new files of the selected sources' external locations, exactly once.
+    Load(LoadArgs),
     /// Re-run what failed or was skipped in the last run_results.json.
     Retry(RunArgs),
     /// Preview the rows of a model (`--select`) or of inline SQL (`--inline`).
@@ -173,6 +175,15 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// List the files that would load, per table; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct RunOperationArgs {
     /// The macro to call (`name` or `package.name`).
     pub macro_name: String,
@@ -198,6 +209,7 @@ impl Command {
                 SourceAction::Freshness(c) => ("freshness", Some(c)),
             },
             Command::Retry(a) => ("retry", Some(&mut a.common)),
+            Command::Load(a) => ("load", Some(&mut a.common)),
             Command::Show(a) => ("show", Some(&mut a.common)),
             Command::RunOperation(a) => ("run-operation", Some(&mut a.common)),
             Command::Ls(a) => ("list", Some(&mut a.common)),

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod jinja;
+pub mod load;
 pub mod localpg;
 pub mod manifest;
 pub mod materialize;
@@ -43,6 +44,7 @@ pub fn run(mut cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
         Command::Ls(a) => commands::ls::run(a),
         Command::Run(a) => commands::run::run(a, interrupt),
         Command::Seed(a) => commands::run::seed(a, interrupt),
+        Command::Load(a) => commands::load::run(a),
         Command::Build(a) => commands::run::build(a, interrupt),
         Command::Snapshot(a) => commands::run::snapshot(a, interrupt),
         Command::Test(a) => commands::run::test(a, interrupt),

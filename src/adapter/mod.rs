@@ -149,6 +149,22 @@ pub trait Adapter: Send + Sync {
         data: &[u8],
         after: &[String],
     ) -> Result<u64, AdapterError>;
+    /// Like [`Adapter::load`], streaming `data` in chunks (memory stays flat
+    /// however large it is); `after` is made once the data is sent, so it can
+    /// use what reading it found (row counts). A read error aborts the load
+    /// and is returned as the failure of the COPY statement.
+    fn load_stream(
+        &self,
+        before: &[String],
+        copy_sql: &str,
+        data: &mut dyn std::io::Read,
+        after: &dyn Fn() -> Vec<String>,
+    ) -> Result<u64, AdapterError> {
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf)
+            .map_err(|e| AdapterError::new(FailureKind::Statement, e.to_string()))?;
+        self.load(before, copy_sql, &buf, &after())
+    }
     /// The output columns of each query, with their warehouse types, without
     /// running them, in one round trip where the transport allows.
     fn describe_many(&self, queries: &[&str]) -> Result<Vec<Vec<Column>>, AdapterError>;

@@ -565,6 +565,76 @@ impl Adapter for PostgresAdapter {
         })
     }
 
+    fn load_stream(
+        &self,
+        before: &[String],
+        copy_sql: &str,
+        data: &mut dyn std::io::Read,
+        after: &dyn Fn() -> Vec<String>,
+    ) -> Result<u64, AdapterError> {
+        use futures_util::SinkExt;
+        self.with_session(|client| {
+            self.rt.block_on(async {
+                client
+                    .batch_execute("begin")
+                    .await
+                    .map_err(|e| err(e, None))?;
+                let result: Result<u64, AdapterError> = async {
+                    for (i, sql) in before.iter().enumerate() {
+                        client
+                            .simple_query(sql)
+                            .await
+                            .map_err(|e| err(e, Some(i)))?;
+                    }
+                    let at = Some(before.len());
+                    let sink = client
+                        .copy_in::<_, bytes::Bytes>(copy_sql)
+                        .await
+                        .map_err(|e| err(e, at))?;
+                    futures_util::pin_mut!(sink);
+                    let mut chunk = vec![0u8; 1 << 20];
+                    loop {
+                        // The reader is synchronous (decompression, decoding):
+                        // it fills one chunk at a time, so memory stays flat.
+                        let n = match data.read(&mut chunk) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                let mut a =
+                                    AdapterError::new(FailureKind::Statement, e.to_string());
+                                a.statement = at;
+                                return Err(a);
+                            }
+                        };
+                        sink.send(bytes::Bytes::copy_from_slice(&chunk[..n]))
+                            .await
+                            .map_err(|e| err(e, at))?;
+                    }
+                    let rows = sink.finish().await.map_err(|e| err(e, at))?;
+                    for (i, sql) in after().iter().enumerate() {
+                        client
+                            .simple_query(sql)
+                            .await
+                            .map_err(|e| err(e, Some(before.len() + 1 + i)))?;
+                    }
+                    Ok(rows)
+                }
+                .await;
+                match result {
+                    Ok(rows) => {
+                        self.commit_unless_cancelled(client).await?;
+                        Ok(rows)
+                    }
+                    Err(e) => {
+                        let _ = client.batch_execute("rollback").await;
+                        Err(e)
+                    }
+                }
+            })
+        })
+    }
+
     fn describe_many(&self, queries: &[&str]) -> Result<Vec<Vec<Column>>, AdapterError> {
         self.with_session(|client| {
             self.rt.block_on(async {

@@ -132,6 +132,35 @@ impl Adapter for Recording {
         }
     }
 
+    fn load_stream(
+        &self,
+        before: &[String],
+        copy_sql: &str,
+        data: &mut dyn std::io::Read,
+        after: &dyn Fn() -> Vec<String>,
+    ) -> Result<u64, AdapterError> {
+        match self.executes() {
+            Some(a) => {
+                let rows = a.load_stream(before, copy_sql, data, after)?;
+                let note = format!("{copy_sql}\n-- (data streamed from the client)");
+                let after = after();
+                self.record(
+                    before
+                        .iter()
+                        .map(String::as_str)
+                        .chain([note.as_str()])
+                        .chain(after.iter().map(String::as_str)),
+                );
+                Ok(rows)
+            }
+            None => {
+                let note = format!("{copy_sql}\n-- (data streamed from the client)");
+                self.record(before.iter().map(String::as_str).chain([note.as_str()]));
+                Ok(0)
+            }
+        }
+    }
+
     fn describe_many(&self, queries: &[&str]) -> Result<Vec<Vec<Column>>, AdapterError> {
         match &self.inner {
             Some(a) => a.describe_many(queries),

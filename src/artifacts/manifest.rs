@@ -463,7 +463,7 @@ fn source_json(s: &Source) -> Json {
         "quoting": {"database": s.quoting.database, "schema": s.quoting.schema, "identifier": s.quoting.identifier, "column": null},
         "loaded_at_field": s.loaded_at_field, "loaded_at_query": s.loaded_at_query,
         "freshness": if s.freshness.is_object() { s.freshness.clone() } else { json!({"warn_after": {"count": null, "period": null}, "error_after": {"count": null, "period": null}, "filter": null}) },
-        "external": null, "description": s.description, "columns": serde_json::to_value(ColumnsOut(&s.columns)).unwrap_or_default(),
+        "external": s.external_raw, "description": s.description, "columns": serde_json::to_value(ColumnsOut(&s.columns)).unwrap_or_default(),
         "meta": s.meta, "source_meta": s.source_meta, "tags": s.tags, "config": cfg,
         "patch_path": null, "unrendered_config": {}, "relation_name": s.relation_name,
         "created_at": 0.0, "unrendered_database": null, "unrendered_schema": null, "doc_blocks": [],

@@ -6,6 +6,7 @@ pub mod debug;
 pub mod deps;
 pub mod freshness;
 pub mod init;
+pub mod load;
 pub mod ls;
 pub mod parse;
 pub mod pg;

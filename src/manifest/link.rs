@@ -994,6 +994,15 @@ impl Linker<'_> {
             ));
         }
         let relation_name = RelationName::new(&database, &schema, &identifier, q).render();
+        let external = match &t.external {
+            Some(y) => crate::manifest::external::External::parse(y).map_err(|e| {
+                Diagnostic::new(
+                    DiagKind::Config,
+                    format!("source '{}.{}': external: {e}", src.name, t.name),
+                )
+            })?,
+            None => None,
+        };
         let mapping_json = |m: &Option<Mapping>| {
             m.as_ref()
                 .map(|x| yaml_to_json(&Yaml::Mapping(x.clone())))
@@ -1023,6 +1032,8 @@ impl Linker<'_> {
             original_file_path: f.id.path.clone(),
             fqn,
             relation_name,
+            external_raw: t.external.as_ref().map(yaml_to_json).unwrap_or(Json::Null),
+            external,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The parsed project: nodes, sources, macros, docs and exposures with their
 //! resolved configs, names and dependencies.
 
+pub mod external;
 pub mod generic_tests;
 pub mod link;
 pub mod parse_file;
@@ -267,6 +268,10 @@ pub struct Source {
     pub original_file_path: String,
     pub fqn: Vec<String>,
     pub relation_name: String,
+    /// The `external:` block as written (manifest.json keeps it).
+    pub external_raw: Json,
+    /// The files `strata load` loads into this table, when `external:` names them.
+    pub external: Option<external::External>,
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod incremental;
+pub mod load;
 pub mod seed;
 pub mod snapshot;
 

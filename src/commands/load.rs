@@ -1,0 +1,171 @@
+//! `strata load`: loads the new files of the selected sources' `external:`
+//! locations into their tables, exactly once; writes run_results.json.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{Outcome, Session};
+use crate::adapter;
+use crate::artifacts::run_results::{self, NodeResult};
+use crate::cli::LoadArgs;
+use crate::load::{self, LoadOptions};
+use crate::manifest::Source;
+
+/// `1.2 MB`, `340 B`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn run(args: &LoadArgs) -> Result<Outcome> {
+    let s = Session::open(&args.common)?;
+    let m = &s.parsed.manifest;
+    let selected = s.select()?;
+    let sources: Vec<&Source> = selected
+        .iter()
+        .filter_map(|id| m.sources.get(id))
+        .filter(|src| src.external.is_some())
+        .collect();
+    let rep = &s.reporter;
+    if sources.is_empty() {
+        rep.warn("Nothing to load: no selected source table has an external location");
+        return Ok(Outcome::Success);
+    }
+    let threads = args
+        .common
+        .threads
+        .unwrap_or(s.project.target.threads)
+        .max(1);
+    let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(threads))?;
+    let options = LoadOptions {
+        project_dir: &s.project.dir,
+        invocation_id: &s.parsed.jinja.shared.invocation_id,
+        started_at: s.started_at,
+        full_refresh: args.common.full_refresh,
+        dry_run: args.dry_run,
+    };
+    let total = sources.len();
+    rep.info(
+        "load_start",
+        &format!(
+            "Loading {total} source table{}{}",
+            if total == 1 { "" } else { "s" },
+            if args.dry_run {
+                " (dry run: nothing changes)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Tables load in parallel, one connection each; files of one table in
+    // order, each in its own transaction.
+    std::thread::scope(|scope| {
+        for thread in 0..threads.min(total) {
+            let (adapter, sources, results, failed, next, options) =
+                (&adapter, &sources, &results, &failed, &next, &options);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(src) = sources.get(i) else { break };
+                let label = format!("{}.{}", src.source_name, src.name);
+                let t0 = chrono::Utc::now();
+                let clock = Instant::now();
+                let out = load::load_table(adapter.as_ref(), src, options);
+                let secs = clock.elapsed().as_secs_f64();
+                let span = (t0, chrono::Utc::now());
+                let at = format!("{} of {total}", i + 1);
+                let result = match out {
+                    Ok(o) => {
+                        for f in &o.changed_skipped {
+                            rep.warn(&format!(
+                                "{label}: {f} changed since it was loaded and was left alone (on_changed_file: skip)"
+                            ));
+                        }
+                        for f in &o.concurrent {
+                            rep.info("load_concurrent", &format!("{label}: {f} was loaded by another run meanwhile"));
+                        }
+                        let what = format!(
+                            "{} file{}, {} rows, {}",
+                            o.files,
+                            if o.files == 1 { "" } else { "s" },
+                            o.rows,
+                            bytes(o.bytes)
+                        );
+                        if options.dry_run {
+                            rep.info(
+                                "load_planned",
+                                &format!("{at} WOULD LOAD source {label}: {} file{} ({})", o.files, if o.files == 1 { "" } else { "s" }, bytes(o.bytes)),
+                            );
+                            for f in &o.loaded {
+                                crate::outln!("  {f}");
+                            }
+                        } else {
+                            rep.info(
+                                "load_ok",
+                                &format!("{at} OK loaded source {label}: {what} in {secs:.2}s"),
+                            );
+                        }
+                        NodeResult {
+                            code: Some("LOAD".into()),
+                            rows_affected: Some(o.rows),
+                            message: Some(what),
+                            ..NodeResult::ran(&src.unique_id, "success", thread, span, secs)
+                        }
+                    }
+                    Err(e) => {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let statement = e
+                            .statement
+                            .as_deref()
+                            .map(|s| format!("\n  in: {}", s.lines().next().unwrap_or_default()))
+                            .unwrap_or_default();
+                        rep.error(&format!(
+                            "{at} ERROR loading source {label}: {}{statement}",
+                            e.message
+                        ));
+                        NodeResult {
+                            message: Some(e.message),
+                            ..NodeResult::ran(&src.unique_id, "error", thread, span, secs)
+                        }
+                    }
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(result);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !args.dry_run {
+        std::fs::create_dir_all(&s.target_dir)?;
+        run_results::write(
+            &s.target_dir.join("run_results.json"),
+            &results,
+            &s.parsed.jinja.shared.invocation_id,
+            s.started_at,
+            s.started.elapsed().as_secs_f64(),
+            json!({"which": "load", "select": args.common.select, "full_refresh": args.common.full_refresh}),
+        )?;
+    }
+    Ok(if failed.into_inner() {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}

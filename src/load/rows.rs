@@ -1,0 +1,414 @@
+//! Files as the rows COPY reads: each file's records (CSV, or JSON lines)
+//! re-encoded as CSV in the table's column order, with the partition values
+//! from the file's path and the metadata columns appended, produced a chunk
+//! at a time so memory stays flat whatever the file's size. A record that
+//! cannot be read stops the stream with an error naming the file and line.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::manifest::external::{Compression, FileFormat};
+
+/// What a file holds, for the error that names where a problem is.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    /// As the user knows it: `curated/merchants/part-1.csv`, `s3://b/k`.
+    pub display: String,
+    /// Values appended to each row (partition values, then metadata).
+    pub extra: Vec<String>,
+}
+
+/// How the stream maps each file's fields onto the table's columns.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub format: FileFormat,
+    pub compression: Compression,
+    /// The file columns loaded, in COPY order (before `extra`).
+    pub columns: Vec<String>,
+}
+
+/// Opens a file's (decompressed) bytes.
+pub type Opener = Box<dyn FnMut(&str) -> std::io::Result<Box<dyn Read + Send>> + Send>;
+
+/// Decompresses by the configured compression, or by the file's extension.
+pub fn decompress(
+    name: &str,
+    compression: Compression,
+    raw: Box<dyn Read + Send>,
+) -> std::io::Result<Box<dyn Read + Send>> {
+    let c = match compression {
+        Compression::Auto if name.ends_with(".gz") => Compression::Gzip,
+        Compression::Auto if name.ends_with(".zst") || name.ends_with(".zstd") => Compression::Zstd,
+        Compression::Auto => Compression::None,
+        c => c,
+    };
+    Ok(match c {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
+        _ => raw,
+    })
+}
+
+/// One CSV field as COPY's CSV format reads it back exactly (empty = NULL).
+fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
+    let Some(value) = value else { return };
+    if value.is_empty() {
+        // An empty string, distinct from NULL.
+        out.extend_from_slice(b"\"\"");
+        return;
+    }
+    let needs_quotes = value == "\\."
+        || value
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'));
+    if needs_quotes {
+        out.push(b'"');
+        for b in value.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// Record readers over one decompressed file.
+enum Records {
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        /// File column index of each loaded column (`None`: not in the file).
+        index: Vec<Option<usize>>,
+        record: csv::StringRecord,
+        width: usize,
+    },
+    Json {
+        lines: BufReader<Box<dyn Read + Send>>,
+        line: usize,
+        buf: String,
+    },
+}
+
+/// The COPY stream over a list of files.
+pub struct RowStream {
+    shape: Shape,
+    files: std::vec::IntoIter<(String, FileInfo)>,
+    open: Opener,
+    current: Option<(FileInfo, Records)>,
+    out: Vec<u8>,
+    pos: usize,
+    /// Rows written per file, in order, shared with whoever records them.
+    pub counts: Arc<Vec<AtomicU64>>,
+    file_index: usize,
+}
+
+impl RowStream {
+    /// Streams `files` (key, info) through `open`.
+    pub fn new(shape: Shape, files: Vec<(String, FileInfo)>, open: Opener) -> RowStream {
+        let counts = Arc::new((0..files.len()).map(|_| AtomicU64::new(0)).collect());
+        RowStream {
+            shape,
+            files: files.into_iter(),
+            open,
+            current: None,
+            out: Vec::with_capacity(1 << 16),
+            pos: 0,
+            counts,
+            file_index: 0,
+        }
+    }
+
+    fn bad(info: &FileInfo, line: Option<u64>, msg: impl std::fmt::Display) -> std::io::Error {
+        let at = match line {
+            Some(l) => format!("{}:{l}", info.display),
+            None => info.display.clone(),
+        };
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{at}: {msg}"))
+    }
+
+    fn open_next(&mut self) -> std::io::Result<bool> {
+        let Some((key, info)) = self.files.next() else {
+            return Ok(false);
+        };
+        let raw =
+            (self.open)(&key).map_err(|e| Self::bad(&info, None, format!("cannot read: {e}")))?;
+        let data = decompress(&key, self.shape.compression, raw)
+            .map_err(|e| Self::bad(&info, None, format!("cannot decompress: {e}")))?;
+        let records = match &self.shape.format {
+            FileFormat::Csv(o) => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(o.delimiter)
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(data);
+                // The header names the columns; the table's order wins.
+                let mut index: Vec<Option<usize>> =
+                    (0..self.shape.columns.len()).map(Some).collect();
+                let mut width = self.shape.columns.len();
+                let mut record = csv::StringRecord::new();
+                for skipped in 0..o.skip_header_rows {
+                    if !reader
+                        .read_record(&mut record)
+                        .map_err(|e| Self::bad(&info, Some(skipped as u64 + 1), e))?
+                    {
+                        break;
+                    }
+                    if skipped == 0 {
+                        let header: Vec<String> =
+                            record.iter().map(|h| h.trim().to_string()).collect();
+                        width = header.len();
+                        index = self
+                            .shape
+                            .columns
+                            .iter()
+                            .map(|c| header.iter().position(|h| h.eq_ignore_ascii_case(c)))
+                            .collect();
+                    }
+                }
+                Records::Csv {
+                    reader,
+                    index,
+                    record,
+                    width,
+                }
+            }
+            FileFormat::JsonLines => Records::Json {
+                lines: BufReader::with_capacity(1 << 16, data),
+                line: 0,
+                buf: String::new(),
+            },
+            FileFormat::Parquet => {
+                return Err(Self::bad(
+                    &info,
+                    None,
+                    "Parquet files are not loaded yet (CSV and JSON lines are)",
+                ))
+            }
+        };
+        self.current = Some((info, records));
+        Ok(true)
+    }
+
+    /// Appends rows to `out` until it holds about 64 KB; false at the end.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        while self.out.len() < 1 << 16 {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(!self.out.is_empty());
+            }
+            let Some((info, records)) = self.current.as_mut() else {
+                continue;
+            };
+            let wrote = match records {
+                Records::Csv {
+                    reader,
+                    index,
+                    record,
+                    width,
+                } => {
+                    let line = reader.position().line();
+                    if !reader
+                        .read_record(record)
+                        .map_err(|e| Self::bad(info, Some(line), e))?
+                    {
+                        false
+                    } else {
+                        // A blank line is nothing, as in dbt's seeds.
+                        if record.len() == 1 && record.get(0) == Some("") && *width > 1 {
+                            continue;
+                        }
+                        if record.len() != *width {
+                            return Err(Self::bad(
+                                info,
+                                Some(record.position().map(|p| p.line()).unwrap_or(line)),
+                                format!(
+                                    "the row has {} fields but the header has {}",
+                                    record.len(),
+                                    width
+                                ),
+                            ));
+                        }
+                        for (i, ix) in index.iter().enumerate() {
+                            if i > 0 {
+                                self.out.push(b',');
+                            }
+                            // An empty CSV field is NULL, as Redshift's COPY reads it.
+                            let v = ix.and_then(|ix| record.get(ix)).filter(|v| !v.is_empty());
+                            push_field(&mut self.out, v);
+                        }
+                        true
+                    }
+                }
+                Records::Json { lines, line, buf } => {
+                    buf.clear();
+                    let n = lines
+                        .read_line(buf)
+                        .map_err(|e| Self::bad(info, Some(*line as u64 + 1), e))?;
+                    if n == 0 {
+                        false
+                    } else {
+                        *line += 1;
+                        if buf.trim().is_empty() {
+                            continue;
+                        }
+                        let value: serde_json::Value = serde_json::from_str(buf).map_err(|e| {
+                            Self::bad(info, Some(*line as u64), format!("not a JSON object: {e}"))
+                        })?;
+                        let serde_json::Value::Object(obj) = value else {
+                            return Err(Self::bad(
+                                info,
+                                Some(*line as u64),
+                                "each line must hold one JSON object",
+                            ));
+                        };
+                        for (i, c) in self.shape.columns.iter().enumerate() {
+                            if i > 0 {
+                                self.out.push(b',');
+                            }
+                            let v = obj.get(c).or_else(|| {
+                                obj.iter()
+                                    .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                                    .map(|(_, v)| v)
+                            });
+                            match v {
+                                None | Some(serde_json::Value::Null) => {}
+                                Some(serde_json::Value::String(s)) => {
+                                    push_field(&mut self.out, Some(s))
+                                }
+                                // Nested values keep their JSON text.
+                                Some(other) => push_field(&mut self.out, Some(&other.to_string())),
+                            }
+                        }
+                        true
+                    }
+                }
+            };
+            if !wrote {
+                self.current = None;
+                self.file_index += 1;
+                continue;
+            }
+            let info = &self.current.as_ref().map(|c| &c.0);
+            if let Some(info) = info {
+                for v in &info.extra {
+                    self.out.push(b',');
+                    push_field(&mut self.out, Some(v));
+                }
+            }
+            self.out.push(b'\n');
+            if let Some(c) = self.counts.get(self.file_index) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for RowStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+            if !self.fill()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::external::CsvOptions;
+
+    fn stream(
+        format: FileFormat,
+        columns: &[&str],
+        files: &[(&str, &str)],
+    ) -> std::io::Result<String> {
+        let contents: std::collections::HashMap<String, String> = files
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let list = files
+            .iter()
+            .map(|(k, _)| {
+                (
+                    k.to_string(),
+                    FileInfo {
+                        display: format!("data/{k}"),
+                        extra: vec![k.to_string()],
+                    },
+                )
+            })
+            .collect();
+        let open: Opener = Box::new(move |k: &str| {
+            Ok(
+                Box::new(std::io::Cursor::new(contents[k].clone().into_bytes()))
+                    as Box<dyn Read + Send>,
+            )
+        });
+        let mut s = RowStream::new(
+            Shape {
+                format,
+                compression: Compression::None,
+                columns: columns.iter().map(|c| c.to_string()).collect(),
+            },
+            list,
+            open,
+        );
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn csv_rows_follow_the_table_order_with_extras() {
+        let csv = FileFormat::Csv(CsvOptions {
+            delimiter: b',',
+            skip_header_rows: 1,
+        });
+        let out = stream(
+            csv.clone(),
+            &["id", "name", "missing"],
+            &[
+                ("a.csv", "name,id\n\"x, y\",1\n,2\n"),
+                ("b.csv", "id,name\n3,z\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out, "1,\"x, y\",,a.csv\n2,,,a.csv\n3,z,,b.csv\n");
+        let err = stream(csv, &["id"], &[("a.csv", "id,name\n1,a\n2\n")]).unwrap_err();
+        assert!(err.to_string().contains("data/a.csv:3"), "{err}");
+    }
+
+    #[test]
+    fn json_lines_by_key_nested_values_as_json() {
+        let out = stream(
+            FileFormat::JsonLines,
+            &["id", "profile", "note"],
+            &[(
+                "p.jsonl",
+                "{\"id\": 1, \"profile\": {\"tier\": \"gold\"}}\n\n{\"ID\": 2, \"note\": \"\"}\n",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "1,\"{\"\"tier\"\":\"\"gold\"\"}\",,p.jsonl\n2,,\"\",p.jsonl\n"
+        );
+        let err = stream(
+            FileFormat::JsonLines,
+            &["id"],
+            &[("p.jsonl", "{\"id\": 1}\n[1]\n")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("data/p.jsonl:2"), "{err}");
+    }
+}

@@ -1,0 +1,423 @@
+//! `strata load` against a real PostgreSQL: files under a source's
+//! `external:` location loaded exactly once (history in the same
+//! transaction as the rows), new and changed files, bad files named with
+//! their line, two loaders at once and a loader killed mid-file.
+
+mod common;
+
+use std::io::Write;
+
+use common::pg::psql;
+use common::*;
+
+fn load_project(db: &str, sources_yml: &str) -> tempfile::TempDir {
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: 2\n",
+        pg::port(),
+        pg::password()
+    );
+    project(&[
+        ("profiles.yml", &profile),
+        ("dbt_project.yml", "name: proj\nprofile: proj\n"),
+        ("models/sources.yml", sources_yml),
+    ])
+}
+
+fn write(dir: &std::path::Path, path: &str, text: &str) {
+    let p = dir.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+const SOURCES: &str = r#"
+version: 2
+sources:
+  - name: curated
+    schema: raw
+    tables:
+      - name: merchants
+        external:
+          location: curated/merchants/
+          file_format: csv
+        columns:
+          - name: merchant_id
+            data_type: integer
+          - name: merchant_name
+            data_type: text
+      - name: profiles
+        external:
+          location: curated/profiles
+          file_format: json
+          load: {metadata_columns: true}
+      - name: transactions
+        external:
+          location: curated/transactions
+          file_format: csv
+          pattern: '.*[.]csv([.]gz)?$'
+          partitions:
+            - {name: dt, data_type: date}
+        columns:
+          - {name: id, data_type: integer}
+          - {name: amount, data_type: 'numeric(12,2)'}
+"#;
+
+#[test]
+fn new_files_load_once_and_changed_ones_are_left_alone() {
+    let db = pg::database("load_basic");
+    let dir = load_project(&db, SOURCES);
+    let p = dir.path();
+    write(
+        p,
+        "curated/merchants/m1.csv",
+        "merchant_name,merchant_id\n\"Acme, Inc\",1\nGlobex,2\n",
+    );
+    write(
+        p,
+        "curated/profiles/p1.jsonl",
+        "{\"id\": 1, \"tier\": \"gold\", \"prefs\": {\"sms\": true}}\n{\"id\": 2}\n",
+    );
+    write(
+        p,
+        "curated/transactions/dt=2024-01-01/part-0.csv",
+        "id,amount\n1,10.50\n2,3\n",
+    );
+    std::fs::write(
+        p.join("curated/transactions/dt=2024-01-02/part-0.csv.gz"),
+        gzip("id,amount\n3,7.25\n"),
+    )
+    .ok()
+    .or_else(|| {
+        std::fs::create_dir_all(p.join("curated/transactions/dt=2024-01-02")).unwrap();
+        std::fs::write(
+            p.join("curated/transactions/dt=2024-01-02/part-0.csv.gz"),
+            gzip("id,amount\n3,7.25\n"),
+        )
+        .ok()
+    });
+    write(
+        p,
+        "curated/transactions/dt=2024-01-02/README.txt",
+        "not data\n",
+    );
+
+    let r = strata(p, &["load"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("OK loaded source curated.merchants: 1 file, 2 rows"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select merchant_name from raw.merchants where merchant_id = 1"
+        ),
+        "Acme, Inc"
+    );
+    assert_eq!(
+        psql(&db, "select string_agg(id || ':' || amount || ':' || dt, ' ' order by id) from raw.transactions"),
+        "1:10.50:2024-01-01 2:3.00:2024-01-01 3:7.25:2024-01-02"
+    );
+    // No declared columns: named by the file, nested values kept as JSON.
+    assert_eq!(
+        psql(
+            &db,
+            "select prefs || '|' || _strata_source_file from raw.profiles where id = '1'"
+        ),
+        "{\"sms\":true}|p1.jsonl"
+    );
+    assert_eq!(
+        psql(&db, "select count(*) from raw._strata_load_history"),
+        "4"
+    );
+
+    // Nothing new: nothing loads.
+    let r = strata(p, &["load"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("curated.merchants: 0 files, 0 rows"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "2");
+
+    // A new file, and a changed one (left alone, with a warning).
+    write(
+        p,
+        "curated/merchants/m2.csv",
+        "merchant_id,merchant_name\n3,Initech\n",
+    );
+    write(
+        p,
+        "curated/merchants/m1.csv",
+        "merchant_id,merchant_name\n1,Acme\n2,Globex\n9,Extra\n",
+    );
+    let r = strata(p, &["load", "--dry-run", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("WOULD LOAD source curated.merchants: 1 file"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("curated/merchants/m2.csv"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "2");
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("m1.csv changed since it was loaded"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "3");
+
+    // --full-refresh reloads every file, in one transaction.
+    let r = strata(
+        p,
+        &["load", "--full-refresh", "-s", "source:curated.merchants"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "4");
+    assert_eq!(
+        psql(&db, "select count(*) from raw._strata_load_history where target_relation like '%merchants%'"),
+        "2"
+    );
+    let results = std::fs::read_to_string(p.join("target/run_results.json")).unwrap();
+    assert!(
+        results.contains("source.proj.curated.merchants"),
+        "{results}"
+    );
+}
+
+#[test]
+fn a_bad_file_loads_none_of_its_rows_and_is_named() {
+    let db = pg::database("load_bad");
+    let dir = load_project(&db, SOURCES);
+    let p = dir.path();
+    write(
+        p,
+        "curated/merchants/a.csv",
+        "merchant_id,merchant_name\n1,A\n",
+    );
+    write(
+        p,
+        "curated/merchants/b.csv",
+        "merchant_id,merchant_name\n2,B\n3\n",
+    );
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("curated/merchants/b.csv:3"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("fields"), "{}", r.stderr);
+    // a.csv loaded in its own transaction; nothing of b.csv.
+    assert_eq!(
+        psql(
+            &db,
+            "select string_agg(merchant_id::text, ',') from raw.merchants"
+        ),
+        "1"
+    );
+
+    // A value the column's type rejects: the file's line, from COPY's.
+    write(
+        p,
+        "curated/merchants/b.csv",
+        "merchant_id,merchant_name\n2,B\nthree,C\n",
+    );
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("curated/merchants/b.csv:3"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("integer"), "{}", r.stderr);
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "1");
+
+    // Fixed: it loads, and only it.
+    write(
+        p,
+        "curated/merchants/b.csv",
+        "merchant_id,merchant_name\n2,B\n3,C\n",
+    );
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "3");
+}
+
+#[test]
+fn changed_files_reload_or_fail_as_configured() {
+    let db = pg::database("load_changed");
+    let yml = SOURCES.replace(
+        "          location: curated/merchants/\n          file_format: csv\n",
+        "          location: curated/merchants/\n          file_format: csv\n          load: {on_changed_file: reload}\n",
+    );
+    let dir = load_project(&db, &yml);
+    let p = dir.path();
+    write(
+        p,
+        "curated/merchants/a.csv",
+        "merchant_id,merchant_name\n1,A\n2,B\n",
+    );
+    write(
+        p,
+        "curated/merchants/b.csv",
+        "merchant_id,merchant_name\n5,E\n",
+    );
+    assert_eq!(
+        strata(p, &["load", "-s", "source:curated.merchants"]).code,
+        0
+    );
+    write(
+        p,
+        "curated/merchants/a.csv",
+        "merchant_id,merchant_name\n1,A2\n",
+    );
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        psql(&db, "select string_agg(merchant_id || merchant_name, ',' order by merchant_id) from raw.merchants"),
+        "1A2,5E"
+    );
+    std::fs::write(
+        p.join("models/sources.yml"),
+        SOURCES.replace(
+            "          location: curated/merchants/\n          file_format: csv\n",
+            "          location: curated/merchants/\n          file_format: csv\n          load: {on_changed_file: error, metadata_columns: true}\n",
+        ),
+    )
+    .unwrap();
+    write(
+        p,
+        "curated/merchants/a.csv",
+        "merchant_id,merchant_name\n1,A3\n",
+    );
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("a.csv changed since it was loaded"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Two loaders started together over the same files, and a loader killed
+/// mid-file: every row is there exactly once afterwards.
+#[test]
+fn concurrent_and_killed_loaders_load_every_row_once() {
+    let db = pg::database("load_concurrent");
+    let dir = load_project(&db, SOURCES);
+    let p = dir.path();
+    for f in 0..12 {
+        let mut text = String::from("merchant_id,merchant_name\n");
+        for i in 0..500 {
+            text.push_str(&format!("{},m{f}_{i}\n", f * 1000 + i));
+        }
+        write(p, &format!("curated/merchants/f{f:02}.csv"), &text);
+    }
+    // Create the tables first so both loaders start from the same state.
+    write(
+        p,
+        "curated/merchants/f00.csv",
+        "merchant_id,merchant_name\n0,m0_0\n",
+    );
+    assert_eq!(
+        strata(p, &["load", "-s", "source:curated.merchants"]).code,
+        0
+    );
+    psql(
+        &db,
+        "delete from raw.merchants; delete from raw._strata_load_history",
+    );
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["load", "-s", "source:curated.merchants"])
+            .current_dir(p)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(
+        a.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let expected = 1 + 11 * 500;
+    assert_eq!(
+        psql(&db, "select count(*) from raw.merchants"),
+        expected.to_string()
+    );
+    assert_eq!(
+        psql(&db, "select count(distinct merchant_id) from raw.merchants"),
+        expected.to_string()
+    );
+    assert_eq!(
+        psql(&db, "select count(*) from raw._strata_load_history"),
+        "12"
+    );
+
+    // A big file, and the loader killed while it streams.
+    let mut big = String::from("merchant_id,merchant_name\n");
+    for i in 0..400_000 {
+        big.push_str(&format!("{},big_{i}\n", 100_000 + i));
+    }
+    write(p, "curated/merchants/zz_big.csv", &big);
+    let mut child = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let _ = child.kill();
+    let _ = child.wait();
+    let after_kill: i64 = psql(&db, "select count(*) from raw.merchants")
+        .parse()
+        .unwrap();
+    assert!(
+        after_kill == expected || after_kill == expected + 400_000,
+        "a killed load is all or nothing: {after_kill}"
+    );
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) || ',' || count(distinct merchant_id) from raw.merchants"
+        ),
+        format!("{n},{n}", n = expected + 400_000)
+    );
+}
+
+#[test]
+fn external_mistakes_name_the_file() {
+    let db = pg::database("load_mistake");
+    let dir = load_project(
+        &db,
+        "version: 2\nsources:\n  - name: curated\n    tables:\n      - name: m\n        external:\n          location: curated/m\n          file_format: avro\n",
+    );
+    let r = strata(dir.path(), &["load"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("models/sources.yml"), "{}", r.stderr);
+    assert!(r.stderr.contains("avro"), "{}", r.stderr);
+}
