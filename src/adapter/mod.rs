@@ -316,6 +316,26 @@ pub fn ensure_local(
     Ok(cluster)
 }
 
+/// An AWS SDK error's code and message, for errors outside the adapters.
+#[cfg(feature = "aws")]
+pub fn aws_message<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    aws::sdk_message(e)
+}
+
+/// An AWS SDK error's code (`NoSuchKey`, `InvalidRange`, ...).
+#[cfg(feature = "aws")]
+pub fn aws_code<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<&str>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    e.code()
+}
+
 /// The dialect a target speaks, without connecting to it.
 pub fn dialect_for(target: &Target) -> Arc<dyn Dialect> {
     match &target.connection {

@@ -573,65 +573,61 @@ impl Adapter for PostgresAdapter {
         after: &dyn Fn() -> Vec<String>,
     ) -> Result<u64, AdapterError> {
         use futures_util::SinkExt;
+        // The reader runs outside the runtime: it may block, or drive a
+        // runtime of its own (an S3 download).
         self.with_session(|client| {
-            self.rt.block_on(async {
-                client
-                    .batch_execute("begin")
-                    .await
-                    .map_err(|e| err(e, None))?;
-                let result: Result<u64, AdapterError> = async {
-                    for (i, sql) in before.iter().enumerate() {
-                        client
-                            .simple_query(sql)
-                            .await
-                            .map_err(|e| err(e, Some(i)))?;
-                    }
-                    let at = Some(before.len());
-                    let sink = client
-                        .copy_in::<_, bytes::Bytes>(copy_sql)
-                        .await
-                        .map_err(|e| err(e, at))?;
-                    futures_util::pin_mut!(sink);
-                    let mut chunk = vec![0u8; 1 << 20];
-                    loop {
-                        // The reader is synchronous (decompression, decoding):
-                        // it fills one chunk at a time, so memory stays flat.
-                        let n = match data.read(&mut chunk) {
-                            Ok(0) => break,
-                            Ok(n) => n,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                let mut a =
-                                    AdapterError::new(FailureKind::Statement, e.to_string());
-                                a.statement = at;
-                                return Err(a);
-                            }
-                        };
-                        sink.send(bytes::Bytes::copy_from_slice(&chunk[..n]))
-                            .await
-                            .map_err(|e| err(e, at))?;
-                    }
-                    let rows = sink.finish().await.map_err(|e| err(e, at))?;
-                    for (i, sql) in after().iter().enumerate() {
-                        client
-                            .simple_query(sql)
-                            .await
-                            .map_err(|e| err(e, Some(before.len() + 1 + i)))?;
-                    }
+            let rt = &self.rt;
+            rt.block_on(client.batch_execute("begin"))
+                .map_err(|e| err(e, None))?;
+            let result: Result<u64, AdapterError> = (|| {
+                for (i, sql) in before.iter().enumerate() {
+                    rt.block_on(client.simple_query(sql))
+                        .map_err(|e| err(e, Some(i)))?;
+                }
+                let at = Some(before.len());
+                let mut sink = Box::pin(
+                    rt.block_on(client.copy_in::<_, bytes::Bytes>(copy_sql))
+                        .map_err(|e| err(e, at))?,
+                );
+                let mut chunk = vec![0u8; 1 << 20];
+                loop {
+                    // One chunk at a time, so memory stays flat.
+                    let n = match data.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let mut a = AdapterError::new(FailureKind::Statement, e.to_string());
+                            a.statement = at;
+                            return Err(a);
+                        }
+                    };
+                    self.refuse_if_cancelled()?;
+                    rt.block_on(
+                        sink.as_mut()
+                            .send(bytes::Bytes::copy_from_slice(&chunk[..n])),
+                    )
+                    .map_err(|e| err(e, at))?;
+                }
+                let rows = rt
+                    .block_on(sink.as_mut().finish())
+                    .map_err(|e| err(e, at))?;
+                for (i, sql) in after().iter().enumerate() {
+                    rt.block_on(client.simple_query(sql))
+                        .map_err(|e| err(e, Some(before.len() + 1 + i)))?;
+                }
+                Ok(rows)
+            })();
+            match result {
+                Ok(rows) => {
+                    rt.block_on(self.commit_unless_cancelled(client))?;
                     Ok(rows)
                 }
-                .await;
-                match result {
-                    Ok(rows) => {
-                        self.commit_unless_cancelled(client).await?;
-                        Ok(rows)
-                    }
-                    Err(e) => {
-                        let _ = client.batch_execute("rollback").await;
-                        Err(e)
-                    }
+                Err(e) => {
+                    let _ = rt.block_on(client.batch_execute("rollback"));
+                    Err(e)
                 }
-            })
+            }
         })
     }
 
