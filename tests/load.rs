@@ -421,3 +421,62 @@ fn external_mistakes_name_the_file() {
     assert!(r.stderr.contains("models/sources.yml"), "{}", r.stderr);
     assert!(r.stderr.contains("avro"), "{}", r.stderr);
 }
+
+#[test]
+fn build_loads_the_sources_its_models_read_first() {
+    let db = pg::database("load_build");
+    let dir = load_project(&db, SOURCES);
+    let p = dir.path();
+    write(p, "models/stg_merchants.sql", "select merchant_id, upper(merchant_name) as name from {{ source('curated', 'merchants') }}");
+    write(
+        p,
+        "models/stg_profiles.sql",
+        "select * from {{ source('curated', 'profiles') }}",
+    );
+    write(
+        p,
+        "curated/merchants/a.csv",
+        "merchant_id,merchant_name\n1,acme\n",
+    );
+    write(p, "curated/profiles/p.jsonl", "{\"id\": 1}\n[2]\n");
+    let r = strata(p, &["build"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("OK loaded source curated.merchants"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select name from main.stg_merchants"), "ACME");
+    // The profiles did not load: the model reading them was not built.
+    assert!(
+        r.stderr.contains("curated/profiles/p.jsonl:2"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("SKIP model.proj.stg_profiles"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from pg_views where viewname = 'stg_profiles'"
+        ),
+        "0"
+    );
+    let results = std::fs::read_to_string(p.join("target/run_results.json")).unwrap();
+    assert!(
+        results.contains("source.proj.curated.merchants")
+            && results.contains("model.proj.stg_merchants"),
+        "{results}"
+    );
+    // Transactions were read by no model: not loaded.
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from pg_tables where tablename = 'transactions'"
+        ),
+        "0"
+    );
+}

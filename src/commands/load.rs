@@ -39,9 +39,9 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
         .filter_map(|id| m.sources.get(id))
         .filter(|src| src.external.is_some())
         .collect();
-    let rep = &s.reporter;
     if sources.is_empty() {
-        rep.warn("Nothing to load: no selected source table has an external location");
+        s.reporter
+            .warn("Nothing to load: no selected source table has an external location");
         return Ok(Outcome::Success);
     }
     let threads = args
@@ -50,12 +50,47 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
         .unwrap_or(s.project.target.threads)
         .max(1);
     let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(threads))?;
+    let done = load_sources(&s, &sources, adapter.as_ref(), threads, args.dry_run);
+    if !args.dry_run {
+        std::fs::create_dir_all(&s.target_dir)?;
+        run_results::write(
+            &s.target_dir.join("run_results.json"),
+            &done.results,
+            &s.parsed.jinja.shared.invocation_id,
+            s.started_at,
+            s.started.elapsed().as_secs_f64(),
+            json!({"which": "load", "select": args.common.select, "full_refresh": args.common.full_refresh}),
+        )?;
+    }
+    Ok(if done.failed.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// What loading a set of sources did.
+pub(super) struct Loaded {
+    pub results: Vec<NodeResult>,
+    /// Unique ids of the sources that did not load.
+    pub failed: Vec<String>,
+}
+
+/// Loads `sources` on `threads` connections, reporting each table.
+pub(super) fn load_sources(
+    s: &Session,
+    sources: &[&Source],
+    adapter: &dyn adapter::Adapter,
+    threads: usize,
+    dry_run: bool,
+) -> Loaded {
+    let rep = &s.reporter;
     let options = LoadOptions {
         project_dir: &s.project.dir,
         invocation_id: &s.parsed.jinja.shared.invocation_id,
         started_at: s.started_at,
-        full_refresh: args.common.full_refresh,
-        dry_run: args.dry_run,
+        full_refresh: s.args.full_refresh,
+        dry_run,
     };
     let total = sources.len();
     rep.info(
@@ -63,7 +98,7 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
         &format!(
             "Loading {total} source table{}{}",
             if total == 1 { "" } else { "s" },
-            if args.dry_run {
+            if dry_run {
                 " (dry run: nothing changes)"
             } else {
                 ""
@@ -71,21 +106,21 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
         ),
     );
     let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
-    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     // Tables load in parallel, one connection each; files of one table in
     // order, each in its own transaction.
     std::thread::scope(|scope| {
         for thread in 0..threads.min(total) {
-            let (adapter, sources, results, failed, next, options) =
-                (&adapter, &sources, &results, &failed, &next, &options);
+            let (sources, results, failed, next, options) =
+                (&sources, &results, &failed, &next, &options);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(src) = sources.get(i) else { break };
                 let label = format!("{}.{}", src.source_name, src.name);
                 let t0 = chrono::Utc::now();
                 let clock = Instant::now();
-                let out = load::load_table(adapter.as_ref(), src, options);
+                let out = load::load_table(adapter, src, options);
                 let secs = clock.elapsed().as_secs_f64();
                 let span = (t0, chrono::Utc::now());
                 let at = format!("{} of {total}", i + 1);
@@ -128,7 +163,10 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
                         }
                     }
                     Err(e) => {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(src.unique_id.clone());
                         let statement = e
                             .statement
                             .as_deref()
@@ -151,21 +189,8 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
             });
         }
     });
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    if !args.dry_run {
-        std::fs::create_dir_all(&s.target_dir)?;
-        run_results::write(
-            &s.target_dir.join("run_results.json"),
-            &results,
-            &s.parsed.jinja.shared.invocation_id,
-            s.started_at,
-            s.started.elapsed().as_secs_f64(),
-            json!({"which": "load", "select": args.common.select, "full_refresh": args.common.full_refresh}),
-        )?;
+    Loaded {
+        results: results.into_inner().unwrap_or_else(|p| p.into_inner()),
+        failed: failed.into_inner().unwrap_or_else(|p| p.into_inner()),
     }
-    Ok(if failed.into_inner() {
-        Outcome::Failed
-    } else {
-        Outcome::Success
-    })
 }

@@ -97,7 +97,7 @@ pub fn execute(
     interrupt: &Interrupt,
 ) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
-    let selected = match only {
+    let mut selected = match only {
         Some(ids) => ids,
         None => s.select()?,
     };
@@ -113,6 +113,46 @@ pub fn execute(
         };
         Arc::new(Recorder::around(inner, mode))
     };
+    // `build` loads the files of the sources its nodes read first; what
+    // reads a source that failed to load is not built.
+    let mut loaded = super::load::Loaded {
+        results: Vec::new(),
+        failed: Vec::new(),
+    };
+    if which == Which::Build && !args.offline {
+        let m = &s.parsed.manifest;
+        let mut ids: BTreeSet<&str> = BTreeSet::new();
+        for id in &selected {
+            for p in s.graph.parents(id) {
+                if let Some((k, _)) = m.sources.get_key_value(&p) {
+                    if m.sources[k].external.is_some() {
+                        ids.insert(k.as_str());
+                    }
+                }
+            }
+        }
+        let sources: Vec<&crate::manifest::Source> =
+            ids.iter().filter_map(|id| m.sources.get(*id)).collect();
+        if !sources.is_empty() {
+            let threads = args
+                .common
+                .threads
+                .unwrap_or(s.project.target.threads)
+                .max(1);
+            loaded =
+                super::load::load_sources(&s, &sources, adapter.as_ref(), threads, args.dry_run);
+            for id in &loaded.failed {
+                let below = s.graph.walk(id, petgraph::Direction::Outgoing, None);
+                for b in below.iter().filter(|b| selected.contains(*b)) {
+                    s.reporter.warn(&format!(
+                        "SKIP {b}: its source {} did not load",
+                        id.trim_start_matches("source.")
+                    ));
+                }
+                selected.retain(|x| !below.contains(x));
+            }
+        }
+    }
     let options = RunOptions {
         which,
         threads: args
@@ -169,9 +209,15 @@ pub fn execute(
     })?;
 
     let invocation = &s.parsed.jinja.shared.invocation_id;
+    let all_results: Vec<_> = loaded
+        .results
+        .iter()
+        .cloned()
+        .chain(out.results.iter().cloned())
+        .collect();
     run_results::write(
         &results_path,
-        &out.results,
+        &all_results,
         invocation,
         s.started_at,
         s.started.elapsed().as_secs_f64(),
@@ -211,7 +257,7 @@ pub fn execute(
     }
     let outcome = if out.interrupted {
         Outcome::Interrupted
-    } else if out.failed {
+    } else if out.failed || !loaded.failed.is_empty() {
         Outcome::Failed
     } else {
         Outcome::Success
