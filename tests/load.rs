@@ -480,3 +480,42 @@ fn build_loads_the_sources_its_models_read_first() {
         "0"
     );
 }
+
+#[test]
+fn freshness_of_a_loaded_source_comes_from_its_load_history() {
+    let db = pg::database("load_fresh");
+    let yml = SOURCES.replace(
+        "    tables:\n      - name: merchants\n",
+        "    freshness:\n      error_after: {count: 1, period: hour}\n    tables:\n      - name: merchants\n",
+    );
+    let dir = load_project(&db, &yml);
+    let p = dir.path();
+    write(
+        p,
+        "curated/merchants/a.csv",
+        "merchant_id,merchant_name\n1,A\n",
+    );
+    assert_eq!(
+        strata(p, &["load", "-s", "source:curated.merchants"]).code,
+        0
+    );
+    let r = strata(
+        p,
+        &["source", "freshness", "-s", "source:curated.merchants"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("PASS freshness of curated.merchants"),
+        "{}",
+        r.stderr
+    );
+    psql(
+        &db,
+        "update raw._strata_load_history set loaded_at = loaded_at - interval '2 hours'",
+    );
+    let r = strata(
+        p,
+        &["source", "freshness", "-s", "source:curated.merchants"],
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+}

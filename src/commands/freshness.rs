@@ -72,6 +72,16 @@ pub fn run(args: &CommonArgs) -> Result<Outcome> {
         let sql = match (&src.loaded_at_query, &src.loaded_at_field) {
             (Some(q), _) => q.clone(),
             (None, Some(field)) => d.max_loaded_at(field, &src.relation_name, filter),
+            // A table Strata loads: the last load in its history.
+            (None, None) if src.external.is_some() => {
+                let id =
+                    crate::adapter::RelationId::new(&src.database, &src.schema, &src.identifier);
+                format!(
+                    "select max(loaded_at) from {} where target_relation = {}",
+                    crate::materialize::load::history_relation(d, &id),
+                    d.quote_literal(&src.relation_name)
+                )
+            }
             (None, None) => {
                 results.push(json!({"unique_id": src.unique_id, "error": "no loaded_at_field or loaded_at_query", "status": "runtime error"}));
                 rep.error(&format!("{} of {total} ERROR freshness of {label}: no loaded_at_field or loaded_at_query", i + 1));
