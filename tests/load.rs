@@ -519,3 +519,98 @@ fn freshness_of_a_loaded_source_comes_from_its_load_history() {
     );
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
 }
+
+/// A Parquet file of `n` transactions (ids from `first`), in row groups of 2.
+fn write_parquet(path: &std::path::Path, first: i32, n: i32) {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let schema = Arc::new(
+        parquet::schema::parser::parse_message_type(
+            "message tx { REQUIRED INT32 id; OPTIONAL BYTE_ARRAY currency (UTF8); REQUIRED INT64 amount_cents; OPTIONAL INT32 booked (DATE); }",
+        )
+        .unwrap(),
+    );
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w =
+        SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
+            .unwrap();
+    let mut start = first;
+    while start < first + n {
+        let ids: Vec<i32> = (start..(start + 2).min(first + n)).collect();
+        let mut rg = w.next_row_group().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int32Type>()
+            .write_batch(&ids, None, None)
+            .unwrap();
+        c.close().unwrap();
+        // currency: NULL for even ids.
+        let defs: Vec<i16> = ids.iter().map(|i| i16::from(i % 2 != 0)).collect();
+        let vals: Vec<ByteArray> = ids
+            .iter()
+            .filter(|i| *i % 2 != 0)
+            .map(|_| ByteArray::from("EUR"))
+            .collect();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<ByteArrayType>()
+            .write_batch(&vals, Some(&defs), None)
+            .unwrap();
+        c.close().unwrap();
+        let cents: Vec<i64> = ids.iter().map(|i| i64::from(*i) * 100 + 5).collect();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int64Type>()
+            .write_batch(&cents, None, None)
+            .unwrap();
+        c.close().unwrap();
+        let days: Vec<i32> = ids.iter().map(|_| 19723).collect(); // 2024-01-01
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int32Type>()
+            .write_batch(&days, Some(&vec![1; ids.len()]), None)
+            .unwrap();
+        c.close().unwrap();
+        rg.close().unwrap();
+        start += 2;
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn parquet_files_load_with_their_types() {
+    let db = pg::database("load_parquet");
+    let dir = load_project(
+        &db,
+        "version: 2\nsources:\n  - name: curated\n    schema: raw\n    tables:\n      - name: tx\n        external:\n          location: curated/tx\n          file_format: parquet\n          partitions: [{name: dt, data_type: date}]\n",
+    );
+    let p = dir.path();
+    write_parquet(&p.join("curated/tx/dt=2024-01-01/part-0.parquet"), 1, 5);
+    write_parquet(&p.join("curated/tx/dt=2024-01-02/part-0.parquet"), 100, 1);
+    let r = strata(p, &["load"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("2 files, 6 rows"), "{}", r.stderr);
+    // Types from the Parquet schema, values as written, NULLs kept.
+    assert_eq!(
+        psql(&db, "select string_agg(column_name || ':' || data_type, ',' order by ordinal_position) from information_schema.columns where table_name = 'tx'"),
+        "id:integer,currency:text,amount_cents:bigint,booked:date,dt:date"
+    );
+    assert_eq!(
+        psql(&db, "select string_agg(id || '|' || coalesce(currency, 'null') || '|' || amount_cents || '|' || booked || '|' || dt, ' ' order by id) from raw.tx where id in (1, 2, 100)"),
+        "1|EUR|105|2024-01-01|2024-01-01 2|null|205|2024-01-01|2024-01-01 100|null|10005|2024-01-01|2024-01-02"
+    );
+    // A corrupt file is named, and nothing of it loads.
+    write(
+        p,
+        "curated/tx/dt=2024-01-03/part-0.parquet",
+        "PAR1 not really",
+    );
+    let r = strata(p, &["load"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("curated/tx/dt=2024-01-03/part-0.parquet"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Parquet"), "{}", r.stderr);
+    assert_eq!(psql(&db, "select count(*) from raw.tx"), "6");
+}

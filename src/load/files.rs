@@ -24,6 +24,10 @@ pub trait ObjectSource: Send + Sync {
     fn list(&self) -> Result<Vec<ObjectMeta>, String>;
     /// A file's bytes.
     fn open(&self, key: &str) -> std::io::Result<Box<dyn Read + Send>>;
+    /// Where the file is on this machine, when it is local.
+    fn local_path(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
     /// How to name a file to the user.
     fn display(&self, key: &str) -> String;
     /// How to name the location to the user.
@@ -78,6 +82,10 @@ impl ObjectSource for LocalFiles {
 
     fn open(&self, key: &str) -> std::io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(std::fs::File::open(self.root.join(key))?))
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        Some(self.root.join(key))
     }
 
     fn display(&self, key: &str) -> String {

@@ -146,11 +146,81 @@ fn inferred_columns(
                 .map(|o| o.keys().cloned().collect())
                 .unwrap_or_default());
         },
-        FileFormat::Parquet => Err(LoadError::new(format!(
-            "{}: Parquet files are not loaded yet (CSV and JSON lines are)",
-            src.display(&first.key)
-        ))),
+        FileFormat::Parquet => unreachable!("Parquet columns come from the file's schema"),
     }
+}
+
+/// A Parquet file's top-level columns with the SQL types of their Parquet
+/// types (text for what has no closer type).
+fn parquet_columns(
+    src: &dyn ObjectSource,
+    first: &ObjectMeta,
+    text: &str,
+) -> Result<Vec<(String, String)>, LoadError> {
+    use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let bad = |e: String| {
+        LoadError::new(format!(
+            "{}: not a readable Parquet file: {e}",
+            src.display(&first.key)
+        ))
+    };
+    let metadata = match src.local_path(&first.key) {
+        Some(p) => {
+            let f = std::fs::File::open(&p).map_err(|e| bad(e.to_string()))?;
+            SerializedFileReader::new(f)
+                .map_err(|e| bad(e.to_string()))?
+                .metadata()
+                .clone()
+        }
+        None => {
+            let mut buf = Vec::new();
+            src.open(&first.key)
+                .and_then(|mut r| r.read_to_end(&mut buf))
+                .map_err(|e| bad(e.to_string()))?;
+            SerializedFileReader::new(bytes::Bytes::from(buf))
+                .map_err(|e| bad(e.to_string()))?
+                .metadata()
+                .clone()
+        }
+    };
+    let schema = metadata.file_metadata().schema_descr();
+    Ok(schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| {
+            let info = f.get_basic_info();
+            let t = if !f.is_primitive() {
+                text.to_string()
+            } else {
+                match (
+                    info.logical_type_ref(),
+                    info.converted_type(),
+                    f.get_physical_type(),
+                ) {
+                    (Some(LogicalType::Decimal(_)), _, _) | (_, ConvertedType::DECIMAL, _) => {
+                        format!("numeric({},{})", f.get_precision(), f.get_scale())
+                    }
+                    (Some(LogicalType::Date), _, _) | (_, ConvertedType::DATE, _) => "date".into(),
+                    (Some(LogicalType::Timestamp { .. }), _, _)
+                    | (_, ConvertedType::TIMESTAMP_MILLIS | ConvertedType::TIMESTAMP_MICROS, _) => {
+                        "timestamp".into()
+                    }
+                    (Some(LogicalType::String), _, _) | (_, ConvertedType::UTF8, _) => {
+                        text.to_string()
+                    }
+                    (_, _, Physical::BOOLEAN) => "boolean".into(),
+                    (_, _, Physical::INT32) => "integer".into(),
+                    (_, _, Physical::INT64) => "bigint".into(),
+                    (_, _, Physical::FLOAT) => "real".into(),
+                    (_, _, Physical::DOUBLE) => "double precision".into(),
+                    _ => text.to_string(),
+                }
+            };
+            (info.name().to_string(), t)
+        })
+        .collect())
 }
 
 /// Loads one source table's new files.
@@ -209,10 +279,14 @@ pub fn load_table(
     let file_columns: Vec<(String, String)> = if !declared.is_empty() {
         declared
     } else if let Some(first) = found.first() {
-        inferred_columns(objects.as_ref(), ext, &first.meta)?
-            .into_iter()
-            .map(|c| (c, d.declared_type("text")))
-            .collect()
+        if ext.format == FileFormat::Parquet {
+            parquet_columns(objects.as_ref(), &first.meta, &d.declared_type("text"))?
+        } else {
+            inferred_columns(objects.as_ref(), ext, &first.meta)?
+                .into_iter()
+                .map(|c| (c, d.declared_type("text")))
+                .collect()
+        }
     } else {
         Vec::new()
     };
@@ -400,7 +474,12 @@ pub fn load_table(
             .map(|f| (f.meta.key.clone(), file_info(f)))
             .collect();
         let src = files::source_for(options.project_dir, &ext.location).map_err(LoadError::new)?;
-        let open: rows::Opener = Box::new(move |k: &str| src.open(k));
+        let open: rows::Opener = Box::new(move |k: &str| {
+            Ok(rows::Opened {
+                reader: src.open(k)?,
+                path: src.local_path(k),
+            })
+        });
         let mut stream = rows::RowStream::new(shape.clone(), list, open);
         let counts = stream.counts.clone();
         let after = || {

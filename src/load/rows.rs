@@ -28,8 +28,15 @@ pub struct Shape {
     pub columns: Vec<String>,
 }
 
-/// Opens a file's (decompressed) bytes.
-pub type Opener = Box<dyn FnMut(&str) -> std::io::Result<Box<dyn Read + Send>> + Send>;
+/// A file opened for reading: its bytes, and its path when it is local
+/// (Parquet reads a local file by seeking, without holding it in memory).
+pub struct Opened {
+    pub reader: Box<dyn Read + Send>,
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// Opens a file.
+pub type Opener = Box<dyn FnMut(&str) -> std::io::Result<Opened> + Send>;
 
 /// Decompresses by the configured compression, or by the file's extension.
 pub fn decompress(
@@ -76,6 +83,25 @@ fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
+/// The rows of a Parquet file, a row group at a time: a local file is read
+/// in place, any other is held in memory while it loads.
+fn parquet_rows(opened: Opened) -> Result<parquet::record::reader::RowIter<'static>, String> {
+    use parquet::file::reader::SerializedFileReader;
+    let reader: Box<dyn parquet::file::reader::FileReader> = match opened.path {
+        Some(p) => {
+            let f = std::fs::File::open(&p).map_err(|e| e.to_string())?;
+            Box::new(SerializedFileReader::new(f).map_err(|e| e.to_string())?)
+        }
+        None => {
+            let mut buf = Vec::new();
+            let mut r = opened.reader;
+            r.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+            Box::new(SerializedFileReader::new(bytes::Bytes::from(buf)).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(parquet::record::reader::RowIter::from_file_into(reader))
+}
+
 /// Record readers over one decompressed file.
 enum Records {
     Csv {
@@ -90,6 +116,54 @@ enum Records {
         line: usize,
         buf: String,
     },
+    Parquet {
+        rows: parquet::record::reader::RowIter<'static>,
+        /// Row field index of each loaded column, from the first row.
+        index: Option<Vec<Option<usize>>>,
+        row: u64,
+    },
+}
+
+/// A Parquet value as text COPY reads (`None`: NULL). Dates and timestamps
+/// in ISO form (timestamps as UTC), decimals at their scale, nested values
+/// as JSON.
+fn parquet_text(f: &parquet::record::Field) -> Option<String> {
+    use parquet::record::Field as F;
+    let epoch = chrono::DateTime::UNIX_EPOCH.naive_utc();
+    Some(match f {
+        F::Null => return None,
+        F::Bool(b) => b.to_string(),
+        F::Str(s) => s.clone(),
+        F::Bytes(b) => match b.as_utf8() {
+            Ok(s) => s.to_string(),
+            Err(_) => format!(
+                "\\x{}",
+                b.data()
+                    .iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<String>()
+            ),
+        },
+        F::Date(days) => (epoch.date() + chrono::Duration::days(i64::from(*days)))
+            .format("%Y-%m-%d")
+            .to_string(),
+        F::TimestampMillis(ms) => (epoch + chrono::Duration::milliseconds(*ms))
+            .format("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string(),
+        F::TimestampMicros(us) => (epoch + chrono::Duration::microseconds(*us))
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string(),
+        F::TimeMillis(ms) => (chrono::NaiveTime::MIN
+            + chrono::Duration::milliseconds(i64::from(*ms)))
+        .format("%H:%M:%S%.3f")
+        .to_string(),
+        F::TimeMicros(us) => (chrono::NaiveTime::MIN + chrono::Duration::microseconds(*us))
+            .format("%H:%M:%S%.6f")
+            .to_string(),
+        F::Group(_) | F::ListInternal(_) | F::MapInternal(_) => f.to_json_value().to_string(),
+        // Numbers and decimals print as Parquet's own display does.
+        other => other.to_string(),
+    })
 }
 
 /// The COPY stream over a list of files.
@@ -133,9 +207,22 @@ impl RowStream {
         let Some((key, info)) = self.files.next() else {
             return Ok(false);
         };
-        let raw =
+        let opened =
             (self.open)(&key).map_err(|e| Self::bad(&info, None, format!("cannot read: {e}")))?;
-        let data = decompress(&key, self.shape.compression, raw)
+        if self.shape.format == FileFormat::Parquet {
+            let rows = parquet_rows(opened)
+                .map_err(|e| Self::bad(&info, None, format!("not a readable Parquet file: {e}")))?;
+            self.current = Some((
+                info,
+                Records::Parquet {
+                    rows,
+                    index: None,
+                    row: 0,
+                },
+            ));
+            return Ok(true);
+        }
+        let data = decompress(&key, self.shape.compression, opened.reader)
             .map_err(|e| Self::bad(&info, None, format!("cannot decompress: {e}")))?;
         let records = match &self.shape.format {
             FileFormat::Csv(o) => {
@@ -180,13 +267,7 @@ impl RowStream {
                 line: 0,
                 buf: String::new(),
             },
-            FileFormat::Parquet => {
-                return Err(Self::bad(
-                    &info,
-                    None,
-                    "Parquet files are not loaded yet (CSV and JSON lines are)",
-                ))
-            }
+            FileFormat::Parquet => unreachable!("Parquet files are opened above"),
         };
         self.current = Some((info, records));
         Ok(true)
@@ -241,6 +322,34 @@ impl RowStream {
                         true
                     }
                 }
+                Records::Parquet { rows, index, row } => match rows.next() {
+                    None => false,
+                    Some(r) => {
+                        *row += 1;
+                        let r =
+                            r.map_err(|e| Self::bad(info, None, format!("row {}: {e}", *row)))?;
+                        let names: Vec<&String> = r.get_column_iter().map(|(n, _)| n).collect();
+                        let ix = index.get_or_insert_with(|| {
+                            self.shape
+                                .columns
+                                .iter()
+                                .map(|c| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
+                                .collect()
+                        });
+                        let fields: Vec<&parquet::record::Field> =
+                            r.get_column_iter().map(|(_, f)| f).collect();
+                        for (i, at) in ix.iter().enumerate() {
+                            if i > 0 {
+                                self.out.push(b',');
+                            }
+                            let v = at
+                                .and_then(|at| fields.get(at))
+                                .and_then(|f| parquet_text(f));
+                            push_field(&mut self.out, v.as_deref());
+                        }
+                        true
+                    }
+                },
                 Records::Json { lines, line, buf } => {
                     buf.clear();
                     let n = lines
@@ -349,10 +458,10 @@ mod tests {
             })
             .collect();
         let open: Opener = Box::new(move |k: &str| {
-            Ok(
-                Box::new(std::io::Cursor::new(contents[k].clone().into_bytes()))
-                    as Box<dyn Read + Send>,
-            )
+            Ok(Opened {
+                reader: Box::new(std::io::Cursor::new(contents[k].clone().into_bytes())),
+                path: None,
+            })
         });
         let mut s = RowStream::new(
             Shape {
