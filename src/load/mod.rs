@@ -480,8 +480,9 @@ pub fn load_table(
                 path: src.local_path(k),
             })
         });
-        let mut stream = rows::RowStream::new(shape.clone(), list, open);
+        let stream = rows::RowStream::new(shape.clone(), list, open);
         let counts = stream.counts.clone();
+        let mut stream = rows::Prefetch::new(stream, 4);
         let after = || {
             files
                 .iter()

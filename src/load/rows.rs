@@ -431,6 +431,79 @@ impl Read for RowStream {
     }
 }
 
+/// Reads ahead on a thread of its own, so decoding the files overlaps with
+/// sending the rows; at most `depth` chunks wait, so memory stays bounded.
+pub struct Prefetch {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Prefetch {
+    pub fn new(mut inner: impl Read + Send + 'static, depth: usize) -> Prefetch {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+        std::thread::spawn(move || loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut filled = 0;
+            // Fill a whole chunk (or reach the end) before handing it over.
+            let end = loop {
+                match inner.read(&mut chunk[filled..]) {
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        filled += n;
+                        if filled == chunk.len() {
+                            break false;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            };
+            chunk.truncate(filled);
+            if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                return;
+            }
+            if end {
+                let _ = tx.send(Ok(Vec::new()));
+                return;
+            }
+        });
+        Prefetch {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.done = true,
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(std::io::Error::other("the reader stopped")),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
