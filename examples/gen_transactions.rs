@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     std::fs::create_dir_all(&out)?;
     let mut csv = std::io::BufWriter::new(std::fs::File::create(out.join("transactions.csv"))?);
-    writeln!(csv, "transaction_id,customer_id,merchant_id,amount_cents,currency,status,created_at")?;
+    writeln!(
+        csv,
+        "transaction_id,customer_id,merchant_id,amount_cents,currency,status,created_at"
+    )?;
     let per_file = rows.div_ceil(files);
     let base = 1_709_251_200_000_000i64; // 2024-03-01 in microseconds
     let mut id = 0usize;
@@ -50,7 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let n = GROUP.min(end - id);
             let ids: Vec<usize> = (id..id + n).collect();
             let text = |f: &dyn Fn(usize) -> String| -> Vec<ByteArray> {
-                ids.iter().map(|i| ByteArray::from(f(*i).as_str())).collect()
+                ids.iter()
+                    .map(|i| ByteArray::from(f(*i).as_str()))
+                    .collect()
             };
             let cols_text = [
                 text(&|i| format!("t-{i:010}")),

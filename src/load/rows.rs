@@ -83,6 +83,135 @@ fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
+/// Whether [`batch_cell`] writes values of this type.
+fn batch_supported(t: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType as T;
+    matches!(
+        t,
+        T::Utf8
+            | T::LargeUtf8
+            | T::Boolean
+            | T::Int8
+            | T::Int16
+            | T::Int32
+            | T::Int64
+            | T::UInt8
+            | T::UInt16
+            | T::UInt32
+            | T::UInt64
+            | T::Float32
+            | T::Float64
+            | T::Date32
+            | T::Timestamp(_, _)
+            | T::Decimal128(_, _)
+    )
+}
+
+/// One value of a record batch column as COPY's CSV reads it (nothing: NULL).
+fn batch_cell(col: &dyn arrow_array::Array, i: usize, out: &mut Vec<u8>) {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::{DataType as T, TimeUnit};
+    use std::io::Write;
+    if col.is_null(i) {
+        return;
+    }
+    let epoch = chrono::DateTime::UNIX_EPOCH.naive_utc();
+    let _ = match col.data_type() {
+        T::Utf8 => {
+            push_field(out, Some(col.as_string::<i32>().value(i)));
+            Ok(())
+        }
+        T::LargeUtf8 => {
+            push_field(out, Some(col.as_string::<i64>().value(i)));
+            Ok(())
+        }
+        T::Boolean => out.write_all(if col.as_boolean().value(i) {
+            b"true"
+        } else {
+            b"false"
+        }),
+        T::Int8 => write!(out, "{}", col.as_primitive::<Int8Type>().value(i)),
+        T::Int16 => write!(out, "{}", col.as_primitive::<Int16Type>().value(i)),
+        T::Int32 => write!(out, "{}", col.as_primitive::<Int32Type>().value(i)),
+        T::Int64 => write!(out, "{}", col.as_primitive::<Int64Type>().value(i)),
+        T::UInt8 => write!(out, "{}", col.as_primitive::<UInt8Type>().value(i)),
+        T::UInt16 => write!(out, "{}", col.as_primitive::<UInt16Type>().value(i)),
+        T::UInt32 => write!(out, "{}", col.as_primitive::<UInt32Type>().value(i)),
+        T::UInt64 => write!(out, "{}", col.as_primitive::<UInt64Type>().value(i)),
+        T::Float32 => write!(out, "{}", col.as_primitive::<Float32Type>().value(i)),
+        T::Float64 => write!(out, "{}", col.as_primitive::<Float64Type>().value(i)),
+        T::Date32 => {
+            use chrono::Datelike;
+            let d = epoch.date()
+                + chrono::Duration::days(i64::from(col.as_primitive::<Date32Type>().value(i)));
+            // Written by hand: chrono's format() parses its pattern per call.
+            write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+        }
+        T::Timestamp(unit, _) => {
+            let (v, per_sec) = match unit {
+                TimeUnit::Second => (col.as_primitive::<TimestampSecondType>().value(i), 1),
+                TimeUnit::Millisecond => (
+                    col.as_primitive::<TimestampMillisecondType>().value(i),
+                    1_000,
+                ),
+                TimeUnit::Microsecond => (
+                    col.as_primitive::<TimestampMicrosecondType>().value(i),
+                    1_000_000,
+                ),
+                TimeUnit::Nanosecond => (
+                    col.as_primitive::<TimestampNanosecondType>().value(i),
+                    1_000_000_000,
+                ),
+            };
+            let secs = v.div_euclid(per_sec);
+            let frac = v.rem_euclid(per_sec);
+            let nanos = (frac as i128 * 1_000_000_000 / per_sec as i128) as u32;
+            match chrono::DateTime::from_timestamp(secs, nanos) {
+                Some(t) => {
+                    use chrono::{Datelike, Timelike};
+                    let t = t.naive_utc();
+                    let r = write!(
+                        out,
+                        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                        t.year(),
+                        t.month(),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second()
+                    );
+                    if nanos > 0 {
+                        write!(out, ".{:09}", nanos)
+                    } else {
+                        r
+                    }
+                }
+                None => Ok(()),
+            }
+        }
+        T::Decimal128(_, scale) => {
+            let v = col.as_primitive::<Decimal128Type>().value(i);
+            let scale = *scale as u32;
+            if scale == 0 {
+                write!(out, "{v}")
+            } else {
+                let p = 10i128.pow(scale);
+                let sign = if v < 0 { "-" } else { "" };
+                let a = v.unsigned_abs();
+                write!(
+                    out,
+                    "{sign}{}.{:0width$}",
+                    a / p as u128,
+                    a % p as u128,
+                    width = scale as usize
+                )
+            }
+        }
+        _ => Ok(()),
+    };
+}
+
 /// The rows of a Parquet file, a row group at a time: a local file is read
 /// in place, any other is held in memory while it loads.
 fn parquet_rows(opened: Opened) -> Result<parquet::record::reader::RowIter<'static>, String> {
@@ -102,6 +231,72 @@ fn parquet_rows(opened: Opened) -> Result<parquet::record::reader::RowIter<'stat
     Ok(parquet::record::reader::RowIter::from_file_into(reader))
 }
 
+/// A record batch reader over the file, when every loaded column has a
+/// type [`batch_cell`] writes; else the file back, for the row reader.
+#[allow(clippy::type_complexity)]
+fn parquet_batches(
+    opened: Opened,
+    columns: &[String],
+) -> Result<
+    Result<
+        (
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+            Vec<Option<usize>>,
+        ),
+        Opened,
+    >,
+    String,
+> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let index_of = |schema: &arrow_schema::Schema| -> Option<Vec<Option<usize>>> {
+        let index: Vec<Option<usize>> = columns
+            .iter()
+            .map(|c| {
+                schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(c))
+            })
+            .collect();
+        index
+            .iter()
+            .flatten()
+            .all(|i| batch_supported(schema.field(*i).data_type()))
+            .then_some(index)
+    };
+    match opened.path.clone() {
+        Some(p) => {
+            let f = std::fs::File::open(&p).map_err(|e| e.to_string())?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
+            match index_of(b.schema()) {
+                Some(index) => Ok(Ok((
+                    b.with_batch_size(8192).build().map_err(|e| e.to_string())?,
+                    index,
+                ))),
+                None => Ok(Err(opened)),
+            }
+        }
+        None => {
+            let mut buf = Vec::new();
+            let mut r = opened.reader;
+            r.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+            let bytes = bytes::Bytes::from(buf);
+            let b = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .map_err(|e| e.to_string())?;
+            match index_of(b.schema()) {
+                Some(index) => Ok(Ok((
+                    b.with_batch_size(8192).build().map_err(|e| e.to_string())?,
+                    index,
+                ))),
+                None => Ok(Err(Opened {
+                    reader: Box::new(std::io::Cursor::new(bytes)),
+                    path: None,
+                })),
+            }
+        }
+    }
+}
+
 /// Record readers over one decompressed file.
 enum Records {
     Csv {
@@ -115,6 +310,17 @@ enum Records {
         lines: BufReader<Box<dyn Read + Send>>,
         line: usize,
         buf: String,
+    },
+    /// Record batches, column by column: the fast path, for files whose
+    /// columns all have types [`batch_cell`] writes.
+    Batches {
+        reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+        batch: Option<arrow_array::RecordBatch>,
+        /// The next row of `batch`.
+        at: usize,
+        /// Batch column of each loaded column.
+        index: Vec<Option<usize>>,
+        rows: u64,
     },
     Parquet {
         rows: parquet::record::reader::RowIter<'static>,
@@ -210,6 +416,25 @@ impl RowStream {
         let opened =
             (self.open)(&key).map_err(|e| Self::bad(&info, None, format!("cannot read: {e}")))?;
         if self.shape.format == FileFormat::Parquet {
+            let bad =
+                |e: String| Self::bad(&info, None, format!("not a readable Parquet file: {e}"));
+            let opened = match parquet_batches(opened, &self.shape.columns).map_err(bad)? {
+                Ok((reader, index)) => {
+                    self.current = Some((
+                        info,
+                        Records::Batches {
+                            reader,
+                            batch: None,
+                            at: 0,
+                            index,
+                            rows: 0,
+                        },
+                    ));
+                    return Ok(true);
+                }
+                // Types the batch path does not write: row by row.
+                Err(opened) => opened,
+            };
             let rows = parquet_rows(opened)
                 .map_err(|e| Self::bad(&info, None, format!("not a readable Parquet file: {e}")))?;
             self.current = Some((
@@ -321,6 +546,56 @@ impl RowStream {
                         }
                         true
                     }
+                }
+                Records::Batches {
+                    reader,
+                    batch,
+                    at,
+                    index,
+                    rows,
+                } => {
+                    if batch.as_ref().is_none_or(|b| *at >= b.num_rows()) {
+                        match reader.next() {
+                            None => {
+                                *batch = None;
+                                self.current = None;
+                                self.file_index += 1;
+                                continue;
+                            }
+                            Some(b) => {
+                                let b = b.map_err(|e| {
+                                    Self::bad(info, None, format!("after row {}: {e}", *rows))
+                                })?;
+                                *batch = Some(b);
+                                *at = 0;
+                            }
+                        }
+                    }
+                    let Some(b) = batch.as_ref() else { continue };
+                    // The whole batch, or until the chunk is full.
+                    let mut written = 0u64;
+                    while *at < b.num_rows() && self.out.len() < 1 << 16 {
+                        for (k, ix) in index.iter().enumerate() {
+                            if k > 0 {
+                                self.out.push(b',');
+                            }
+                            if let Some(ix) = ix {
+                                batch_cell(b.column(*ix).as_ref(), *at, &mut self.out);
+                            }
+                        }
+                        for v in &info.extra {
+                            self.out.push(b',');
+                            push_field(&mut self.out, Some(v));
+                        }
+                        self.out.push(b'\n');
+                        *at += 1;
+                        written += 1;
+                    }
+                    *rows += written;
+                    if let Some(c) = self.counts.get(self.file_index) {
+                        c.fetch_add(written, Ordering::Relaxed);
+                    }
+                    continue;
                 }
                 Records::Parquet { rows, index, row } => match rows.next() {
                     None => false,
@@ -592,5 +867,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("data/p.jsonl:2"), "{err}");
+    }
+
+    #[test]
+    fn batch_cells_print_as_postgres_reads_them() {
+        use arrow_array::{
+            Array, Date32Array, Decimal128Array, StringArray, TimestampMicrosecondArray,
+        };
+        let cell = |a: &dyn Array, i: usize| {
+            let mut out = Vec::new();
+            batch_cell(a, i, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let ts = TimestampMicrosecondArray::from(vec![
+            Some(1_709_251_200_000_000),
+            Some(1_709_251_200_250_000),
+            None,
+        ]);
+        assert_eq!(cell(&ts, 0), "2024-03-01 00:00:00");
+        assert_eq!(cell(&ts, 1), "2024-03-01 00:00:00.250000000");
+        assert_eq!(cell(&ts, 2), "");
+        let d = Date32Array::from(vec![19723]);
+        assert_eq!(cell(&d, 0), "2024-01-01");
+        let dec = Decimal128Array::from(vec![-1234, 5])
+            .with_precision_and_scale(10, 2)
+            .unwrap();
+        assert_eq!(
+            (cell(&dec, 0), cell(&dec, 1)),
+            ("-12.34".into(), "0.05".into())
+        );
+        let s = StringArray::from(vec![Some("a,b"), Some("")]);
+        assert_eq!(
+            (cell(&s, 0), cell(&s, 1)),
+            ("\"a,b\"".into(), "\"\"".into())
+        );
     }
 }
