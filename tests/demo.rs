@@ -10,18 +10,6 @@ use common::*;
 
 use common::pg::psql;
 
-fn copy(src: &Path, dest: &Path) {
-    if src.is_dir() {
-        std::fs::create_dir_all(dest).unwrap();
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            copy(&e.path(), &dest.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(src, dest).unwrap();
-    }
-}
-
 #[test]
 fn demo_builds_and_keeps_customer_history() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -36,7 +24,7 @@ fn demo_builds_and_keeps_customer_history() {
         "data_tests",
         "analyses",
     ] {
-        copy(&root.join(item), &dir.path().join(item));
+        copy_item(&root.join(item), &dir.path().join(item));
     }
     let db = pg::database("demo");
     std::fs::write(

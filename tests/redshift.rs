@@ -75,18 +75,6 @@ fn a_redshift_target_without_a_password_says_so() {
     assert!(r.stderr.contains("needs a 'password'"), "{}", r.stderr);
 }
 
-fn copy(src: &std::path::Path, dest: &std::path::Path) {
-    if src.is_dir() {
-        std::fs::create_dir_all(dest).unwrap();
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            copy(&e.path(), &dest.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(src, dest).unwrap();
-    }
-}
-
 /// Statements Strata sends to Redshift that sqlparser's Redshift dialect
 /// cannot read although Redshift documents them; each is checked by a
 /// snapshot instead.
@@ -124,7 +112,7 @@ fn the_demo_plans_for_redshift_offline_in_sql_redshift_parses() {
         "data_tests",
         "analyses",
     ] {
-        copy(&root.join(item), &dir.path().join(item));
+        copy_item(&root.join(item), &dir.path().join(item));
     }
     let p = dir.path();
     let r = strata(p, &["compile", "-t", "redshift"]);

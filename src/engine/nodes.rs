@@ -398,7 +398,7 @@ impl RunCtx<'_> {
             // COPY reports "line N" of the data; the file has a header line first.
             let mut err = NodeError::in_statement(e, sql);
             err.kind = NodeErrorKind::Data;
-            if let Some(line) = copy_line(&err.message) {
+            if let Some(line) = crate::sql::copy_error_line(&err.message) {
                 err.message = format!("{}:{}: {}", n.display_path, line + 1, err.message);
             }
             err
@@ -618,18 +618,6 @@ pub(super) fn model_build_of(
     )
 }
 
-/// The data line COPY names in its error (`COPY x, line 3`).
-fn copy_line(message: &str) -> Option<usize> {
-    let at = message.find("COPY ")?;
-    let rest = &message[at..];
-    let l = rest.find(", line ")?;
-    let digits: String = rest[l + 7..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
 /// A contract constraint from its YAML.
 fn constraint_of(c: &serde_json::Value) -> Option<Constraint> {
     let kind = match c.get("type")?.as_str()? {
@@ -653,14 +641,14 @@ fn constraint_of(c: &serde_json::Value) -> Option<Constraint> {
 
 #[cfg(test)]
 mod tests {
-    use super::copy_line;
+    use crate::sql::copy_error_line as copy_line;
 
     #[test]
     fn copy_errors_name_their_data_line() {
         assert_eq!(
-            copy_line("invalid input syntax for type integer: \"x\"\nCONTEXT: COPY people, line 2, column id: \"x\""),
+            crate::sql::copy_error_line("invalid input syntax for type integer: \"x\"\nCONTEXT: COPY people, line 2, column id: \"x\""),
             Some(2)
         );
-        assert_eq!(copy_line("division by zero"), None);
+        assert_eq!(crate::sql::copy_error_line("division by zero"), None);
     }
 }

@@ -525,7 +525,7 @@ pub fn load_table(
                 let mut message = e.message.clone();
                 // COPY names the line of its stream: with one file, the file's line.
                 if e.statement == Some(copy_at) && files.len() == 1 {
-                    if let Some(line) = copy_line(&message) {
+                    if let Some(line) = crate::sql::copy_error_line(&message) {
                         message = format!(
                             "{}:{}: {message}",
                             objects.display(&files[0].meta.key),
@@ -554,19 +554,6 @@ pub fn load_table(
     Ok(out)
 }
 
-/// The data line COPY names in its error (`COPY x, line 3`).
-fn copy_line(message: &str) -> Option<u64> {
-    let at = message.find("COPY ")?;
-    let rest = &message[at..];
-    let line = rest.find(", line ")?;
-    rest[line + 7..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,7 +578,7 @@ mod tests {
             .unwrap_err()
             .contains("dt="));
         assert_eq!(
-            copy_line("ERROR: x\nCONTEXT: COPY t, line 12, column a"),
+            crate::sql::copy_error_line("ERROR: x\nCONTEXT: COPY t, line 12, column a"),
             Some(12)
         );
     }

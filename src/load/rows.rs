@@ -57,31 +57,7 @@ pub fn decompress(
     })
 }
 
-/// One CSV field as COPY's CSV format reads it back exactly (empty = NULL).
-fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
-    let Some(value) = value else { return };
-    if value.is_empty() {
-        // An empty string, distinct from NULL.
-        out.extend_from_slice(b"\"\"");
-        return;
-    }
-    let needs_quotes = value == "\\."
-        || value
-            .bytes()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'));
-    if needs_quotes {
-        out.push(b'"');
-        for b in value.bytes() {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(value.as_bytes());
-    }
-}
+use crate::sql::copy_csv_field as push_field;
 
 /// Whether [`batch_cell`] writes values of this type.
 fn batch_supported(t: &arrow_schema::DataType) -> bool {

@@ -157,7 +157,8 @@ pub fn read_csv(
             if i > 0 {
                 copy_data.push(b',');
             }
-            write_copy_field(&mut copy_data, f);
+            // An empty seed value is NULL, as dbt loads it.
+            crate::sql::copy_csv_field(&mut copy_data, Some(f.as_ref()).filter(|v| !v.is_empty()));
         }
         copy_data.push(b'\n');
     }
@@ -276,28 +277,6 @@ fn parse_csv(text: &str, delimiter: u8) -> Result<Vec<CsvRow<'_>>, (usize, Strin
         });
     }
     Ok(rows)
-}
-
-/// One value as COPY's CSV format reads it back exactly: empty is NULL, and
-/// anything COPY could misread (delimiters, quotes, line breaks, backslashes,
-/// and `\.`, its end-of-data marker) is quoted.
-fn write_copy_field(out: &mut Vec<u8>, value: &str) {
-    let needs_quotes = value == "\\."
-        || value
-            .bytes()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'));
-    if needs_quotes {
-        out.push(b'"');
-        for b in value.bytes() {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(value.as_bytes());
-    }
 }
 
 /// How a seed's rows reach the warehouse.

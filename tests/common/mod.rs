@@ -18,6 +18,15 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Copies a file, or a directory tree (without `target` and `dbt_packages`).
+pub fn copy_item(src: &Path, dest: &Path) {
+    if src.is_dir() {
+        copy_dir(src, dest);
+    } else {
+        std::fs::copy(src, dest).unwrap();
+    }
+}
+
 fn copy_dir(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
