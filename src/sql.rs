@@ -12,17 +12,6 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_are_doubled() {
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-    }
-}
-
 /// One value as COPY's CSV format reads it back exactly: `None` (nothing
 /// written) is NULL, an empty string is `""`, and anything COPY could
 /// misread (delimiters, quotes, line breaks, backslashes, and `\.`, its
@@ -62,4 +51,15 @@ pub fn copy_error_line(message: &str) -> Option<u64> {
         .collect::<String>()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_doubled() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
 }

@@ -641,7 +641,6 @@ fn constraint_of(c: &serde_json::Value) -> Option<Constraint> {
 
 #[cfg(test)]
 mod tests {
-    use crate::sql::copy_error_line as copy_line;
 
     #[test]
     fn copy_errors_name_their_data_line() {
