@@ -614,3 +614,52 @@ fn parquet_files_load_with_their_types() {
     assert!(r.stderr.contains("Parquet"), "{}", r.stderr);
     assert_eq!(psql(&db, "select count(*) from raw.tx"), "6");
 }
+
+#[test]
+fn new_columns_in_new_files_are_added_ignored_or_refused() {
+    let db = pg::database("load_newcols");
+    let dir = load_project(&db, SOURCES);
+    let p = dir.path();
+    write(
+        p,
+        "curated/profiles/p1.jsonl",
+        "{\"id\": 1, \"tier\": \"gold\"}\n",
+    );
+    assert_eq!(
+        strata(p, &["load", "-s", "source:curated.profiles"]).code,
+        0
+    );
+    write(
+        p,
+        "curated/profiles/p2.jsonl",
+        "{\"id\": 2, \"tier\": \"silver\", \"email\": \"b@x\"}\n",
+    );
+    let r = strata(p, &["load", "-s", "source:curated.profiles"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        psql(&db, "select string_agg(id || ':' || coalesce(email, '-'), ',' order by id) from raw.profiles"),
+        "1:-,2:b@x"
+    );
+    for (policy, code, rows) in [("fail", 1, "2"), ("ignore", 0, "3")] {
+        std::fs::write(
+            p.join("models/sources.yml"),
+            SOURCES.replace(
+                "load: {metadata_columns: true}",
+                &format!("load: {{metadata_columns: true, on_new_columns: {policy}}}"),
+            ),
+        )
+        .unwrap();
+        write(
+            p,
+            "curated/profiles/p3.jsonl",
+            "{\"id\": 3, \"phone\": \"555\"}\n",
+        );
+        let r = strata(p, &["load", "-s", "source:curated.profiles"]);
+        assert_eq!(r.code, code, "{policy}: {}{}", r.stdout, r.stderr);
+        if policy == "fail" {
+            assert!(r.stderr.contains("phone"), "{}", r.stderr);
+        }
+        assert_eq!(psql(&db, "select count(*) from raw.profiles"), rows);
+    }
+    assert_eq!(psql(&db, "select count(*) from information_schema.columns where table_name = 'profiles' and column_name = 'phone'"), "0");
+}

@@ -256,49 +256,6 @@ pub fn load_table(
     }
     found.sort_by(|a, b| a.meta.key.cmp(&b.meta.key));
 
-    // The file columns: declared, or named by the first file.
-    let declared: Vec<(String, String)> = source
-        .columns
-        .iter()
-        .filter(|(name, _)| {
-            !ext.partitions
-                .iter()
-                .any(|p| p.name.eq_ignore_ascii_case(name))
-                && name.as_str() != external::FILE_COLUMN
-                && name.as_str() != external::LOADED_AT_COLUMN
-        })
-        .map(|(name, c)| {
-            (
-                name.clone(),
-                c.data_type
-                    .clone()
-                    .unwrap_or_else(|| d.declared_type("text")),
-            )
-        })
-        .collect();
-    let file_columns: Vec<(String, String)> = if !declared.is_empty() {
-        declared
-    } else if let Some(first) = found.first() {
-        if ext.format == FileFormat::Parquet {
-            parquet_columns(objects.as_ref(), &first.meta, &d.declared_type("text"))?
-        } else {
-            inferred_columns(objects.as_ref(), ext, &first.meta)?
-                .into_iter()
-                .map(|c| (c, d.declared_type("text")))
-                .collect()
-        }
-    } else {
-        Vec::new()
-    };
-    let mut table_columns = file_columns.clone();
-    for p in &ext.partitions {
-        table_columns.push((p.name.clone(), p.data_type.clone()));
-    }
-    if ext.load.metadata_columns {
-        table_columns.push((external::FILE_COLUMN.into(), d.declared_type("text")));
-        table_columns.push((external::LOADED_AT_COLUMN.into(), d.timestamp_type().into()));
-    }
-
     let target_id = RelationId::new(&source.database, &source.schema, &source.identifier);
     let target = source.relation_name.clone();
     let history = plan::history_relation(d, &target_id);
@@ -348,6 +305,63 @@ pub fn load_table(
             },
         }
     }
+    // The file columns: declared, or named by the files.
+    let declared: Vec<(String, String)> = source
+        .columns
+        .iter()
+        .filter(|(name, _)| {
+            !ext.partitions
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(name))
+                && name.as_str() != external::FILE_COLUMN
+                && name.as_str() != external::LOADED_AT_COLUMN
+        })
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                c.data_type
+                    .clone()
+                    .unwrap_or_else(|| d.declared_type("text")),
+            )
+        })
+        .collect();
+    let file_columns: Vec<(String, String)> = if !declared.is_empty() {
+        declared
+    } else {
+        // Named by the files about to load (each may bring new columns), or
+        // by the first file when none is new.
+        let named: Vec<&Found> = if todo.is_empty() {
+            found.iter().take(1).collect()
+        } else {
+            todo.clone()
+        };
+        let mut cols: Vec<(String, String)> = Vec::new();
+        for f in named {
+            let these = if ext.format == FileFormat::Parquet {
+                parquet_columns(objects.as_ref(), &f.meta, &d.declared_type("text"))?
+            } else {
+                inferred_columns(objects.as_ref(), ext, &f.meta)?
+                    .into_iter()
+                    .map(|c| (c, d.declared_type("text")))
+                    .collect()
+            };
+            for c in these {
+                if !cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(&c.0)) {
+                    cols.push(c);
+                }
+            }
+        }
+        cols
+    };
+    let mut table_columns = file_columns.clone();
+    for p in &ext.partitions {
+        table_columns.push((p.name.clone(), p.data_type.clone()));
+    }
+    if ext.load.metadata_columns {
+        table_columns.push((external::FILE_COLUMN.into(), d.declared_type("text")));
+        table_columns.push((external::LOADED_AT_COLUMN.into(), d.timestamp_type().into()));
+    }
+
     if options.dry_run {
         out.loaded = todo.iter().map(|f| objects.display(&f.meta.key)).collect();
         out.files = todo.len();
