@@ -4,28 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 
 use common::pg::psql;
 
 #[test]
 fn demo_builds_and_keeps_customer_history() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for item in [
-        "dbt_project.yml",
-        "selectors.yml",
-        "models",
-        "macros",
-        "seeds",
-        "snapshots",
-        "data_tests",
-        "analyses",
-    ] {
-        copy_item(&root.join(item), &dir.path().join(item));
-    }
+    let dir = copy_demo(false);
     let db = pg::database("demo");
     std::fs::write(
         dir.path().join("profiles.yml"),

@@ -99,21 +99,7 @@ fn sqlparser_lacks(statement: &str) -> Option<&'static str> {
 fn the_demo_plans_for_redshift_offline_in_sql_redshift_parses() {
     use sqlparser::dialect::RedshiftSqlDialect;
     use sqlparser::parser::Parser;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for item in [
-        "dbt_project.yml",
-        "profiles.yml",
-        "selectors.yml",
-        "models",
-        "macros",
-        "seeds",
-        "snapshots",
-        "data_tests",
-        "analyses",
-    ] {
-        copy_item(&root.join(item), &dir.path().join(item));
-    }
+    let dir = copy_demo(true);
     let p = dir.path();
     let r = strata(p, &["compile", "-t", "redshift"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);

@@ -27,6 +27,28 @@ pub fn copy_item(src: &Path, dest: &Path) {
     }
 }
 
+/// A private copy of the repository's demo project (its own profiles.yml too
+/// when `with_profiles`).
+pub fn copy_demo(with_profiles: bool) -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let items = [
+        "dbt_project.yml",
+        "selectors.yml",
+        "models",
+        "macros",
+        "seeds",
+        "snapshots",
+        "data_tests",
+        "analyses",
+    ];
+    let profiles = with_profiles.then_some("profiles.yml");
+    for item in items.into_iter().chain(profiles) {
+        copy_item(&root.join(item), &dir.path().join(item));
+    }
+    dir
+}
+
 fn copy_dir(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
