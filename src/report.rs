@@ -146,13 +146,32 @@ impl Reporter {
                 } else {
                     text
                 };
-                let _ = writeln!(std::io::stderr().lock(), "{out}");
+                // On a terminal, a progress bar may be drawn on this line.
+                let clear = if std::io::stderr().is_terminal() {
+                    "\r\x1b[2K"
+                } else {
+                    ""
+                };
+                let _ = writeln!(std::io::stderr().lock(), "{clear}{out}");
             }
         }
     }
 
     pub fn info(&self, code: &str, msg: &str) {
         self.emit(Level::Info, code, msg);
+    }
+
+    /// Whether a progress bar can be drawn: text on a terminal, not --quiet.
+    pub fn shows_progress(&self) -> bool {
+        self.format == LogFormat::Text && !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// Redraws the progress bar in place on the terminal's last line; an
+    /// empty text clears it.
+    pub fn progress_bar(&self, text: &str) {
+        if self.shows_progress() {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{text}");
+        }
     }
 
     pub fn warn(&self, msg: &str) {

@@ -9,44 +9,13 @@ mod common;
 use common::pg::psql;
 use common::*;
 
-fn put(s3: &s3::S3, key: &str, body: Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let creds = aws_credential_types::Credentials::new(
-            s3::ACCESS_KEY,
-            s3::SECRET_KEY,
-            None,
-            None,
-            "test",
-        );
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .endpoint_url(&s3.url)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-            .put_object()
-            .bucket("curated")
-            .key(key)
-            .body(body.into())
-            .send()
-            .await
-            .unwrap();
-    });
-}
-
 #[test]
 fn s3_locations_list_every_page_and_load_each_object_once() {
     let db = pg::database("load_s3");
     let s3 = s3::start(&["curated"]);
     for i in 0..1001 {
-        put(
-            &s3,
+        s3.put(
+            "curated",
             &format!("merchants/part-{i:04}.csv"),
             format!("merchant_id,merchant_name\n{i},m{i}\n").into_bytes(),
         );
@@ -89,14 +58,14 @@ fn s3_locations_list_every_page_and_load_each_object_once() {
     );
 
     // One object replaced, one added (gzip).
-    put(
-        &s3,
+    s3.put(
+        "curated",
         "merchants/part-0000.csv",
         b"merchant_id,merchant_name\n0,replaced\n".to_vec(),
     );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, b"merchant_id,merchant_name\n5000,new\n").unwrap();
-    put(&s3, "merchants/zz-new.csv.gz", gz.finish().unwrap());
+    s3.put("curated", "merchants/zz-new.csv.gz", gz.finish().unwrap());
     let r = strata_env(p, &["load"], &env);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("1 file, 1 rows"), "{}", r.stderr);

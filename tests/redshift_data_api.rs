@@ -327,3 +327,184 @@ fn iam_credentials_open_a_wire_connection() {
         "{forms:?}"
     );
 }
+
+/// `strata load` on Redshift: the warehouse COPYs the new files from S3
+/// itself, through a manifest Strata writes to the staging location, one
+/// per partition; partition values come from the paths, the history is
+/// written in the same transaction, and a second drop loads only the new
+/// files. A bad file fails the table's whole load and keeps what was there.
+#[test]
+fn loads_copy_new_files_from_s3_through_a_manifest() {
+    let db = pg::database("data_api_load");
+    let api = data_api::start(&db, 100);
+    let s3 = s3::start(&["curated", "stage"]);
+    api.read_s3_from(&s3.root);
+    redshift::install_catalog(&db);
+    let profile = format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: data_api\n      cluster_id: test-cluster\n      db_user: strata\n      dbname: {db}\n      schema: main\n      threads: 2\n      region: us-east-1\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n      s3_endpoint_url: {}\n      s3_staging_dir: s3://stage/strata\n      iam_role: arn:aws:iam::123456789012:role/strata-load\n",
+        s3::ACCESS_KEY,
+        s3::SECRET_KEY,
+        api.url,
+        s3.url
+    );
+    let dir = redshift::project_with(
+        &profile,
+        &[(
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: curated\n    schema: raw\n    tables:\n      - name: tx\n        external:\n          location: s3://curated/tx/\n          file_format: parquet\n          partitions: [{name: dt, data_type: date}]\n      - name: merchants\n        external:\n          location: s3://curated/merchants/\n          file_format: csv\n        columns:\n          - {name: merchant_id, data_type: integer}\n          - {name: merchant_name, data_type: varchar(100)}\n      - name: profiles\n        external:\n          location: s3://curated/profiles/\n          file_format: json\n          load: {metadata_columns: true}\n        columns:\n          - {name: customer_id, data_type: integer}\n          - {name: tier, data_type: varchar(20)}\n",
+        )],
+    );
+    let local = tempfile::tempdir().unwrap();
+    let parquet = |name: &str, first: i32, n: i32| {
+        let path = local.path().join(name);
+        write_parquet(&path, first, n);
+        std::fs::read(&path).unwrap()
+    };
+    s3.put(
+        "curated",
+        "tx/dt=2024-01-01/part-0.parquet",
+        parquet("a", 1, 5),
+    );
+    s3.put(
+        "curated",
+        "tx/dt=2024-01-01/part-1.parquet",
+        parquet("b", 10, 2),
+    );
+    s3.put(
+        "curated",
+        "tx/dt=2024-01-02/part-0.parquet",
+        parquet("c", 100, 1),
+    );
+    s3.put(
+        "curated",
+        "merchants/m-1.csv",
+        b"merchant_id,merchant_name\n1,Acme\n2,\"Bolt, Inc\"\n".to_vec(),
+    );
+    s3.put(
+        "curated",
+        "profiles/p-1.jsonl",
+        b"{\"customer_id\": 7, \"tier\": \"gold\"}\n{\"customer_id\": 8, \"tier\": null}\n"
+            .to_vec(),
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL_S3", s3.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let p = dir.path();
+    let r = strata_env(p, &["load"], &env);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("3 files, 8 rows"), "{}", r.stderr);
+    assert_eq!(
+        psql(&db, "select string_agg(id || '|' || dt, ' ' order by id) from raw.tx where id in (1, 10, 100)"),
+        "1|2024-01-01 10|2024-01-01 100|2024-01-02"
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select merchant_name from raw.merchants where merchant_id = 2"
+        ),
+        "Bolt, Inc"
+    );
+    assert_eq!(
+        psql(&db, "select string_agg(customer_id || '|' || coalesce(tier, 'null') || '|' || _strata_source_file, ' ' order by customer_id) from raw.profiles"),
+        "7|gold|p-1.jsonl 8|null|p-1.jsonl"
+    );
+    // Every file recorded, with the single-file COPYs' row counts.
+    assert_eq!(
+        psql(&db, "select string_agg(file_key || ':' || coalesce(row_count::text, '-'), ' ' order by file_key) from raw._strata_load_history"),
+        "dt=2024-01-01/part-0.parquet:- dt=2024-01-01/part-1.parquet:- dt=2024-01-02/part-0.parquet:1 m-1.csv:2 p-1.jsonl:2"
+    );
+    let executed = api.counters.executed.lock().unwrap().clone();
+    let copies: Vec<&String> = executed.iter().filter(|q| q.starts_with("copy ")).collect();
+    assert_eq!(
+        copies.len(),
+        4,
+        "one COPY per partition and table: {copies:#?}"
+    );
+    assert!(
+        copies.iter().all(|q| q.contains(" manifest")
+            && q.contains("iam_role 'arn:aws:iam::123456789012:role/strata-load'")),
+        "{copies:#?}"
+    );
+    // The manifests served their loads and are gone.
+    let left: Vec<_> = walkdir::WalkDir::new(s3.root.join("stage"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.path().to_string_lossy().ends_with(".manifest"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A second drop: only the new file loads.
+    s3.put(
+        "curated",
+        "tx/dt=2024-01-03/part-0.parquet",
+        parquet("d", 200, 3),
+    );
+    let r = strata_env(p, &["load"], &env);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("1 file, 3 rows"), "{}", r.stderr);
+    assert_eq!(psql(&db, "select count(*) from raw.tx"), "11");
+
+    // A CSV row with a value that does not fit: the table's load fails as a
+    // whole, names the table, and the other tables still load.
+    s3.put(
+        "curated",
+        "merchants/m-2.csv",
+        b"merchant_id,merchant_name\n3,Ok\nfour,Bad\n".to_vec(),
+    );
+    s3.put(
+        "curated",
+        "tx/dt=2024-01-04/part-0.parquet",
+        parquet("e", 300, 1),
+    );
+    let r = strata_env(p, &["load"], &env);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("ERROR loading source curated.merchants"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("nothing of this table's load was committed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "2");
+    assert_eq!(psql(&db, "select count(*) from raw.tx"), "12");
+
+    // Two loaders at once: the table lock makes one wait, its guard finds
+    // the files recorded by the other, and every row is there once.
+    s3.put(
+        "curated",
+        "merchants/m-2.csv",
+        b"merchant_id,merchant_name\n3,Ok\n4,Fine\n".to_vec(),
+    );
+    for i in 0..4 {
+        s3.put(
+            "curated",
+            &format!("tx/dt=2024-01-05/part-{i}.parquet"),
+            parquet(&format!("f{i}"), 400 + 10 * i, 3),
+        );
+    }
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let a = scope.spawn(|| strata_env(p, &["load"], &env));
+        let b = scope.spawn(|| strata_env(p, &["load"], &env));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    assert_eq!(psql(&db, "select count(*) from raw.tx"), "24");
+    assert_eq!(psql(&db, "select count(*) from raw.merchants"), "4");
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) - count(distinct file_key) from raw._strata_load_history"
+        ),
+        "0"
+    );
+}

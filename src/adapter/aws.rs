@@ -200,21 +200,27 @@ impl ObjectStage for S3Stage {
         use sha2::Digest;
         // Named by content: a retried upload overwrites itself.
         let hash = sha2::Sha256::digest(data);
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, "bin"));
         let key = format!(
-            "{}{name}-{}.csv",
+            "{}{stem}-{}.{ext}",
             self.prefix,
             hash.iter()
                 .take(8)
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
+        let content_type = if ext == "csv" {
+            "text/csv"
+        } else {
+            "application/json"
+        };
         self.rt
             .block_on(
                 self.client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&key)
-                    .content_type("text/csv")
+                    .content_type(content_type)
                     .body(aws_sdk_s3::primitives::ByteStream::from(data.to_vec()))
                     .send(),
             )

@@ -71,6 +71,7 @@ struct Finished {
     id: String,
     has_result_set: bool,
     rows: Option<u64>,
+    sub_rows: Vec<Option<u64>>,
 }
 
 impl DataApiAdapter {
@@ -240,7 +241,13 @@ impl DataApiAdapter {
                         id: id.to_string(),
                         has_result_set: d.has_result_set().unwrap_or(false),
                         rows: u64::try_from(d.result_rows()).ok(),
-                    })
+                        // A batch's rows affected, statement by statement.
+                        sub_rows: d
+                            .sub_statements()
+                            .iter()
+                            .map(|s| u64::try_from(s.result_rows()).ok())
+                            .collect(),
+                    });
                 }
                 Some(StatusString::Failed) => {
                     // Which statement of a batch failed: the first sub-statement that did.
@@ -328,10 +335,10 @@ impl DataApiAdapter {
             self.rt.block_on(req.send()).map_err(Box::new)
         })?;
         let id = out.id().unwrap_or_default().to_string();
-        self.wait(&id)?;
-        Ok(BatchResult {
-            rows_affected: vec![None; statements.len()],
-        })
+        let done = self.wait(&id)?;
+        let mut rows_affected = done.sub_rows;
+        rows_affected.resize(statements.len(), None);
+        Ok(BatchResult { rows_affected })
     }
 
     /// A long atomic batch: BEGIN, each statement and COMMIT in one session.

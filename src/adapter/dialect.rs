@@ -134,6 +134,34 @@ pub enum LoadSource {
     ClientCsv,
     /// A headerless CSV object in S3, read by the server with an IAM role.
     S3Csv { url: String, iam_role: String },
+    /// The objects a manifest in S3 lists, read by the server with an IAM
+    /// role. Parquet maps columns by position: no column list.
+    S3Manifest {
+        url: String,
+        iam_role: String,
+        format: ObjectFormat,
+        compression: ObjectCompression,
+    },
+}
+
+/// How a server-side load reads its objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectFormat {
+    Csv {
+        delimiter: char,
+        header_rows: u64,
+    },
+    /// One JSON object per line, fields matched to columns by name.
+    JsonLines,
+    Parquet,
+}
+
+/// How a server-side load decompresses its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectCompression {
+    None,
+    Gzip,
+    Zstd,
 }
 
 /// The types a seed column is inferred as, in agate's order of preference.
@@ -448,9 +476,9 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     /// Whether bulk loads can stream rows from the client.
     fn copy_from_client(&self) -> bool;
 
-    /// Rows of (line, column, message) explaining why a server-side load of
-    /// the object at `url` failed, where the warehouse records them.
-    fn load_errors_sql(&self, _url: &str) -> Option<String> {
+    /// Rows of (file, line, column, message) explaining why a server-side
+    /// load of the objects at `urls` failed, where the warehouse records them.
+    fn load_errors_sql(&self, _urls: &[&str]) -> Option<String> {
         None
     }
 
@@ -1143,6 +1171,49 @@ impl Dialect for RedshiftDialect {
                 self.quote_literal(url),
                 self.quote_literal(iam_role)
             ),
+            // The manifest lists exactly the files to load
+            // (https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html);
+            // Parquet takes no column list and maps by position
+            // (https://docs.aws.amazon.com/redshift/latest/dg/copy-usage_notes-copy-from-columnar.html).
+            LoadSource::S3Manifest {
+                url,
+                iam_role,
+                format,
+                compression,
+            } => {
+                let head = match format {
+                    ObjectFormat::Parquet => format!("copy {relation}"),
+                    _ => format!("copy {relation} ({})", columns.join(", ")),
+                };
+                let from = format!(
+                    "{head} from {} iam_role {} manifest",
+                    self.quote_literal(url),
+                    self.quote_literal(iam_role)
+                );
+                let zip = match compression {
+                    ObjectCompression::None => "",
+                    ObjectCompression::Gzip => " gzip",
+                    ObjectCompression::Zstd => " zstd",
+                };
+                match format {
+                    ObjectFormat::Parquet => format!("{from} format as parquet"),
+                    ObjectFormat::Csv {
+                        delimiter,
+                        header_rows,
+                    } => format!(
+                        "{from} format as csv delimiter {}{}{zip} emptyasnull dateformat 'auto' timeformat 'auto'",
+                        self.quote_literal(&delimiter.to_string()),
+                        if *header_rows > 0 {
+                            format!(" ignoreheader {header_rows}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    ObjectFormat::JsonLines => format!(
+                        "{from} format as json 'auto ignorecase'{zip} dateformat 'auto' timeformat 'auto'"
+                    ),
+                }
+            }
             LoadSource::ClientCsv => self.pg.copy_from(relation, columns, source),
         }
     }
@@ -1151,15 +1222,16 @@ impl Dialect for RedshiftDialect {
         false
     }
 
-    fn load_errors_sql(&self, url: &str) -> Option<String> {
+    fn load_errors_sql(&self, urls: &[&str]) -> Option<String> {
         // COPY's own error only says to look here; SYS_LOAD_ERROR_DETAIL has
-        // the line and column, on provisioned clusters and Serverless alike
-        // (https://docs.aws.amazon.com/redshift/latest/dg/SYS_LOAD_ERROR_DETAIL.html).
+        // the file, line and column, on provisioned clusters and Serverless
+        // alike (https://docs.aws.amazon.com/redshift/latest/dg/SYS_LOAD_ERROR_DETAIL.html).
+        let list: Vec<String> = urls.iter().map(|u| self.quote_literal(u)).collect();
         Some(format!(
-            "select line_number::varchar, trim(column_name)::varchar, trim(error_message)::varchar \
-             from sys_load_error_detail where trim(file_name) = {} \
+            "select trim(file_name)::varchar, line_number::varchar, trim(column_name)::varchar, trim(error_message)::varchar \
+             from sys_load_error_detail where trim(file_name) in ({}) \
              order by start_time desc limit 5",
-            self.quote_literal(url)
+            list.join(", ")
         ))
     }
 
@@ -1385,7 +1457,7 @@ mod tests {
             rs.columns_sql("core", "dim"),
             rs.grants_sql("core", "dim"),
             rs.auto_refresh_sql("core", "mv").unwrap_or_default(),
-            rs.load_errors_sql("s3://b/k.csv").unwrap_or_default(),
+            rs.load_errors_sql(&["s3://b/k.csv"]).unwrap_or_default(),
             rs.type_names_sql(&[23, 1043]),
             rs.freshness(&rs.max_loaded_at("loaded_at", "\"db\".\"raw\".\"t\"", Some("x > 1"))),
         ] {

@@ -117,9 +117,12 @@ pub struct StagedObject {
     pub url: String,
 }
 
+/// A lock held by [`Adapter::hold_lock`]; dropping it releases the lock.
+pub trait HeldLock {}
+
 /// An object store the warehouse can load from (S3 for Redshift).
 pub trait ObjectStage: Send + Sync {
-    /// Uploads `data` under a name derived from `name`.
+    /// Uploads `data` under a name derived from `name` (`stem.ext`).
     fn put(&self, name: &str, data: &[u8]) -> Result<StagedObject, AdapterError>;
     /// Removes an object once loaded; failures are not errors.
     fn remove(&self, object: &StagedObject);
@@ -234,6 +237,15 @@ pub trait Adapter: Send + Sync {
                 })
             })
             .collect())
+    }
+    /// Runs `lock` in a transaction of its own connection (outside the
+    /// pool) and keeps it open until the guard is dropped: a lock that
+    /// serializes whole runs while their work travels on other connections.
+    /// `None` where the transport cannot hold one; callers then lock inside
+    /// each transaction.
+    fn hold_lock(&self, lock: &str) -> Result<Option<Box<dyn HeldLock + '_>>, AdapterError> {
+        let _ = lock;
+        Ok(None)
     }
     /// Where seeds can be staged for a server-side load, if anywhere.
     fn seed_stage(&self) -> Option<&dyn ObjectStage> {

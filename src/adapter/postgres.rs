@@ -429,6 +429,27 @@ impl PostgresAdapter {
     }
 }
 
+/// A transaction holding a lock on a connection of its own; it ends (and
+/// the lock with it) when dropped, or when the process dies and the server
+/// sees the connection close.
+struct HeldPgLock<'a> {
+    adapter: &'a PostgresAdapter,
+    conn: Option<Conn>,
+}
+
+impl super::HeldLock for HeldPgLock<'_> {}
+
+impl Drop for HeldPgLock<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self
+                .adapter
+                .rt
+                .block_on(conn.client.batch_execute("rollback"));
+        }
+    }
+}
+
 fn rows_affected(msgs: &[SimpleQueryMessage]) -> Option<u64> {
     msgs.iter().rev().find_map(|m| match m {
         SimpleQueryMessage::CommandComplete(n) => Some(*n),
@@ -682,6 +703,21 @@ impl Adapter for PostgresAdapter {
 
     fn resume(&self) {
         self.cancelled.store(false, Ordering::SeqCst);
+    }
+
+    fn hold_lock(&self, lock: &str) -> Result<Option<Box<dyn super::HeldLock + '_>>, AdapterError> {
+        self.refuse_if_cancelled()?;
+        let conn = self.connect()?;
+        self.rt
+            .block_on(conn.client.batch_execute("begin"))
+            .map_err(|e| err(e, None))?;
+        self.rt
+            .block_on(conn.client.simple_query(lock))
+            .map_err(|e| err(e, Some(0)))?;
+        Ok(Some(Box::new(HeldPgLock {
+            adapter: self,
+            conn: Some(conn),
+        })))
     }
 
     fn seed_stage(&self) -> Option<&dyn super::ObjectStage> {

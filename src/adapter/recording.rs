@@ -213,6 +213,16 @@ impl Adapter for Recording {
         }
     }
 
+    fn hold_lock(&self, lock: &str) -> Result<Option<Box<dyn super::HeldLock + '_>>, AdapterError> {
+        match self.executes() {
+            Some(a) => {
+                self.record([lock]);
+                a.hold_lock(lock)
+            }
+            None => Ok(None),
+        }
+    }
+
     fn seed_stage(&self) -> Option<&dyn ObjectStage> {
         // A dry run uploads nothing, so it plans the INSERT path.
         match self.executes() {

@@ -69,6 +69,46 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
     })
 }
 
+/// Draws the loads' progress on the terminal once they have run a second,
+/// until `finished`.
+fn progress_bar(
+    rep: &crate::report::Reporter,
+    p: &load::LoadProgress,
+    finished: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let start = Instant::now();
+    let mut shown = false;
+    while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if start.elapsed().as_secs_f64() < 1.0 {
+            continue;
+        }
+        let (files, done) = (p.files_total.load(Relaxed), p.files_done.load(Relaxed));
+        let (total, sent) = (p.bytes_total.load(Relaxed), p.bytes_done.load(Relaxed));
+        let width = 30usize;
+        let filled = if total == 0 {
+            0
+        } else {
+            ((sent as f64 / total as f64) * width as f64) as usize
+        }
+        .min(width);
+        rep.progress_bar(&format!(
+            "[{}{}] {done}/{files} files, {} rows, {} of {}, {:.0}s",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            p.rows.load(Relaxed),
+            bytes(sent),
+            bytes(total),
+            start.elapsed().as_secs_f64()
+        ));
+        shown = true;
+    }
+    if shown {
+        rep.progress_bar("");
+    }
+}
+
 /// What loading a set of sources did.
 pub(super) struct Loaded {
     pub results: Vec<NodeResult>,
@@ -85,12 +125,15 @@ pub(super) fn load_sources(
     dry_run: bool,
 ) -> Loaded {
     let rep = &s.reporter;
+    let progress = load::LoadProgress::default();
     let options = LoadOptions {
         project_dir: &s.project.dir,
         invocation_id: &s.parsed.jinja.shared.invocation_id,
         started_at: s.started_at,
         full_refresh: s.args.full_refresh,
         dry_run,
+        file_threads: threads,
+        progress: Some(&progress),
     };
     let total = sources.len();
     rep.info(
@@ -108,13 +151,19 @@ pub(super) fn load_sources(
     let results: Mutex<Vec<NodeResult>> = Mutex::new(Vec::new());
     let failed: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    // Tables load in parallel, one connection each; files of one table in
-    // order, each in its own transaction.
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    // Tables load in parallel; the files of one table too, each in its own
+    // transaction, on as many connections as there are threads.
     std::thread::scope(|scope| {
+        if rep.shows_progress() && !dry_run {
+            let (progress, finished) = (&progress, &finished);
+            scope.spawn(move || progress_bar(rep, progress, finished));
+        }
+        let mut workers = Vec::new();
         for thread in 0..threads.min(total) {
             let (sources, results, failed, next, options) =
                 (&sources, &results, &failed, &next, &options);
-            scope.spawn(move || loop {
+            workers.push(scope.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(src) = sources.get(i) else { break };
                 let label = format!("{}.{}", src.source_name, src.name);
@@ -186,8 +235,12 @@ pub(super) fn load_sources(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(result);
-            });
+            }));
         }
+        for w in workers {
+            let _ = w.join();
+        }
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     Loaded {
         results: results.into_inner().unwrap_or_else(|p| p.into_inner()),

@@ -374,7 +374,7 @@ impl RunCtx<'_> {
             seed::SeedSource::ClientCsv
         } else if let Some(stage) = self.adapter.seed_stage() {
             let object = stage
-                .put(&format!("{}.{}", n.schema, n.alias), &data.copy_data)
+                .put(&format!("{}.{}.csv", n.schema, n.alias), &data.copy_data)
                 .map_err(|e| {
                     NodeError::new(
                         NodeErrorKind::Data,
@@ -424,7 +424,7 @@ impl RunCtx<'_> {
                 // errors: the line (the file has a header first) and column.
                 let detail = match (&result, &staged) {
                     (Err(_), Some((_, object))) => d
-                        .load_errors_sql(&object.url)
+                        .load_errors_sql(&[object.url.as_str()])
                         .and_then(|sql| self.adapter.query(&sql).ok())
                         .map(|t| {
                             t.rows
@@ -432,12 +432,12 @@ impl RunCtx<'_> {
                                 .map(|r| {
                                     let at =
                                         |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                                    let line = at(0).parse::<u64>().map(|l| l + 1).unwrap_or(0);
+                                    let line = at(1).parse::<u64>().map(|l| l + 1).unwrap_or(0);
                                     format!(
                                         "{}:{line}: column {}: {}",
                                         n.display_path,
-                                        at(1),
-                                        at(2)
+                                        at(2),
+                                        at(3)
                                     )
                                 })
                                 .collect::<Vec<_>>()

@@ -30,6 +30,10 @@ pub trait ObjectSource: Send + Sync {
     }
     /// How to name a file to the user.
     fn display(&self, key: &str) -> String;
+    /// How the warehouse names the file when it reads it itself (`s3://`).
+    fn warehouse_url(&self, _key: &str) -> Option<String> {
+        None
+    }
     /// How to name the location to the user.
     fn describe(&self) -> String;
 }
@@ -237,6 +241,10 @@ mod s3 {
 
         fn display(&self, key: &str) -> String {
             format!("s3://{}/{}{key}", self.bucket, self.prefix)
+        }
+
+        fn warehouse_url(&self, key: &str) -> Option<String> {
+            Some(self.display(key))
         }
 
         fn describe(&self) -> String {

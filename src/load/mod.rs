@@ -10,6 +10,8 @@ pub mod rows;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::adapter::{Adapter, AdapterError, Batch, RelationId};
@@ -29,6 +31,21 @@ pub struct LoadOptions<'a> {
     pub full_refresh: bool,
     /// List what would load; change nothing.
     pub dry_run: bool,
+    /// Connections one table's files load on at once (Postgres).
+    pub file_threads: usize,
+    /// Counters a progress bar reads, if one is shown.
+    pub progress: Option<&'a LoadProgress>,
+}
+
+/// What all loads of a command have done so far, for a progress bar.
+#[derive(Debug, Default)]
+pub struct LoadProgress {
+    pub files_total: AtomicU64,
+    pub files_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+    /// Rows sent, counted as they stream.
+    pub rows: Arc<AtomicU64>,
 }
 
 /// What loading one table did.
@@ -234,12 +251,6 @@ pub fn load_table(
         return Err(LoadError::new("the source table has no external location"));
     };
     let d = adapter.dialect();
-    if !d.copy_from_client() {
-        return Err(LoadError::new(format!(
-            "loading files on {} (a server-side COPY from S3 with a manifest) is not available yet; Postgres targets load them",
-            d.name()
-        )));
-    }
     let objects = files::source_for(options.project_dir, &ext.location).map_err(LoadError::new)?;
     let pattern = match &ext.pattern {
         Some(p) => Some(regex::Regex::new(p).map_err(|e| LoadError::new(e.to_string()))?),
@@ -259,6 +270,27 @@ pub fn load_table(
     let target_id = RelationId::new(&source.database, &source.schema, &source.identifier);
     let target = source.relation_name.clone();
     let history = plan::history_relation(d, &target_id);
+
+    // The table's lock, held for the whole load on a connection of its own:
+    // a concurrent load of the same table waits here, then finds the files
+    // this one loaded in the history. Where no connection can hold it, each
+    // transaction takes it instead.
+    let held = if options.dry_run || !d.copy_from_client() {
+        None
+    } else {
+        adapter
+            .hold_lock(&d.lock_for_update(&target))
+            .map_err(|e| LoadError::warehouse(e, None))?
+    };
+
+    // A server-side load reads the files itself: they must be in S3.
+    if !d.copy_from_client() && objects.warehouse_url("").is_none() {
+        return Err(LoadError::new(format!(
+            "{} reads the files of a load itself, from S3: the location must be s3://... (it is {})",
+            d.name(),
+            objects.describe()
+        )));
+    }
 
     // What is loaded already.
     let exists = adapter
@@ -304,6 +336,14 @@ pub fn load_table(
                 }
             },
         }
+    }
+    if let Some(p) = options.progress {
+        p.files_total
+            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+        p.bytes_total.fetch_add(
+            todo.iter().map(|f| f.meta.size).sum::<u64>(),
+            Ordering::Relaxed,
+        );
     }
     // The file columns: declared, or named by the files.
     let declared: Vec<(String, String)> = source
@@ -429,39 +469,9 @@ pub fn load_table(
             }
         }
     }
-    let mut copy_columns = load_columns.clone();
-    copy_columns.extend(ext.partitions.iter().map(|p| p.name.clone()));
-    if ext.load.metadata_columns {
-        copy_columns.push(external::FILE_COLUMN.into());
-        copy_columns.push(external::LOADED_AT_COLUMN.into());
-    }
-    let shape = rows::Shape {
-        format: ext.format.clone(),
-        compression: ext.compression,
-        columns: load_columns,
-    };
-    let loaded_at = options
-        .started_at
-        .format("%Y-%m-%d %H:%M:%S%.6f")
-        .to_string();
-    let file_info = |f: &Found| {
-        let mut extra = f.partitions.clone();
-        if ext.load.metadata_columns {
-            extra.push(f.meta.key.clone());
-            extra.push(loaded_at.clone());
-        }
-        rows::FileInfo {
-            display: objects.display(&f.meta.key),
-            extra,
-        }
-    };
-    let skip_lines = match &ext.format {
-        FileFormat::Csv(o) => o.skip_header_rows as u64,
-        _ => 0,
-    };
 
     // One transaction for everything when the table is replaced; else one
-    // per file, so that a bad file keeps the ones before it.
+    // per file, so that a bad file keeps the others.
     let batches: Vec<(Vec<&Found>, Clear)> = if replace_all {
         if todo.is_empty() && found.is_empty() && !options.full_refresh {
             Vec::new()
@@ -480,92 +490,495 @@ pub fn load_table(
             })
             .collect()
     };
-    let copy = plan::load_copy(d, &target, &copy_columns);
-    for (files, clear) in batches {
-        let before = plan::load_before(d, &target, &history, &clear, external::FILE_COLUMN);
-        let list: Vec<(String, rows::FileInfo)> = files
+    let job = Job {
+        adapter,
+        options,
+        ext,
+        objects: objects.as_ref(),
+        target: &target,
+        history: &history,
+        load_columns,
+        lock_each: held.is_none(),
+    };
+    let result = if d.copy_from_client() {
+        job.stream_from_client(&batches, &mut out)
+    } else {
+        job.copy_on_server(&file_columns, &found, &batches, &mut out)
+    };
+    drop(held);
+    result?;
+    out.seconds = clock.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// One table's load, once what to load is known.
+struct Job<'a> {
+    adapter: &'a dyn Adapter,
+    options: &'a LoadOptions<'a>,
+    ext: &'a External,
+    objects: &'a dyn ObjectSource,
+    target: &'a str,
+    history: &'a str,
+    /// The file columns loaded (new ones the table lacks left out when ignored).
+    load_columns: Vec<String>,
+    /// Each transaction takes the table's lock (none is held across the load).
+    lock_each: bool,
+}
+
+impl Job<'_> {
+    /// The table's columns a load writes: the file columns, partition
+    /// values, and the metadata columns.
+    fn copy_columns(&self) -> Vec<String> {
+        let mut cols = self.load_columns.clone();
+        cols.extend(self.ext.partitions.iter().map(|p| p.name.clone()));
+        if self.ext.load.metadata_columns {
+            cols.push(external::FILE_COLUMN.into());
+            cols.push(external::LOADED_AT_COLUMN.into());
+        }
+        cols
+    }
+
+    fn loaded_at(&self) -> String {
+        self.options
+            .started_at
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string()
+    }
+
+    fn record(&self, f: &Found, rows: u64) -> String {
+        plan::history_insert(
+            self.adapter.dialect(),
+            self.history,
+            self.target,
+            &FileRecord {
+                key: f.meta.key.clone(),
+                size: f.meta.size,
+                version: f.meta.version.clone(),
+            },
+            &rows.to_string(),
+            self.options.invocation_id,
+        )
+    }
+
+    fn done(&self, files: &[&Found], rows: u64, out: &Mutex<&mut TableOutcome>) {
+        let bytes = files.iter().map(|f| f.meta.size).sum::<u64>();
+        if let Some(p) = self.options.progress {
+            p.files_done
+                .fetch_add(files.len() as u64, Ordering::Relaxed);
+            p.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        }
+        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+        out.files += files.len();
+        out.rows += rows;
+        out.bytes += bytes;
+        out.loaded
+            .extend(files.iter().map(|f| self.objects.display(&f.meta.key)));
+    }
+
+    /// Redshift: one transaction COPYs the new files from S3, each group of
+    /// files sharing partition values through one manifest.
+    fn copy_on_server(
+        &self,
+        file_columns: &[(String, String)],
+        found: &[Found],
+        batches: &[(Vec<&Found>, Clear)],
+        out: &mut TableOutcome,
+    ) -> Result<(), LoadError> {
+        use crate::adapter::dialect::{LoadSource, ObjectCompression, ObjectFormat};
+        let d = self.adapter.dialect();
+        let files: Vec<&Found> = batches
             .iter()
-            .map(|f| (f.meta.key.clone(), file_info(f)))
+            .flat_map(|(f, _)| f.iter().copied())
             .collect();
-        let src = files::source_for(options.project_dir, &ext.location).map_err(LoadError::new)?;
-        let open: rows::Opener = Box::new(move |k: &str| {
-            Ok(rows::Opened {
-                reader: src.open(k)?,
-                path: src.local_path(k),
-            })
-        });
-        let stream = rows::RowStream::new(shape.clone(), list, open);
-        let counts = stream.counts.clone();
-        let mut stream = rows::Prefetch::new(stream, 4);
-        let after = || {
-            files
+        let mut clear = Clear::Nothing;
+        for (_, c) in batches {
+            clear = match (clear, c) {
+                (Clear::All, _) | (_, Clear::All) => Clear::All,
+                (Clear::Files(mut a), Clear::Files(b)) => {
+                    a.extend(b.iter().cloned());
+                    Clear::Files(a)
+                }
+                (Clear::Nothing, c) => c.clone(),
+                (c, Clear::Nothing) => c,
+            };
+        }
+        if files.is_empty() && clear != Clear::All {
+            return Ok(());
+        }
+        let Some(stage) = self.adapter.seed_stage() else {
+            return Err(LoadError::new(format!(
+                "{} loads files with a manifest Strata writes to S3: set s3_staging_dir and iam_role in the profile",
+                d.name()
+            )));
+        };
+        let format = match &self.ext.format {
+            FileFormat::Csv(o) => ObjectFormat::Csv {
+                delimiter: o.delimiter as char,
+                header_rows: o.skip_header_rows as u64,
+            },
+            FileFormat::JsonLines => ObjectFormat::JsonLines,
+            FileFormat::Parquet => ObjectFormat::Parquet,
+        };
+        let compression_of = |key: &str| match (&self.ext.format, self.ext.compression) {
+            (FileFormat::Parquet, _) => ObjectCompression::None,
+            (_, external::Compression::Gzip) => ObjectCompression::Gzip,
+            (_, external::Compression::Zstd) => ObjectCompression::Zstd,
+            (_, external::Compression::Auto) if key.ends_with(".gz") => ObjectCompression::Gzip,
+            (_, external::Compression::Auto) if key.ends_with(".zst") || key.ends_with(".zstd") => {
+                ObjectCompression::Zstd
+            }
+            _ => ObjectCompression::None,
+        };
+        // Parquet is read by position: the files' own columns, in order.
+        let (file_columns, load_columns) = if self.ext.format == FileFormat::Parquet {
+            let Some(first) = files.first().copied().or(found.first()) else {
+                return Ok(());
+            };
+            let text = d.declared_type("text");
+            let cols: Vec<(String, String)> = parquet_columns(self.objects, &first.meta, &text)?
+                .into_iter()
+                .map(|(n, t)| {
+                    let declared = file_columns
+                        .iter()
+                        .find(|(c, _)| c.eq_ignore_ascii_case(&n))
+                        .map(|(_, t)| t.clone());
+                    (n, declared.unwrap_or(t))
+                })
+                .collect();
+            let load: Vec<String> = self
+                .load_columns
                 .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let n = counts
-                        .get(i)
-                        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-                        .unwrap_or(0);
-                    plan::history_insert(
-                        d,
-                        &history,
-                        &target,
-                        &FileRecord {
+                .filter(|c| cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(c)))
+                .cloned()
+                .collect();
+            (cols, load)
+        } else {
+            (file_columns.to_vec(), self.load_columns.clone())
+        };
+        // One COPY per group of files whose rows share the values the files lack.
+        let loaded_at = self.loaded_at();
+        let mut groups: std::collections::BTreeMap<(Vec<String>, String, u8), Vec<&Found>> =
+            Default::default();
+        for f in &files {
+            let key = if self.ext.load.metadata_columns {
+                f.meta.key.clone()
+            } else {
+                String::new()
+            };
+            groups
+                .entry((f.partitions.clone(), key, compression_of(&f.meta.key) as u8))
+                .or_default()
+                .push(f);
+        }
+        let table = self.target.replace(['"', '`'], "");
+        let mut staged = Vec::new();
+        let mut copies = Vec::new();
+        let result = (|| -> Result<Vec<String>, LoadError> {
+            for (i, ((values, key, _), group)) in groups.iter().enumerate() {
+                let objects: Vec<(String, u64)> = group
+                    .iter()
+                    .map(|f| {
+                        (
+                            self.objects
+                                .warehouse_url(&f.meta.key)
+                                .unwrap_or_else(|| self.objects.display(&f.meta.key)),
+                            f.meta.size,
+                        )
+                    })
+                    .collect();
+                let object = stage
+                    .put(
+                        &format!(
+                            "manifests/{}/{table}-{i}.manifest",
+                            self.options.invocation_id
+                        ),
+                        plan::manifest(&objects).as_bytes(),
+                    )
+                    .map_err(|e| {
+                        LoadError::new(format!("writing the load's manifest: {}", e.message))
+                    })?;
+                let mut constants: Vec<(String, String)> = self
+                    .ext
+                    .partitions
+                    .iter()
+                    .zip(values)
+                    .map(|(p, v)| {
+                        (
+                            p.name.clone(),
+                            format!("cast({} as {})", d.quote_literal(v), p.data_type),
+                        )
+                    })
+                    .collect();
+                if self.ext.load.metadata_columns {
+                    constants.push((external::FILE_COLUMN.into(), d.quote_literal(key)));
+                    constants.push((
+                        external::LOADED_AT_COLUMN.into(),
+                        format!(
+                            "cast({} as {})",
+                            d.quote_literal(&loaded_at),
+                            d.timestamp_type()
+                        ),
+                    ));
+                }
+                copies.push(plan::ServerCopy {
+                    source: LoadSource::S3Manifest {
+                        url: object.url.clone(),
+                        iam_role: stage.iam_role().to_string(),
+                        format: format.clone(),
+                        compression: compression_of(&group[0].meta.key),
+                    },
+                    constants,
+                    files: group
+                        .iter()
+                        .map(|f| FileRecord {
                             key: f.meta.key.clone(),
                             size: f.meta.size,
                             version: f.meta.version.clone(),
-                        },
-                        n,
-                        options.invocation_id,
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        match adapter.load_stream(&before, &copy, &mut stream, &after) {
-            Ok(rows) => {
-                out.files += files.len();
-                out.rows += rows;
-                out.bytes += files.iter().map(|f| f.meta.size).sum::<u64>();
-                out.loaded
-                    .extend(files.iter().map(|f| objects.display(&f.meta.key)));
+                        })
+                        .collect(),
+                });
+                staged.push(object);
             }
-            // Another run recorded the file first: its rows are there once.
-            Err(e) if e.sqlstate.as_deref() == Some("23505") && files.len() == 1 => {
-                out.concurrent
-                    .extend(files.iter().map(|f| objects.display(&f.meta.key)));
+            Ok(plan::server_load(
+                d,
+                &plan::ServerLoad {
+                    target: self.target.to_string(),
+                    history: self.history.to_string(),
+                    clear: clear.clone(),
+                    file_columns,
+                    load_columns,
+                    copies: copies.clone(),
+                    invocation_id: self.options.invocation_id.to_string(),
+                },
+                external::FILE_COLUMN,
+            ))
+        })();
+        let statements = match result {
+            Ok(s) => s,
+            Err(e) => {
+                for o in &staged {
+                    stage.remove(o);
+                }
+                return Err(e);
+            }
+        };
+        let result = self.adapter.execute(&Batch::atomic(statements.clone()));
+        let urls: Vec<String> = files
+            .iter()
+            .filter_map(|f| self.objects.warehouse_url(&f.meta.key))
+            .collect();
+        // Why a COPY failed, from the warehouse's load errors.
+        let detail = match &result {
+            Err(e)
+                if e.statement
+                    .and_then(|i| statements.get(i))
+                    .is_some_and(|s| s.starts_with("copy ")) =>
+            {
+                let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+                d.load_errors_sql(&refs)
+                    .and_then(|sql| self.adapter.query(&sql).ok())
+                    .map(|t| {
+                        t.rows
+                            .iter()
+                            .map(|r| {
+                                let at = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                                format!("{}:{}: column {}: {}", at(0), at(1), at(2), at(3))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        for o in &staged {
+            // The manifests have served (or failed); either way they go.
+            stage.remove(o);
+        }
+        match result {
+            Ok(r) => {
+                let rows = statements
+                    .iter()
+                    .zip(&r.rows_affected)
+                    .filter(|(s, _)| s.starts_with("copy "))
+                    .filter_map(|(_, n)| *n)
+                    .sum();
+                self.done(&files, rows, &Mutex::new(out));
+                Ok(())
             }
             Err(e) => {
-                let copy_at = before.len();
-                let mut message = e.message.clone();
-                // COPY names the line of its stream: with one file, the file's line.
-                if e.statement == Some(copy_at) && files.len() == 1 {
-                    if let Some(line) = crate::sql::copy_error_line(&message) {
-                        message = format!(
-                            "{}:{}: {message}",
-                            objects.display(&files[0].meta.key),
-                            line + skip_lines
-                        );
-                    }
+                let at = e.statement.and_then(|i| statements.get(i));
+                if at.is_some_and(|s| s.starts_with("select cast('already loaded: '")) {
+                    // Another run loaded these files while this one waited.
+                    out.concurrent
+                        .extend(files.iter().map(|f| self.objects.display(&f.meta.key)));
+                    return Ok(());
                 }
-                let statement = e.statement.map(|i| match i.cmp(&copy_at) {
-                    std::cmp::Ordering::Less => before.get(i).cloned().unwrap_or_default(),
-                    std::cmp::Ordering::Equal => copy.clone(),
-                    std::cmp::Ordering::Greater => String::new(),
-                });
-                return Err(LoadError {
-                    message: format!(
-                        "{message}\n  (nothing of this batch was loaded; {} file{} loaded before it stay{})",
-                        out.files,
-                        if out.files == 1 { "" } else { "s" },
-                        if out.files == 1 { "s" } else { "" }
-                    ),
-                    statement: statement.filter(|s| !s.is_empty()),
-                });
+                let mut message = e.message.clone();
+                if !detail.is_empty() {
+                    message = format!("{message}\n{}", detail.join("\n"));
+                }
+                Err(LoadError {
+                    message: format!("{message}\n  (nothing of this table's load was committed)"),
+                    statement: at.cloned(),
+                })
             }
         }
     }
-    out.seconds = clock.elapsed().as_secs_f64();
-    Ok(out)
+
+    /// Postgres: the rows stream through `COPY ... FROM STDIN`, each batch in
+    /// a transaction of its own, several batches at once on their own
+    /// connections.
+    fn stream_from_client(
+        &self,
+        batches: &[(Vec<&Found>, Clear)],
+        out: &mut TableOutcome,
+    ) -> Result<(), LoadError> {
+        let d = self.adapter.dialect();
+        let copy_columns = self.copy_columns();
+        let copy = plan::load_copy(d, self.target, &copy_columns);
+        let shape = rows::Shape {
+            format: self.ext.format.clone(),
+            compression: self.ext.compression,
+            columns: self.load_columns.clone(),
+        };
+        let loaded_at = self.loaded_at();
+        let skip_lines = match &self.ext.format {
+            FileFormat::Csv(o) => o.skip_header_rows as u64,
+            _ => 0,
+        };
+        let out = Mutex::new(out);
+        let failure: Mutex<Option<LoadError>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let next = AtomicUsize::new(0);
+        // Without a lock held across the load, transactions of one table
+        // take turns anyway: one at a time.
+        let workers = if self.lock_each {
+            1
+        } else {
+            self.options.file_threads.clamp(1, batches.len().max(1))
+        };
+        let one = |files: &[&Found], clear: &Clear| -> Result<(), LoadError> {
+            let mut before =
+                plan::load_before(d, self.target, self.history, clear, external::FILE_COLUMN);
+            if !self.lock_each {
+                before.remove(0);
+            }
+            let list: Vec<(String, rows::FileInfo)> = files
+                .iter()
+                .map(|f| {
+                    let mut extra = f.partitions.clone();
+                    if self.ext.load.metadata_columns {
+                        extra.push(f.meta.key.clone());
+                        extra.push(loaded_at.clone());
+                    }
+                    let info = rows::FileInfo {
+                        display: self.objects.display(&f.meta.key),
+                        extra,
+                    };
+                    (f.meta.key.clone(), info)
+                })
+                .collect();
+            let src = files::source_for(self.options.project_dir, &self.ext.location)
+                .map_err(LoadError::new)?;
+            let open: rows::Opener = Box::new(move |k: &str| {
+                Ok(rows::Opened {
+                    reader: src.open(k)?,
+                    path: src.local_path(k),
+                })
+            });
+            let mut stream = rows::RowStream::new(shape.clone(), list, open);
+            if let Some(p) = self.options.progress {
+                stream = stream.counting(p.rows.clone());
+            }
+            let counts = stream.counts.clone();
+            let mut stream = rows::Prefetch::new(stream, 4);
+            let after = || {
+                files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let n = counts
+                            .get(i)
+                            .map(|c| c.load(Ordering::Relaxed))
+                            .unwrap_or(0);
+                        self.record(f, n)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            match self
+                .adapter
+                .load_stream(&before, &copy, &mut stream, &after)
+            {
+                Ok(rows) => {
+                    self.done(files, rows, &out);
+                    Ok(())
+                }
+                // Another run recorded the file first: its rows are there once.
+                Err(e) if e.sqlstate.as_deref() == Some("23505") && files.len() == 1 => {
+                    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                    out.concurrent
+                        .extend(files.iter().map(|f| self.objects.display(&f.meta.key)));
+                    Ok(())
+                }
+                Err(e) => {
+                    let copy_at = before.len();
+                    let mut message = e.message.clone();
+                    // COPY names the line of its stream: with one file, the file's line.
+                    if e.statement == Some(copy_at) && files.len() == 1 {
+                        if let Some(line) = crate::sql::copy_error_line(&message) {
+                            message = format!(
+                                "{}:{}: {message}",
+                                self.objects.display(&files[0].meta.key),
+                                line + skip_lines
+                            );
+                        }
+                    }
+                    let statement = e.statement.map(|i| match i.cmp(&copy_at) {
+                        std::cmp::Ordering::Less => before.get(i).cloned().unwrap_or_default(),
+                        std::cmp::Ordering::Equal => copy.clone(),
+                        std::cmp::Ordering::Greater => String::new(),
+                    });
+                    Err(LoadError {
+                        message,
+                        statement: statement.filter(|s| !s.is_empty()),
+                    })
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((files, clear)) = batches.get(i) else {
+                        break;
+                    };
+                    if let Err(e) = one(files, clear) {
+                        stop.store(true, Ordering::SeqCst);
+                        let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+                        f.get_or_insert(e);
+                        break;
+                    }
+                });
+            }
+        });
+        let out = out.into_inner().unwrap_or_else(|p| p.into_inner());
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(mut e) => {
+                let n = out.files;
+                e.message = format!(
+                    "{}\n  (nothing of this file's batch was loaded; {n} other file{} loaded stay{})",
+                    e.message,
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "s" } else { "" }
+                );
+                Err(e)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

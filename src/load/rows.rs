@@ -359,6 +359,8 @@ pub struct RowStream {
     /// Rows written per file, in order, shared with whoever records them.
     pub counts: Arc<Vec<AtomicU64>>,
     file_index: usize,
+    /// Rows written by every stream of the command (a progress bar's count).
+    live: Option<Arc<AtomicU64>>,
 }
 
 impl RowStream {
@@ -374,7 +376,14 @@ impl RowStream {
             pos: 0,
             counts,
             file_index: 0,
+            live: None,
         }
+    }
+
+    /// Also counts the rows written in `rows`.
+    pub fn counting(mut self, rows: Arc<AtomicU64>) -> RowStream {
+        self.live = Some(rows);
+        self
     }
 
     fn bad(info: &FileInfo, line: Option<u64>, msg: impl std::fmt::Display) -> std::io::Error {
@@ -571,6 +580,9 @@ impl RowStream {
                     if let Some(c) = self.counts.get(self.file_index) {
                         c.fetch_add(written, Ordering::Relaxed);
                     }
+                    if let Some(l) = &self.live {
+                        l.fetch_add(written, Ordering::Relaxed);
+                    }
                     continue;
                 }
                 Records::Parquet { rows, index, row } => match rows.next() {
@@ -660,6 +672,9 @@ impl RowStream {
             self.out.push(b'\n');
             if let Some(c) = self.counts.get(self.file_index) {
                 c.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(l) = &self.live {
+                l.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(true)

@@ -101,13 +101,14 @@ pub fn load_copy(d: &dyn Dialect, target: &str, columns: &[String]) -> String {
     d.copy_from(target, &cols, &LoadSource::ClientCsv)
 }
 
-/// The history record of one loaded file, in the load's transaction.
+/// The history record of one loaded file, in the load's transaction;
+/// `rows` is an SQL expression (a count, or the warehouse's last COPY count).
 pub fn history_insert(
     d: &dyn Dialect,
     history: &str,
     target: &str,
     file: &FileRecord,
-    rows: u64,
+    rows: &str,
     invocation_id: &str,
 ) -> String {
     format!(
@@ -119,6 +120,129 @@ pub fn history_insert(
         d.current_timestamp(),
         d.quote_literal(invocation_id)
     )
+}
+
+/// A Redshift manifest listing exactly these objects (url, size). The size
+/// is required for Parquet
+/// (https://docs.aws.amazon.com/redshift/latest/dg/loading-data-files-using-manifest.html).
+pub fn manifest(objects: &[(String, u64)]) -> String {
+    let entries: Vec<serde_json::Value> = objects
+        .iter()
+        .map(|(url, size)| {
+            serde_json::json!({"url": url, "mandatory": true, "meta": {"content_length": size}})
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "entries": entries })).unwrap_or_default()
+}
+
+/// One COPY of a server-side load: the objects of one manifest, and the
+/// values the rows of all of them share (partition values from the paths,
+/// the file key when it is recorded per row), as (column, SQL literal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCopy {
+    pub source: LoadSource,
+    pub constants: Vec<(String, String)>,
+    /// The history records of its files; with one file, its row count is
+    /// the COPY's.
+    pub files: Vec<FileRecord>,
+}
+
+/// A server-side load of one table, as one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLoad {
+    pub target: String,
+    pub history: String,
+    pub clear: Clear,
+    /// The columns of the files as the COPY reads them (name, type): for
+    /// Parquet, every column in the file's order.
+    pub file_columns: Vec<(String, String)>,
+    /// Of those, the ones the table takes.
+    pub load_columns: Vec<String>,
+    pub copies: Vec<ServerCopy>,
+    pub invocation_id: String,
+}
+
+/// The statements of a server-side load: the table's lock; a guard that
+/// fails when a file about to load is recorded already (a concurrent run
+/// loaded it while this one waited for the lock: Redshift enforces no
+/// keys); what is cleared; each COPY, through a temporary table when rows
+/// need values the files lack; and each file's history record.
+pub fn server_load(d: &dyn Dialect, load: &ServerLoad, file_column: &str) -> Vec<String> {
+    let mut out = vec![d.lock_for_update(&load.target)];
+    let files: Vec<&FileRecord> = load.copies.iter().flat_map(|c| &c.files).collect();
+    if load.clear != Clear::All && !files.is_empty() {
+        let keys: Vec<String> = files
+            .iter()
+            .map(|f| d.quote_literal(&format!("{} {}", f.key, f.version)))
+            .collect();
+        out.push(format!(
+            "select cast('already loaded: ' || max(file_key) as integer) from {} where target_relation = {} and file_key || ' ' || file_version in ({})",
+            load.history,
+            d.quote_literal(&load.target),
+            keys.join(", ")
+        ));
+    }
+    out.extend(
+        load_before(d, &load.target, &load.history, &load.clear, file_column)
+            .into_iter()
+            .skip(1),
+    );
+    let quoted =
+        |cols: &[String]| -> Vec<String> { cols.iter().map(|c| d.quote_ident(c)).collect() };
+    let file_names: Vec<String> = load.file_columns.iter().map(|(n, _)| n.clone()).collect();
+    let parquet = load.copies.iter().any(|c| {
+        matches!(
+            c.source,
+            LoadSource::S3Manifest {
+                format: crate::adapter::dialect::ObjectFormat::Parquet,
+                ..
+            }
+        )
+    });
+    for (i, copy) in load.copies.iter().enumerate() {
+        let direct = copy.constants.is_empty() && !parquet && file_names == load.load_columns;
+        if direct {
+            out.push(d.copy_from(&load.target, &quoted(&load.load_columns), &copy.source));
+        } else {
+            let stage = d.quote_ident(&format!("strata_load_stage_{i}"));
+            let defs: Vec<String> = load
+                .file_columns
+                .iter()
+                .map(|(n, t)| format!("{} {t}", d.quote_ident(n)))
+                .collect();
+            out.push(format!("create temp table {stage} ({})", defs.join(", ")));
+            out.push(d.copy_from(&stage, &quoted(&file_names), &copy.source));
+            let mut cols = quoted(&load.load_columns);
+            let mut values = cols.clone();
+            for (c, v) in &copy.constants {
+                cols.push(d.quote_ident(c));
+                values.push(v.clone());
+            }
+            out.push(format!(
+                "insert into {} ({}) select {} from {stage}",
+                load.target,
+                cols.join(", "),
+                values.join(", ")
+            ));
+            out.push(format!("drop table {stage}"));
+        }
+        for f in &copy.files {
+            let rows = if copy.files.len() == 1 {
+                "pg_last_copy_count()"
+            } else {
+                "null"
+            };
+            out.push(history_insert(
+                d,
+                &load.history,
+                &load.target,
+                f,
+                rows,
+                &load.invocation_id,
+            ));
+        }
+    }
+    out
 }
 
 /// Whether a relation kind can take loaded rows.
@@ -163,10 +287,123 @@ mod tests {
                 .join(";\n"),
                 load_before(d, &rel, &h, &Clear::All, "_strata_source_file").join(";\n"),
                 load_copy(d, &rel, &["id".into(), "dt".into()]),
-                history_insert(d, &h, &rel, &f, 3, "inv-1"),
+                history_insert(d, &h, &rel, &f, "3", "inv-1"),
             ]
             .join(";\n\n");
             insta::assert_snapshot!(format!("{}__load", d.name()), text);
         }
+    }
+
+    /// Redshift's load: Parquet partitioned by date through a temporary
+    /// table; CSV straight into the table; JSON lines with the file's key
+    /// per row; each file recorded in the same transaction.
+    #[test]
+    fn server_load_statements() {
+        use crate::adapter::dialect::{ObjectCompression, ObjectFormat, RedshiftDialect};
+        let d = &RedshiftDialect::default() as &dyn Dialect;
+        let t = RelationId::new("analytics", "raw", "transactions");
+        let rec = |k: &str, size: u64| FileRecord {
+            key: k.into(),
+            size,
+            version: format!("\"etag-{size}\""),
+        };
+        let source = |format: ObjectFormat, compression, n: usize| LoadSource::S3Manifest {
+            url: format!(
+                "s3://stage/strata/manifests/inv-1/raw.transactions-{n}-1f2e3d4c.manifest"
+            ),
+            iam_role: "arn:aws:iam::123456789012:role/strata-load".into(),
+            format,
+            compression,
+        };
+        let cols = |c: &[(&str, &str)]| -> Vec<(String, String)> {
+            c.iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect()
+        };
+        let parquet = ServerLoad {
+            target: d.relation(&t),
+            history: history_relation(d, &t),
+            clear: Clear::Nothing,
+            file_columns: cols(&[
+                ("transaction_id", "varchar(65535)"),
+                ("amount", "numeric(18,2)"),
+            ]),
+            load_columns: vec!["transaction_id".into(), "amount".into()],
+            copies: vec![ServerCopy {
+                source: source(ObjectFormat::Parquet, ObjectCompression::None, 0),
+                constants: vec![("dt".into(), "cast('2024-01-02' as date)".into())],
+                files: vec![
+                    rec("dt=2024-01-02/part-0.parquet", 2048),
+                    rec("dt=2024-01-02/part-1.parquet", 1024),
+                ],
+            }],
+            invocation_id: "inv-1".into(),
+        };
+        let m = RelationId::new("analytics", "raw", "merchants");
+        let csv = ServerLoad {
+            target: d.relation(&m),
+            history: history_relation(d, &m),
+            clear: Clear::Files(vec!["merchants-1.csv.gz".into()]),
+            file_columns: cols(&[
+                ("merchant_id", "varchar(65535)"),
+                ("name", "varchar(65535)"),
+            ]),
+            load_columns: vec!["merchant_id".into(), "name".into()],
+            copies: vec![ServerCopy {
+                source: source(
+                    ObjectFormat::Csv {
+                        delimiter: ',',
+                        header_rows: 1,
+                    },
+                    ObjectCompression::Gzip,
+                    0,
+                ),
+                constants: Vec::new(),
+                files: vec![rec("merchants-1.csv.gz", 300)],
+            }],
+            invocation_id: "inv-1".into(),
+        };
+        let c = RelationId::new("analytics", "raw", "customer_profiles");
+        let json = ServerLoad {
+            target: d.relation(&c),
+            history: history_relation(d, &c),
+            clear: Clear::All,
+            file_columns: cols(&[("customer_id", "varchar(65535)"), ("profile", "super")]),
+            load_columns: vec!["customer_id".into(), "profile".into()],
+            copies: vec![ServerCopy {
+                source: source(ObjectFormat::JsonLines, ObjectCompression::Zstd, 0),
+                constants: vec![
+                    (
+                        "_strata_source_file".into(),
+                        "'profiles-1.jsonl.zst'".into(),
+                    ),
+                    (
+                        "_strata_loaded_at".into(),
+                        "cast('2024-01-02 03:04:05.000000' as timestamp)".into(),
+                    ),
+                ],
+                files: vec![rec("profiles-1.jsonl.zst", 512)],
+            }],
+            invocation_id: "inv-1".into(),
+        };
+        let text = [parquet, csv, json]
+            .iter()
+            .map(|l| server_load(d, l, "_strata_source_file").join(";\n"))
+            .collect::<Vec<_>>()
+            .join(";\n\n");
+        insta::assert_snapshot!("redshift__server_load", text);
+        insta::assert_snapshot!(
+            "load_manifest_json",
+            manifest(&[
+                (
+                    "s3://curated/transactions/dt=2024-01-02/part-0.parquet".into(),
+                    2048
+                ),
+                (
+                    "s3://curated/transactions/dt=2024-01-02/part-1.parquet".into(),
+                    1024
+                ),
+            ])
+        );
     }
 }

@@ -30,6 +30,8 @@ struct Statement {
     error: Option<String>,
     has_result_set: bool,
     result_rows: i64,
+    /// Rows affected by each statement of a batch.
+    sub_rows: Vec<i64>,
     columns: Vec<(String, String)>,
     rows: Vec<Vec<Option<String>>>,
     sub: Vec<(String, &'static str)>,
@@ -191,6 +193,166 @@ fn s3_copy(sql: &str) -> Option<(String, String, String)> {
     let end = rest.find('\'')?;
     let (bucket, key) = rest[..end].split_once('/')?;
     Some((sql[..from].to_string(), bucket.to_string(), key.to_string()))
+}
+
+/// A `COPY ... FROM 's3://…manifest' ... MANIFEST` as Redshift runs it:
+/// every object the manifest lists, read in the COPY's format (decoded by
+/// Strata's own readers, which turn each format into CSV), becomes one
+/// INSERT of its rows that also leaves the count where the catalog shim's
+/// `pg_last_copy_count()` reads it. A missing object or unreadable data
+/// fails the statement, as the COPY would.
+fn manifest_copy(sql: &str, root: &std::path::Path) -> Option<String> {
+    let lower = sql.to_lowercase();
+    if !lower.starts_with("copy ") || !lower.contains(" manifest") {
+        return None;
+    }
+    let (head, bucket, key) = s3_copy(sql)?;
+    Some(
+        match manifest_insert(&lower, &head, &root.join(&bucket).join(&key), root) {
+            Ok(stmt) => stmt,
+            Err(e) => format!(
+                "do $$ begin raise exception '%', '{}'; end $$",
+                e.replace('\'', "''")
+            ),
+        },
+    )
+}
+
+fn manifest_insert(
+    lower: &str,
+    head: &str,
+    manifest: &std::path::Path,
+    root: &std::path::Path,
+) -> Result<String, String> {
+    use strata::load::rows;
+    use strata::manifest::external::{Compression, CsvOptions, FileFormat};
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("S3ServiceException: the manifest does not exist ({e})"))?;
+    let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let head = head.trim_start_matches("copy ").trim();
+    let (table, listed) = match head.split_once(" (") {
+        Some((t, cols)) => (
+            t.trim().to_string(),
+            cols.trim_end_matches(')')
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_string())
+                .collect::<Vec<_>>(),
+        ),
+        None => (head.to_string(), Vec::new()),
+    };
+    let option = |name: &str| {
+        lower
+            .split(&format!(" {name} '"))
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .map(str::to_string)
+    };
+    let format = if lower.contains("format as parquet") {
+        FileFormat::Parquet
+    } else if lower.contains("format as json") {
+        FileFormat::JsonLines
+    } else {
+        FileFormat::Csv(CsvOptions {
+            delimiter: option("delimiter")
+                .and_then(|d| d.bytes().next())
+                .unwrap_or(b','),
+            skip_header_rows: lower
+                .split(" ignoreheader ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        })
+    };
+    let compression = if lower.contains(" gzip") {
+        Compression::Gzip
+    } else if lower.contains(" zstd") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    let mut values: Vec<serde_json::Value> = Vec::new();
+    let mut columns = listed.clone();
+    for entry in m["entries"].as_array().cloned().unwrap_or_default() {
+        let url = entry["url"].as_str().unwrap_or_default();
+        let (b, k) = url
+            .trim_start_matches("s3://")
+            .split_once('/')
+            .ok_or("bad url")?;
+        let path = root.join(b).join(k);
+        if !path.exists() {
+            return Err(format!(
+                "S3ServiceException: the object {url} does not exist"
+            ));
+        }
+        if format == FileFormat::Parquet {
+            // By position: the file's own columns.
+            use parquet::file::reader::{FileReader, SerializedFileReader};
+            let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            let r = SerializedFileReader::new(f).map_err(|e| e.to_string())?;
+            columns = r
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .root_schema()
+                .get_fields()
+                .iter()
+                .map(|f| f.name().to_string())
+                .collect();
+        }
+        // Redshift matches CSV columns by position; the fixtures' headers
+        // name them as the column list does.
+        let shape = rows::Shape {
+            format: format.clone(),
+            compression,
+            columns: columns.clone(),
+        };
+        let open: rows::Opener = Box::new(move |_k: &str| {
+            Ok(rows::Opened {
+                reader: Box::new(std::fs::File::open(&path)?),
+                path: Some(path.clone()),
+            })
+        });
+        let info = rows::FileInfo {
+            display: url.to_string(),
+            extra: Vec::new(),
+        };
+        let mut csv_text = String::new();
+        std::io::Read::read_to_string(
+            &mut rows::RowStream::new(shape, vec![(k.to_string(), info)], open),
+            &mut csv_text,
+        )
+        .map_err(|e| format!("Load into table failed: {e}"))?;
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(csv_text.as_bytes());
+        for rec in r.records() {
+            let rec = rec.map_err(|e| e.to_string())?;
+            let row: serde_json::Map<String, serde_json::Value> = columns
+                .iter()
+                .zip(rec.iter())
+                .map(|(c, v)| {
+                    let v = if v.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        serde_json::Value::String(v.to_string())
+                    };
+                    (c.clone(), v)
+                })
+                .collect();
+            values.push(serde_json::Value::Object(row));
+        }
+    }
+    // Typed by the table's row type, counted as the COPY's rows.
+    let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+    let json = serde_json::Value::Array(values.clone()).to_string();
+    Ok(format!(
+        "insert into {table} ({cols}) select {cols} from json_populate_recordset(null::{table}, '{}'), \
+         (select set_config('strata_test.last_copy_count', '{}', true)) as counted",
+        json.replace('\'', "''"),
+        values.len(),
+        cols = cols.join(", ")
+    ))
 }
 
 fn connect(db: &str) -> PostgresAdapter {
@@ -467,6 +629,7 @@ impl Server {
                             columns: Vec::new(),
                             rows: Vec::new(),
                             sub: Vec::new(),
+                            sub_rows: Vec::new(),
                             adapter: Some(adapter.clone()),
                         },
                     );
@@ -485,7 +648,12 @@ impl Server {
                 let server = self.clone();
                 let batch = op == "BatchExecuteStatement";
                 let run_id = id.clone();
-                std::thread::spawn(move || server.run(&run_id, &adapter, sqls, batch));
+                std::thread::spawn(move || {
+                    server.run(&run_id, &adapter, sqls, batch);
+                    // Done: a connection outside a session closes, as
+                    // Redshift's does (cancel has nothing left to reach).
+                    server.update(&run_id, |x| x.adapter = None);
+                });
                 if lose {
                     return Self::error(500, "InternalServerException", "the response was lost");
                 }
@@ -504,7 +672,7 @@ impl Server {
                     .sub
                     .iter()
                     .enumerate()
-                    .map(|(i, (q, status))| json!({"Id": format!("{id}:{}", i + 1), "QueryString": q, "Status": status}))
+                    .map(|(i, (q, status))| json!({"Id": format!("{id}:{}", i + 1), "QueryString": q, "Status": status, "ResultRows": x.sub_rows.get(i).copied().unwrap_or(-1)}))
                     .collect();
                 (
                     200,
@@ -595,8 +763,15 @@ impl Server {
         if batch {
             // A COPY from S3 runs as Redshift would: the object's rows go
             // into the table inside the batch's transaction.
-            let copy_at = sqls.iter().position(|q| s3_copy(q).is_some());
             let root = self.s3_root.lock().unwrap().clone();
+            let sqls: Vec<String> = match &root {
+                Some(root) => sqls
+                    .iter()
+                    .map(|q| manifest_copy(q, root).unwrap_or_else(|| q.clone()))
+                    .collect(),
+                None => sqls,
+            };
+            let copy_at = sqls.iter().position(|q| s3_copy(q).is_some());
             let result = match (copy_at, root) {
                 (Some(i), Some(root)) => {
                     let (head, bucket, key) = s3_copy(&sqls[i]).unwrap();
@@ -622,9 +797,14 @@ impl Server {
                 _ => adapter.execute(&Batch::atomic(sqls.clone())),
             };
             self.update(id, |x| match result {
-                Ok(_) => {
+                Ok(r) => {
                     x.status = "FINISHED";
                     x.sub = sqls.iter().map(|q| (q.clone(), "FINISHED")).collect();
+                    x.sub_rows = r
+                        .rows_affected
+                        .iter()
+                        .map(|n| n.map(|n| n as i64).unwrap_or(-1))
+                        .collect();
                 }
                 Err(e) => {
                     let failed = e.statement.unwrap_or(0);

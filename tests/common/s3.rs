@@ -57,3 +57,33 @@ pub fn start(buckets: &[&str]) -> S3 {
         _dir: dir,
     }
 }
+
+#[cfg(feature = "aws")]
+impl S3 {
+    /// Puts an object through the AWS SDK (signed, as any client would).
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let creds =
+                aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test");
+            let config = aws_sdk_s3::config::Builder::new()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .credentials_provider(creds)
+                .endpoint_url(&self.url)
+                .force_path_style(true)
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+}
