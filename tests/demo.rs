@@ -42,18 +42,57 @@ fn demo_builds_and_keeps_customer_history() {
     assert_eq!(psql(&db, "select amount || ' ' || currency from payments_staging.stg_transactions where transaction_id = 't-0003'"), "1234.56 USD");
     assert_eq!(psql(&db, "select created_at from payments_staging.stg_transactions where transaction_id = 't-0002'"), "2024-03-01 11:20:00");
     assert_eq!(psql(&db, "select billing_country || '/' || notify_by_sms from payments_core.dim_customers where customer_id = 'c-002'"), "US/true");
-    // A customer changes tier: a second version; old facts keep the old version.
-    let seed = std::fs::read_to_string(dir.path().join("seeds/raw_customers.csv")).unwrap();
+    // The curated files loaded first, each recorded once.
+    assert!(
+        r.stderr
+            .contains("OK loaded source curated.transactions: 8 files, 18 rows"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from payments_raw._strata_load_history"
+        ),
+        "10"
+    );
+    // A customer changes tier in the next full delivery of profiles (the
+    // table follows it: `mode: replace`), and a second drop of transactions
+    // arrives for a new day: only that file loads.
+    let profiles = dir
+        .path()
+        .join("data/curated/customers/profiles-2024-03-01.jsonl");
+    let text = std::fs::read_to_string(&profiles).unwrap();
     std::fs::write(
-        dir.path().join("seeds/raw_customers.csv"),
-        seed.replace("\"\"tier\"\": \"\"bronze\"\"", "\"\"tier\"\": \"\"gold\"\""),
+        &profiles,
+        text.replace("\"tier\": \"bronze\"", "\"tier\": \"gold\""),
     )
     .unwrap();
+    curated::write_transactions(
+        "transaction_id,customer_id,merchant_id,amount,currency,status,created_at,ingested_at\n\
+         t-0100,c-004,m-01,$20.00,USD,settled,2024-03-10 09:00:00,2024-03-10 09:01:00\n\
+         t-0101,c-001,m-02,€12.00,EUR,settled,2024-03-10 10:00:00,2024-03-10 10:00:30\n",
+        &dir.path().join("data/curated/transactions"),
+        2,
+    );
     let r = strata(dir.path(), &["build"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         psql(&db, "select string_agg(tier || ':' || is_current, ',' order by valid_from) from payments_core.dim_customers where customer_id = 'c-004'"),
         "bronze:false,gold:true"
+    );
+    assert!(
+        r.stderr
+            .contains("OK loaded source curated.transactions: 1 file, 2 rows"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) from payments_staging.stg_transactions"
+        ),
+        "17"
     );
     assert_eq!(
         psql(&db, "select count(distinct customer_sk) from payments_core.fact_transactions where customer_id = 'c-004'"),

@@ -103,6 +103,12 @@ fn the_demo_plans_for_redshift_offline_in_sql_redshift_parses() {
     let p = dir.path();
     let r = strata(p, &["compile", "-t", "redshift"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The curated layer is read from S3 on Redshift.
+    let manifest = read(p, "target/strata/manifest.json");
+    assert!(
+        manifest.contains("\"location\":\"s3://payments-curated/transactions/\""),
+        "the redshift target's sources point at S3"
+    );
     let r = strata(p, &["build", "-t", "redshift", "--dry-run", "--offline"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(!p.join("target/strata/run_results.json").exists());

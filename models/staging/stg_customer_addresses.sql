@@ -15,6 +15,6 @@ select
     {{ json_array_item_text('c.profile', 'addresses', 'p.i', 'type') }} as address_type,
     {{ json_array_item_text('c.profile', 'addresses', 'p.i', 'city') }} as city,
     {{ json_array_item_text('c.profile', 'addresses', 'p.i', 'country') }} as country
-from {{ ref('raw_customers') }} as c
+from {{ source('curated', 'customers') }} as c
 join positions as p
     on p.i < {{ json_array_length('c.profile', 'addresses') }}

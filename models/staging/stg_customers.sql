@@ -9,4 +9,4 @@ select
     coalesce({{ json_text('profile', ['preferences', 'notifications', 'email']) }} = 'true', false) as notify_by_email,
     coalesce({{ json_text('profile', ['preferences', 'notifications', 'sms']) }} = 'true', false) as notify_by_sms,
     {{ json_array_length('profile', 'addresses') }} as address_count
-from {{ ref('raw_customers') }}
+from {{ source('curated', 'customers') }}

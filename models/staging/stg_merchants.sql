@@ -4,4 +4,4 @@ select
     category,
     upper(country) as country,
     onboarded_at::date as onboarded_at
-from {{ ref('raw_merchants') }}
+from {{ source('curated', 'merchants') }}

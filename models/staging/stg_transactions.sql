@@ -3,7 +3,7 @@
 -- One row per transaction: the processor retries deliveries, so the latest
 -- ingested copy wins.
 with deduplicated as (
-    {{ deduplicate(ref('raw_transactions'), 'transaction_id', 'ingested_at desc') }}
+    {{ deduplicate(source('curated', 'transactions'), 'transaction_id', 'ingested_at desc') }}
 )
 
 select

@@ -158,6 +158,9 @@ pub fn run(
     let mut sql = compiled.pre_injected.clone();
     let mut ctes: Vec<(String, String)> = compiled.extra_ctes.clone();
     for (i, g) in u.given.iter().enumerate() {
+        // Types the warehouse does not know yet (a source not loaded yet)
+        // come from the declared columns.
+        let mut declared: Vec<Column> = Vec::new();
         let (rendered, schema, ident) = if let Some(r) = g.refs.first() {
             let (uid, rendered, eph) = compiler
                 .resolver()
@@ -180,6 +183,16 @@ pub fn run(
                 .ok_or_else(|| {
                     config_error(format!("given input {} is not a defined source", g.input))
                 })?;
+            declared = src
+                .columns
+                .values()
+                .filter_map(|c| {
+                    Some(Column {
+                        name: c.name.clone(),
+                        data_type: c.data_type.clone()?,
+                    })
+                })
+                .collect();
             (
                 src.relation_name.clone(),
                 src.schema.clone(),
@@ -188,7 +201,10 @@ pub fn run(
         };
         let name = format!("__dbt__unit_given_{i}");
         sql = sql.replace(&rendered, &name);
-        let columns = adapter.columns_of(&schema, &ident).unwrap_or_default();
+        let mut columns = adapter.columns_of(&schema, &ident).unwrap_or_default();
+        if columns.is_empty() {
+            columns = declared;
+        }
         ctes.push((
             name.clone(),
             format!(

@@ -313,8 +313,18 @@ pub fn load_table(
         }
     }
 
-    let replace_all = options.full_refresh || ext.load.mode == LoadMode::Replace;
+    // `replace` reloads the table when any file is new, changed or gone.
     let mut out = TableOutcome::default();
+    let replace_all = options.full_refresh
+        || (ext.load.mode == LoadMode::Replace
+            && (loaded.len() != found.len()
+                || found.iter().any(|f| {
+                    loaded.get(&f.meta.key) != Some(&(f.meta.size, f.meta.version.clone()))
+                })));
+    if ext.load.mode == LoadMode::Replace && !replace_all {
+        out.seconds = clock.elapsed().as_secs_f64();
+        return Ok(out);
+    }
     let mut todo: Vec<&Found> = Vec::new();
     let mut reload: Vec<String> = Vec::new();
     for f in &found {

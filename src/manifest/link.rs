@@ -994,7 +994,21 @@ impl Linker<'_> {
             ));
         }
         let relation_name = RelationName::new(&database, &schema, &identifier, q).render();
-        let external = match &t.external {
+        // The location may depend on the target (`s3://` on Redshift, a
+        // local directory on a laptop), as dbt renders source properties.
+        let external_yaml = match &t.external {
+            Some(Yaml::Mapping(m)) => {
+                let mut m = m.clone();
+                if let Some(Yaml::String(l)) = m.get_mut("location") {
+                    if l.contains("{{") || l.contains("{%") {
+                        *l = self.render_str(l)?;
+                    }
+                }
+                Some(Yaml::Mapping(m))
+            }
+            other => other.clone(),
+        };
+        let external = match &external_yaml {
             Some(y) => crate::manifest::external::External::parse(y).map_err(|e| {
                 Diagnostic::new(
                     DiagKind::Config,
@@ -1032,7 +1046,10 @@ impl Linker<'_> {
             original_file_path: f.id.path.clone(),
             fqn,
             relation_name,
-            external_raw: t.external.as_ref().map(yaml_to_json).unwrap_or(Json::Null),
+            external_raw: external_yaml
+                .as_ref()
+                .map(yaml_to_json)
+                .unwrap_or(Json::Null),
             external,
         })
     }

@@ -41,6 +41,7 @@ pub fn copy_demo(with_profiles: bool) -> tempfile::TempDir {
         "snapshots",
         "data_tests",
         "analyses",
+        "data",
     ];
     let profiles = with_profiles.then_some("profiles.yml");
     for item in items.into_iter().chain(profiles) {
@@ -195,3 +196,4 @@ pub fn write_parquet(path: &std::path::Path, first: i32, n: i32) {
     }
     w.close().unwrap();
 }
+pub mod curated;
