@@ -182,25 +182,15 @@ fn parquet_columns(
             src.display(&first.key)
         ))
     };
-    let metadata = match src.local_path(&first.key) {
-        Some(p) => {
-            let f = std::fs::File::open(&p).map_err(|e| bad(e.to_string()))?;
-            SerializedFileReader::new(f)
-                .map_err(|e| bad(e.to_string()))?
-                .metadata()
-                .clone()
-        }
-        None => {
-            let mut buf = Vec::new();
-            src.open(&first.key)
-                .and_then(|mut r| r.read_to_end(&mut buf))
-                .map_err(|e| bad(e.to_string()))?;
-            SerializedFileReader::new(bytes::Bytes::from(buf))
-                .map_err(|e| bad(e.to_string()))?
-                .metadata()
-                .clone()
-        }
+    let opened = rows::Opened {
+        reader: src.open(&first.key).map_err(|e| bad(e.to_string()))?,
+        path: src.local_path(&first.key),
     };
+    let file = rows::parquet_file(opened).map_err(|e| bad(e.to_string()))?;
+    let metadata = SerializedFileReader::new(file)
+        .map_err(|e| bad(e.to_string()))?
+        .metadata()
+        .clone();
     let schema = metadata.file_metadata().schema_descr();
     Ok(schema
         .root_schema()

@@ -190,28 +190,42 @@ fn batch_cell(col: &dyn arrow_array::Array, i: usize, out: &mut Vec<u8>) {
 
 /// The rows of a Parquet file, a row group at a time: a local file is read
 /// in place, any other is held in memory while it loads.
-fn parquet_rows(opened: Opened) -> Result<parquet::record::reader::RowIter<'static>, String> {
+fn parquet_rows(file: std::fs::File) -> Result<parquet::record::reader::RowIter<'static>, String> {
     use parquet::file::reader::SerializedFileReader;
-    let reader: Box<dyn parquet::file::reader::FileReader> = match opened.path {
-        Some(p) => {
-            let f = std::fs::File::open(&p).map_err(|e| e.to_string())?;
-            Box::new(SerializedFileReader::new(f).map_err(|e| e.to_string())?)
-        }
-        None => {
-            let mut buf = Vec::new();
-            let mut r = opened.reader;
-            r.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-            Box::new(SerializedFileReader::new(bytes::Bytes::from(buf)).map_err(|e| e.to_string())?)
-        }
-    };
+    let reader: Box<dyn parquet::file::reader::FileReader> =
+        Box::new(SerializedFileReader::new(file).map_err(|e| e.to_string())?);
     Ok(parquet::record::reader::RowIter::from_file_into(reader))
+}
+
+/// A Parquet file to read by seeking (its footer first): the local file
+/// itself, or a remote object spooled to an unlinked temporary file, so
+/// memory stays flat however large the object is.
+pub fn parquet_file(opened: Opened) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    if let Some(p) = opened.path {
+        return std::fs::File::open(p);
+    }
+    static SPOOLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SPOOLED.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("strata-load-{}-{n}.parquet", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    // Unlinked at once: the space is freed when the file closes, even on a crash.
+    let _ = std::fs::remove_file(&path);
+    let mut reader = opened.reader;
+    std::io::copy(&mut reader, &mut file)?;
+    file.rewind()?;
+    Ok(file)
 }
 
 /// A record batch reader over the file, when every loaded column has a
 /// type [`batch_cell`] writes; else the file back, for the row reader.
 #[allow(clippy::type_complexity)]
 fn parquet_batches(
-    opened: Opened,
+    file: std::fs::File,
     columns: &[String],
 ) -> Result<
     Result<
@@ -219,7 +233,7 @@ fn parquet_batches(
             parquet::arrow::arrow_reader::ParquetRecordBatchReader,
             Vec<Option<usize>>,
         ),
-        Opened,
+        std::fs::File,
     >,
     String,
 > {
@@ -240,36 +254,14 @@ fn parquet_batches(
             .all(|i| batch_supported(schema.field(*i).data_type()))
             .then_some(index)
     };
-    match opened.path.clone() {
-        Some(p) => {
-            let f = std::fs::File::open(&p).map_err(|e| e.to_string())?;
-            let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
-            match index_of(b.schema()) {
-                Some(index) => Ok(Ok((
-                    b.with_batch_size(8192).build().map_err(|e| e.to_string())?,
-                    index,
-                ))),
-                None => Ok(Err(opened)),
-            }
-        }
-        None => {
-            let mut buf = Vec::new();
-            let mut r = opened.reader;
-            r.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-            let bytes = bytes::Bytes::from(buf);
-            let b = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-                .map_err(|e| e.to_string())?;
-            match index_of(b.schema()) {
-                Some(index) => Ok(Ok((
-                    b.with_batch_size(8192).build().map_err(|e| e.to_string())?,
-                    index,
-                ))),
-                None => Ok(Err(Opened {
-                    reader: Box::new(std::io::Cursor::new(bytes)),
-                    path: None,
-                })),
-            }
-        }
+    let again = file.try_clone().map_err(|e| e.to_string())?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    match index_of(b.schema()) {
+        Some(index) => Ok(Ok((
+            b.with_batch_size(8192).build().map_err(|e| e.to_string())?,
+            index,
+        ))),
+        None => Ok(Err(again)),
     }
 }
 
@@ -403,7 +395,9 @@ impl RowStream {
         if self.shape.format == FileFormat::Parquet {
             let bad =
                 |e: String| Self::bad(&info, None, format!("not a readable Parquet file: {e}"));
-            let opened = match parquet_batches(opened, &self.shape.columns).map_err(bad)? {
+            let file = parquet_file(opened)
+                .map_err(|e| Self::bad(&info, None, format!("cannot read: {e}")))?;
+            let file = match parquet_batches(file, &self.shape.columns).map_err(bad)? {
                 Ok((reader, index)) => {
                     self.current = Some((
                         info,
@@ -418,9 +412,9 @@ impl RowStream {
                     return Ok(true);
                 }
                 // Types the batch path does not write: row by row.
-                Err(opened) => opened,
+                Err(file) => file,
             };
-            let rows = parquet_rows(opened)
+            let rows = parquet_rows(file)
                 .map_err(|e| Self::bad(&info, None, format!("not a readable Parquet file: {e}")))?;
             self.current = Some((
                 info,
