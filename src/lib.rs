@@ -44,7 +44,7 @@ pub fn run(mut cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
         Command::Ls(a) => commands::ls::run(a),
         Command::Run(a) => commands::run::run(a, interrupt),
         Command::Seed(a) => commands::run::seed(a, interrupt),
-        Command::Load(a) => commands::load::run(a),
+        Command::Load(a) => commands::load::run(a, interrupt),
         Command::Build(a) => commands::run::build(a, interrupt),
         Command::Snapshot(a) => commands::run::snapshot(a, interrupt),
         Command::Test(a) => commands::run::test(a, interrupt),

@@ -407,6 +407,46 @@ fn concurrent_and_killed_loaders_load_every_row_once() {
         ),
         format!("{n},{n}", n = expected + 400_000)
     );
+
+    // Ctrl-C while a big file streams: the load stops (exit 130), its
+    // transaction rolls back, and the next load takes the file whole.
+    let mut big = String::from("merchant_id,merchant_name\n");
+    for i in 0..400_000 {
+        big.push_str(&format!("{},int_{i}\n", 600_000 + i));
+    }
+    write(p, "curated/merchants/zz_int.csv", &big);
+    let child = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let before = expected + 400_000;
+    let after_int: i64 = psql(&db, "select count(*) from raw.merchants")
+        .parse()
+        .unwrap();
+    if after_int == before {
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        // The signal came after the commit.
+        assert_eq!(after_int, before + 400_000, "all or nothing");
+    }
+    let r = strata(p, &["load", "-s", "source:curated.merchants"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        psql(
+            &db,
+            "select count(*) || ',' || count(distinct merchant_id) from raw.merchants"
+        ),
+        format!("{n},{n}", n = before + 400_000)
+    );
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-pub fn run(args: &LoadArgs) -> Result<Outcome> {
+pub fn run(args: &LoadArgs, interrupt: &crate::engine::Interrupt) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
     let m = &s.parsed.manifest;
     let selected = s.select()?;
@@ -49,7 +49,17 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
         .threads
         .unwrap_or(s.project.target.threads)
         .max(1);
-    let adapter = adapter::connect(&s.project.dir, &s.project.target, Some(threads))?;
+    let adapter: std::sync::Arc<dyn adapter::Adapter> =
+        adapter::connect(&s.project.dir, &s.project.target, Some(threads))?;
+    // Ctrl-C cancels the statements in flight: each file's transaction
+    // rolls back, and what was committed stays.
+    let _cancel = {
+        let adapter = adapter.clone();
+        interrupt.on_trigger(move || adapter.cancel_all())
+    };
+    if interrupt.is_set() {
+        return Ok(Outcome::Interrupted);
+    }
     let done = load_sources(&s, &sources, adapter.as_ref(), threads, args.dry_run);
     if !args.dry_run {
         std::fs::create_dir_all(&s.target_dir)?;
@@ -62,7 +72,9 @@ pub fn run(args: &LoadArgs) -> Result<Outcome> {
             json!({"which": "load", "select": args.common.select, "full_refresh": args.common.full_refresh}),
         )?;
     }
-    Ok(if done.failed.is_empty() {
+    Ok(if interrupt.is_set() {
+        Outcome::Interrupted
+    } else if done.failed.is_empty() {
         Outcome::Success
     } else {
         Outcome::Failed

@@ -139,6 +139,12 @@ pub fn execute(
                 .threads
                 .unwrap_or(s.project.target.threads)
                 .max(1);
+            // Ctrl-C during the loads cancels them (each file's transaction
+            // rolls back); the engine then starts nothing.
+            let _cancel = {
+                let adapter = adapter.clone();
+                interrupt.on_trigger(move || adapter.cancel_all())
+            };
             loaded =
                 super::load::load_sources(&s, &sources, adapter.as_ref(), threads, args.dry_run);
             for id in &loaded.failed {

@@ -1,9 +1,11 @@
 //! `strata load`: a source table's files (its `external:` block) loaded
-//! into the table exactly once. Each load transaction takes the table's lock,
-//! streams the new files' rows and records each file in the load-history
-//! table; the history's key makes a concurrent loader's second record of a
-//! file fail and roll back. A crash at any point leaves every file either
-//! loaded and recorded or neither, and the next load takes exactly the rest.
+//! into the table exactly once. A load holds the table's lock throughout
+//! (Postgres: on a connection of its own, while the files stream through
+//! `COPY ... FROM STDIN` in parallel, one transaction each; Redshift: in the
+//! one transaction that COPYs the new files from S3 through a manifest), and
+//! records each file in the load-history table in the transaction that
+//! loads it. A crash at any point leaves every file either loaded and
+//! recorded or neither, and the next load takes exactly the rest.
 
 pub mod files;
 pub mod rows;
