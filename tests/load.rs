@@ -582,6 +582,11 @@ fn parquet_files_load_with_their_types() {
         psql(&db, "select string_agg(id || '|' || coalesce(currency, 'null') || '|' || amount_cents || '|' || booked || '|' || dt, ' ' order by id) from raw.tx where id in (1, 2, 100)"),
         "1|EUR|105|2024-01-01|2024-01-01 2|null|205|2024-01-01|2024-01-01 100|null|10005|2024-01-01|2024-01-02"
     );
+    // An empty file has no rows: recorded, nothing read.
+    write(p, "curated/tx/dt=2024-01-04/part-0.parquet", "");
+    let r = strata(p, &["load"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("1 file, 0 rows"), "{}", r.stderr);
     // A corrupt file is named, and nothing of it loads.
     write(
         p,

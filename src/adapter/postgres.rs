@@ -156,6 +156,10 @@ struct Pool {
     idle: Vec<Conn>,
     open: usize,
     cancels: Vec<CancelToken>,
+    /// Connections outside the pool holding a lock (`hold_lock`), by id:
+    /// cancelled too, so Ctrl-C ends a wait for a lock.
+    held: Vec<(u64, CancelToken)>,
+    next_held: u64,
 }
 
 pub struct PostgresAdapter {
@@ -241,6 +245,8 @@ impl PostgresAdapter {
             stage: None,
             rt,
             pool: Mutex::new(Pool {
+                held: Vec::new(),
+                next_held: 0,
                 idle: Vec::new(),
                 open: 0,
                 cancels: Vec::new(),
@@ -435,12 +441,16 @@ impl PostgresAdapter {
 struct HeldPgLock<'a> {
     adapter: &'a PostgresAdapter,
     conn: Option<Conn>,
+    id: u64,
 }
 
 impl super::HeldLock for HeldPgLock<'_> {}
 
 impl Drop for HeldPgLock<'_> {
     fn drop(&mut self) {
+        if let Ok(mut p) = self.adapter.pool.lock() {
+            p.held.retain(|(id, _)| *id != self.id);
+        }
         if let Some(conn) = self.conn.take() {
             let _ = self
                 .adapter
@@ -708,16 +718,30 @@ impl Adapter for PostgresAdapter {
     fn hold_lock(&self, lock: &str) -> Result<Option<Box<dyn super::HeldLock + '_>>, AdapterError> {
         self.refuse_if_cancelled()?;
         let conn = self.connect()?;
-        self.rt
-            .block_on(conn.client.batch_execute("begin"))
-            .map_err(|e| err(e, None))?;
-        self.rt
-            .block_on(conn.client.simple_query(lock))
-            .map_err(|e| err(e, Some(0)))?;
-        Ok(Some(Box::new(HeldPgLock {
+        let id = {
+            let mut p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            p.next_held += 1;
+            let id = p.next_held;
+            p.held.push((id, conn.cancel.clone()));
+            id
+        };
+        // From here the guard owns the connection: an error drops it, which
+        // rolls back and unregisters.
+        let held = HeldPgLock {
             adapter: self,
             conn: Some(conn),
-        })))
+            id,
+        };
+        if let Some(c) = &held.conn {
+            self.rt
+                .block_on(c.client.batch_execute("begin"))
+                .map_err(|e| err(e, None))?;
+            self.rt
+                .block_on(c.client.simple_query(lock))
+                .map_err(|e| err(e, Some(0)))?;
+        }
+        self.refuse_if_cancelled()?;
+        Ok(Some(Box::new(held)))
     }
 
     fn seed_stage(&self) -> Option<&dyn super::ObjectStage> {
@@ -729,7 +753,11 @@ impl Adapter for PostgresAdapter {
         let cancels = self
             .pool
             .lock()
-            .map(|p| p.cancels.clone())
+            .map(|p| {
+                let mut all = p.cancels.clone();
+                all.extend(p.held.iter().map(|(_, c)| c.clone()));
+                all
+            })
             .unwrap_or_default();
         for c in cancels {
             match self.settings.tls {

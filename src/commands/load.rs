@@ -144,7 +144,9 @@ pub(super) fn load_sources(
         started_at: s.started_at,
         full_refresh: s.args.full_refresh,
         dry_run,
-        file_threads: threads,
+        // Tables load `threads` at a time; their files share the rest of
+        // the connections, so no more readers start than can be sent.
+        file_threads: (threads / threads.min(sources.len()).max(1)).max(1),
         progress: Some(&progress),
     };
     let total = sources.len();
@@ -249,10 +251,17 @@ pub(super) fn load_sources(
                     .push(result);
             }));
         }
+        let mut panicked = None;
         for w in workers {
-            let _ = w.join();
+            if let Err(p) = w.join() {
+                panicked.get_or_insert(p);
+            }
         }
         finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A bug, not a load error: it must not end as a success.
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
     });
     Loaded {
         results: results.into_inner().unwrap_or_else(|p| p.into_inner()),

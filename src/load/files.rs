@@ -30,6 +30,15 @@ pub trait ObjectSource: Send + Sync {
     }
     /// How to name a file to the user.
     fn display(&self, key: &str) -> String;
+    /// The last `len` bytes of a file (all of it when shorter): a Parquet
+    /// footer, without reading the rest.
+    fn read_tail(&self, key: &str, size: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let _ = size;
+        let mut all = Vec::new();
+        self.open(key)?.read_to_end(&mut all)?;
+        let start = all.len().saturating_sub(len as usize);
+        Ok(all.split_off(start))
+    }
     /// How the warehouse names the file when it reads it itself (`s3://`).
     fn warehouse_url(&self, _key: &str) -> Option<String> {
         None
@@ -245,6 +254,32 @@ mod s3 {
 
         fn warehouse_url(&self, key: &str) -> Option<String> {
             Some(self.display(key))
+        }
+
+        fn read_tail(&self, key: &str, size: u64, len: u64) -> std::io::Result<Vec<u8>> {
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            // An explicit range: some S3-compatible stores refuse a suffix
+            // longer than the object.
+            let start = size.saturating_sub(len);
+            let got = self.rt.block_on(async {
+                let o = self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(format!("{}{key}", self.prefix))
+                    .range(format!("bytes={start}-{}", size - 1))
+                    .send()
+                    .await
+                    .map_err(|e| crate::adapter::aws_message(&e))?;
+                o.body
+                    .collect()
+                    .await
+                    .map(|b| b.into_bytes().to_vec())
+                    .map_err(|e| e.to_string())
+            });
+            got.map_err(std::io::Error::other)
         }
 
         fn describe(&self) -> String {

@@ -62,6 +62,9 @@ pub struct TableOutcome {
     pub changed_skipped: Vec<String>,
     /// Files another run loaded meanwhile.
     pub concurrent: Vec<String>,
+    /// The load found files recorded meanwhile and loaded nothing: listing
+    /// and reading the history again gives what is left.
+    look_again: bool,
     pub seconds: f64,
 }
 
@@ -184,15 +187,39 @@ fn parquet_columns(
             src.display(&first.key)
         ))
     };
-    let opened = rows::Opened {
-        reader: src.open(&first.key).map_err(|e| bad(e.to_string()))?,
-        path: src.local_path(&first.key),
+    let metadata = match src.local_path(&first.key) {
+        Some(p) => {
+            let f = std::fs::File::open(&p).map_err(|e| bad(e.to_string()))?;
+            SerializedFileReader::new(f)
+                .map_err(|e| bad(e.to_string()))?
+                .metadata()
+                .clone()
+        }
+        // Remote: only the footer is read (ranged GETs from the end).
+        None => {
+            let tail = src
+                .read_tail(&first.key, first.size, 64 * 1024)
+                .map_err(|e| bad(e.to_string()))?;
+            let footer_len = |t: &[u8]| -> Option<usize> {
+                let n = t.len();
+                (n >= 8 && &t[n - 4..] == b"PAR1")
+                    .then(|| u32::from_le_bytes([t[n - 8], t[n - 7], t[n - 6], t[n - 5]]) as usize)
+            };
+            let len = footer_len(&tail).ok_or_else(|| bad("no Parquet footer".into()))?;
+            let tail = if len + 8 > tail.len() {
+                src.read_tail(&first.key, first.size, len as u64 + 8)
+                    .map_err(|e| bad(e.to_string()))?
+            } else {
+                tail
+            };
+            let end = tail.len() - 8;
+            let start = end
+                .checked_sub(len)
+                .ok_or_else(|| bad("the footer is longer than the file".into()))?;
+            parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&tail[start..end])
+                .map_err(|e| bad(e.to_string()))?
+        }
     };
-    let file = rows::parquet_file(opened).map_err(|e| bad(e.to_string()))?;
-    let metadata = SerializedFileReader::new(file)
-        .map_err(|e| bad(e.to_string()))?
-        .metadata()
-        .clone();
     let schema = metadata.file_metadata().schema_descr();
     Ok(schema
         .root_schema()
@@ -234,6 +261,32 @@ fn parquet_columns(
 
 /// Loads one source table's new files.
 pub fn load_table(
+    adapter: &dyn Adapter,
+    source: &Source,
+    options: &LoadOptions<'_>,
+) -> Result<TableOutcome, LoadError> {
+    let clock = Instant::now();
+    let mut out = load_table_once(adapter, source, options)?;
+    // A concurrent run won the table's lock first (Redshift): after it, the
+    // files it did not load are still new.
+    for _ in 0..3 {
+        if !out.look_again {
+            break;
+        }
+        let concurrent = std::mem::take(&mut out.concurrent);
+        out = load_table_once(adapter, source, options)?;
+        if !out.look_again {
+            out.concurrent = concurrent
+                .into_iter()
+                .filter(|f| !out.loaded.contains(f))
+                .collect();
+        }
+    }
+    out.seconds = clock.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn load_table_once(
     adapter: &dyn Adapter,
     source: &Source,
     options: &LoadOptions<'_>,
@@ -309,7 +362,8 @@ pub fn load_table(
     let mut out = TableOutcome::default();
     let replace_all = options.full_refresh
         || (ext.load.mode == LoadMode::Replace
-            && (loaded.len() != found.len()
+            && (!exists
+                || loaded.len() != found.len()
                 || found.iter().any(|f| {
                     loaded.get(&f.meta.key) != Some(&(f.meta.size, f.meta.version.clone()))
                 })));
@@ -378,7 +432,8 @@ pub fn load_table(
             todo.clone()
         };
         let mut cols: Vec<(String, String)> = Vec::new();
-        for f in named {
+        // An empty file names nothing.
+        for f in named.into_iter().filter(|f| f.meta.size > 0) {
             let these = if ext.format == FileFormat::Parquet {
                 parquet_columns(objects.as_ref(), &f.meta, &d.declared_type("text"))?
             } else {
@@ -505,7 +560,7 @@ pub fn load_table(
     let result = if d.copy_from_client() {
         job.stream_from_client(&batches, &mut out)
     } else {
-        job.copy_on_server(&file_columns, &found, &batches, &mut out)
+        job.copy_on_server(&file_columns, &batches, &reload, &mut out)
     };
     drop(held);
     result?;
@@ -577,13 +632,51 @@ impl Job<'_> {
             .extend(files.iter().map(|f| self.objects.display(&f.meta.key)));
     }
 
-    /// Redshift: one transaction COPYs the new files from S3, each group of
-    /// files sharing partition values through one manifest.
+    /// The columns of one file as a server-side COPY reads it, by position
+    /// (name, type): a CSV file's header (or the declared columns when it
+    /// has none), a Parquet file's schema; JSON is matched by name.
+    fn server_columns(
+        &self,
+        declared: &[(String, String)],
+        f: &Found,
+    ) -> Result<Vec<(String, String)>, LoadError> {
+        let d = self.adapter.dialect();
+        let text = d.declared_type("text");
+        let typed = |n: String, fallback: String| {
+            let t = declared
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(&n))
+                .map(|(_, t)| t.clone())
+                .unwrap_or(fallback);
+            (n, t)
+        };
+        Ok(match &self.ext.format {
+            FileFormat::Parquet => parquet_columns(self.objects, &f.meta, &text)?
+                .into_iter()
+                .map(|(n, t)| typed(n, t))
+                .collect(),
+            FileFormat::Csv(o) if o.skip_header_rows > 0 => {
+                inferred_columns(self.objects, self.ext, &f.meta)?
+                    .into_iter()
+                    .map(|n| typed(n, text.clone()))
+                    .collect()
+            }
+            _ => self
+                .load_columns
+                .iter()
+                .map(|n| typed(n.clone(), text.clone()))
+                .collect(),
+        })
+    }
+
+    /// Redshift: one transaction COPYs the new files from S3, one manifest
+    /// per group of files read alike (same columns, partition values and
+    /// compression).
     fn copy_on_server(
         &self,
         file_columns: &[(String, String)],
-        found: &[Found],
         batches: &[(Vec<&Found>, Clear)],
+        reload: &[String],
         out: &mut TableOutcome,
     ) -> Result<(), LoadError> {
         use crate::adapter::dialect::{LoadSource, ObjectCompression, ObjectFormat};
@@ -631,52 +724,46 @@ impl Job<'_> {
             }
             _ => ObjectCompression::None,
         };
-        // Parquet is read by position: the files' own columns, in order.
-        let (file_columns, load_columns) = if self.ext.format == FileFormat::Parquet {
-            let Some(first) = files.first().copied().or(found.first()) else {
-                return Ok(());
-            };
-            let text = d.declared_type("text");
-            let cols: Vec<(String, String)> = parquet_columns(self.objects, &first.meta, &text)?
-                .into_iter()
-                .map(|(n, t)| {
-                    let declared = file_columns
-                        .iter()
-                        .find(|(c, _)| c.eq_ignore_ascii_case(&n))
-                        .map(|(_, t)| t.clone());
-                    (n, declared.unwrap_or(t))
-                })
-                .collect();
-            let load: Vec<String> = self
-                .load_columns
-                .iter()
-                .filter(|c| cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(c)))
-                .cloned()
-                .collect();
-            (cols, load)
-        } else {
-            (file_columns.to_vec(), self.load_columns.clone())
-        };
-        // One COPY per group of files whose rows share the values the files lack.
+        /// What the files of one COPY share.
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        struct GroupKey {
+            partitions: Vec<String>,
+            /// The file key, when each row records it.
+            file: String,
+            compression: u8,
+            columns: Vec<(String, String)>,
+        }
         let loaded_at = self.loaded_at();
-        let mut groups: std::collections::BTreeMap<(Vec<String>, String, u8), Vec<&Found>> =
-            Default::default();
+        let mut groups: std::collections::BTreeMap<GroupKey, Vec<&Found>> = Default::default();
+        // Empty files have no rows (and no Parquet footer): recorded, not copied.
+        let mut empty: Vec<&Found> = Vec::new();
         for f in &files {
-            let key = if self.ext.load.metadata_columns {
-                f.meta.key.clone()
-            } else {
-                String::new()
+            if f.meta.size == 0 {
+                empty.push(f);
+                continue;
+            }
+            let key = GroupKey {
+                partitions: f.partitions.clone(),
+                file: if self.ext.load.metadata_columns {
+                    f.meta.key.clone()
+                } else {
+                    String::new()
+                },
+                compression: compression_of(&f.meta.key) as u8,
+                columns: self.server_columns(file_columns, f)?,
             };
-            groups
-                .entry((f.partitions.clone(), key, compression_of(&f.meta.key) as u8))
-                .or_default()
-                .push(f);
+            groups.entry(key).or_default().push(f);
         }
         let table = self.target.replace(['"', '`'], "");
+        let record = |f: &Found| FileRecord {
+            key: f.meta.key.clone(),
+            size: f.meta.size,
+            version: f.meta.version.clone(),
+        };
         let mut staged = Vec::new();
         let mut copies = Vec::new();
         let result = (|| -> Result<Vec<String>, LoadError> {
-            for (i, ((values, key, _), group)) in groups.iter().enumerate() {
+            for (i, (key, group)) in groups.iter().enumerate() {
                 let objects: Vec<(String, u64)> = group
                     .iter()
                     .map(|f| {
@@ -699,11 +786,12 @@ impl Job<'_> {
                     .map_err(|e| {
                         LoadError::new(format!("writing the load's manifest: {}", e.message))
                     })?;
+                staged.push(object.clone());
                 let mut constants: Vec<(String, String)> = self
                     .ext
                     .partitions
                     .iter()
-                    .zip(values)
+                    .zip(&key.partitions)
                     .map(|(p, v)| {
                         (
                             p.name.clone(),
@@ -712,7 +800,7 @@ impl Job<'_> {
                     })
                     .collect();
                 if self.ext.load.metadata_columns {
-                    constants.push((external::FILE_COLUMN.into(), d.quote_literal(key)));
+                    constants.push((external::FILE_COLUMN.into(), d.quote_literal(&key.file)));
                     constants.push((
                         external::LOADED_AT_COLUMN.into(),
                         format!(
@@ -722,6 +810,14 @@ impl Job<'_> {
                         ),
                     ));
                 }
+                // The table's columns among the files' (new ones ignored
+                // when the table lacks them).
+                let load_columns: Vec<String> = key
+                    .columns
+                    .iter()
+                    .filter(|(n, _)| self.load_columns.iter().any(|c| c.eq_ignore_ascii_case(n)))
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 copies.push(plan::ServerCopy {
                     source: LoadSource::S3Manifest {
                         url: object.url.clone(),
@@ -729,31 +825,36 @@ impl Job<'_> {
                         format: format.clone(),
                         compression: compression_of(&group[0].meta.key),
                     },
+                    columns: key.columns.clone(),
+                    load_columns,
                     constants,
-                    files: group
-                        .iter()
-                        .map(|f| FileRecord {
-                            key: f.meta.key.clone(),
-                            size: f.meta.size,
-                            version: f.meta.version.clone(),
-                        })
-                        .collect(),
+                    files: group.iter().map(|f| record(f)).collect(),
                 });
-                staged.push(object);
             }
-            Ok(plan::server_load(
+            let mut statements = plan::server_load(
                 d,
                 &plan::ServerLoad {
                     target: self.target.to_string(),
                     history: self.history.to_string(),
                     clear: clear.clone(),
-                    file_columns,
-                    load_columns,
+                    reloaded: reload.to_vec(),
                     copies: copies.clone(),
                     invocation_id: self.options.invocation_id.to_string(),
                 },
                 external::FILE_COLUMN,
-            ))
+            );
+            if !empty.is_empty() {
+                let records: Vec<FileRecord> = empty.iter().map(|f| record(f)).collect();
+                statements.push(plan::history_insert_many(
+                    d,
+                    self.history,
+                    self.target,
+                    &records,
+                    "0",
+                    self.options.invocation_id,
+                ));
+            }
+            Ok(statements)
         })();
         let statements = match result {
             Ok(s) => s,
@@ -804,15 +905,20 @@ impl Job<'_> {
                     .filter(|(s, _)| s.starts_with("copy "))
                     .filter_map(|(_, n)| *n)
                     .sum();
+                if let Some(p) = self.options.progress {
+                    p.rows.fetch_add(rows, Ordering::Relaxed);
+                }
                 self.done(&files, rows, &Mutex::new(out));
                 Ok(())
             }
             Err(e) => {
                 let at = e.statement.and_then(|i| statements.get(i));
                 if at.is_some_and(|s| s.starts_with("select cast('already loaded: '")) {
-                    // Another run loaded these files while this one waited.
+                    // Another run loaded some of these files while this one
+                    // waited: nothing was loaded; the caller looks again.
                     out.concurrent
                         .extend(files.iter().map(|f| self.objects.display(&f.meta.key)));
+                    out.look_again = true;
                     return Ok(());
                 }
                 let mut message = e.message.clone();
@@ -917,6 +1023,11 @@ impl Job<'_> {
                 }
                 // Another run recorded the file first: its rows are there once.
                 Err(e) if e.sqlstate.as_deref() == Some("23505") && files.len() == 1 => {
+                    if let Some(p) = self.options.progress {
+                        p.files_done.fetch_add(1, Ordering::Relaxed);
+                        p.bytes_done
+                            .fetch_add(files[0].meta.size, Ordering::Relaxed);
+                    }
                     let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
                     out.concurrent
                         .extend(files.iter().map(|f| self.objects.display(&f.meta.key)));

@@ -397,6 +397,11 @@ impl RowStream {
                 |e: String| Self::bad(&info, None, format!("not a readable Parquet file: {e}"));
             let file = parquet_file(opened)
                 .map_err(|e| Self::bad(&info, None, format!("cannot read: {e}")))?;
+            // An empty file has no rows (and no footer to read).
+            if file.metadata().map(|m| m.len()).unwrap_or(1) == 0 {
+                self.file_index += 1;
+                return Ok(true);
+            }
             let file = match parquet_batches(file, &self.shape.columns).map_err(bad)? {
                 Ok((reader, index)) => {
                     self.current = Some((

@@ -111,14 +111,13 @@ pub fn history_insert(
     rows: &str,
     invocation_id: &str,
 ) -> String {
-    format!(
-        "insert into {history} (target_relation, file_key, file_size, file_version, row_count, loaded_at, invocation_id) values ({}, {}, {}, {}, {rows}, {}, {})",
-        d.quote_literal(target),
-        d.quote_literal(&file.key),
-        file.size,
-        d.quote_literal(&file.version),
-        d.current_timestamp(),
-        d.quote_literal(invocation_id)
+    history_insert_many(
+        d,
+        history,
+        target,
+        std::slice::from_ref(file),
+        rows,
+        invocation_id,
     )
 }
 
@@ -135,12 +134,18 @@ pub fn manifest(objects: &[(String, u64)]) -> String {
     serde_json::to_string_pretty(&serde_json::json!({ "entries": entries })).unwrap_or_default()
 }
 
-/// One COPY of a server-side load: the objects of one manifest, and the
-/// values the rows of all of them share (partition values from the paths,
-/// the file key when it is recorded per row), as (column, SQL literal).
+/// One COPY of a server-side load: the objects of one manifest, read with
+/// the same columns, and the values the rows of all of them share
+/// (partition values from the paths, the file key when it is recorded per
+/// row), as (column, SQL literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerCopy {
     pub source: LoadSource,
+    /// The files' columns as the COPY reads them (name, type), in the files'
+    /// order: COPY maps CSV fields and Parquet columns by position.
+    pub columns: Vec<(String, String)>,
+    /// Of those, the ones the table takes.
+    pub load_columns: Vec<String>,
     pub constants: Vec<(String, String)>,
     /// The history records of its files; with one file, its row count is
     /// the COPY's.
@@ -153,33 +158,52 @@ pub struct ServerLoad {
     pub target: String,
     pub history: String,
     pub clear: Clear,
-    /// The columns of the files as the COPY reads them (name, type): for
-    /// Parquet, every column in the file's order.
-    pub file_columns: Vec<(String, String)>,
-    /// Of those, the ones the table takes.
-    pub load_columns: Vec<String>,
+    /// Keys of files loaded before whose new version this load reloads; every
+    /// other file is new to the history.
+    pub reloaded: Vec<String>,
     pub copies: Vec<ServerCopy>,
     pub invocation_id: String,
 }
 
-/// The statements of a server-side load: the table's lock; a guard that
+/// The statements of a server-side load: the table's lock and the
+/// history's (shared by the schema's tables: concurrent transactions
+/// writing it would fail Redshift's serializable isolation); a guard that
 /// fails when a file about to load is recorded already (a concurrent run
 /// loaded it while this one waited for the lock: Redshift enforces no
 /// keys); what is cleared; each COPY, through a temporary table when rows
-/// need values the files lack; and each file's history record.
+/// need values the files lack or the files' columns are not the table's;
+/// and each file's history record.
 pub fn server_load(d: &dyn Dialect, load: &ServerLoad, file_column: &str) -> Vec<String> {
-    let mut out = vec![d.lock_for_update(&load.target)];
+    let mut out = vec![
+        d.lock_for_update(&load.target),
+        d.lock_for_update(&load.history),
+    ];
     let files: Vec<&FileRecord> = load.copies.iter().flat_map(|c| &c.files).collect();
     if load.clear != Clear::All && !files.is_empty() {
-        let keys: Vec<String> = files
-            .iter()
-            .map(|f| d.quote_literal(&format!("{} {}", f.key, f.version)))
-            .collect();
+        // A new file must not be recorded at all; a reloaded one not with
+        // the version about to load.
+        let (reloads, new): (Vec<&&FileRecord>, Vec<&&FileRecord>) =
+            files.iter().partition(|f| load.reloaded.contains(&f.key));
+        let mut tests = Vec::new();
+        if !new.is_empty() {
+            let keys: Vec<String> = new.iter().map(|f| d.quote_literal(&f.key)).collect();
+            tests.push(format!("file_key in ({})", keys.join(", ")));
+        }
+        if !reloads.is_empty() {
+            let keys: Vec<String> = reloads
+                .iter()
+                .map(|f| d.quote_literal(&format!("{} {}", f.key, f.version)))
+                .collect();
+            tests.push(format!(
+                "file_key || ' ' || coalesce(file_version, '') in ({})",
+                keys.join(", ")
+            ));
+        }
         out.push(format!(
-            "select cast('already loaded: ' || max(file_key) as integer) from {} where target_relation = {} and file_key || ' ' || file_version in ({})",
+            "select cast('already loaded: ' || max(file_key) as integer) from {} where target_relation = {} and ({})",
             load.history,
             d.quote_literal(&load.target),
-            keys.join(", ")
+            tests.join(" or ")
         ));
     }
     out.extend(
@@ -189,30 +213,28 @@ pub fn server_load(d: &dyn Dialect, load: &ServerLoad, file_column: &str) -> Vec
     );
     let quoted =
         |cols: &[String]| -> Vec<String> { cols.iter().map(|c| d.quote_ident(c)).collect() };
-    let file_names: Vec<String> = load.file_columns.iter().map(|(n, _)| n.clone()).collect();
-    let parquet = load.copies.iter().any(|c| {
-        matches!(
-            c.source,
+    for (i, copy) in load.copies.iter().enumerate() {
+        let names: Vec<String> = copy.columns.iter().map(|(n, _)| n.clone()).collect();
+        let parquet = matches!(
+            copy.source,
             LoadSource::S3Manifest {
                 format: crate::adapter::dialect::ObjectFormat::Parquet,
                 ..
             }
-        )
-    });
-    for (i, copy) in load.copies.iter().enumerate() {
-        let direct = copy.constants.is_empty() && !parquet && file_names == load.load_columns;
+        );
+        let direct = copy.constants.is_empty() && !parquet && names == copy.load_columns;
         if direct {
-            out.push(d.copy_from(&load.target, &quoted(&load.load_columns), &copy.source));
+            out.push(d.copy_from(&load.target, &quoted(&copy.load_columns), &copy.source));
         } else {
             let stage = d.quote_ident(&format!("strata_load_stage_{i}"));
-            let defs: Vec<String> = load
-                .file_columns
+            let defs: Vec<String> = copy
+                .columns
                 .iter()
                 .map(|(n, t)| format!("{} {t}", d.quote_ident(n)))
                 .collect();
             out.push(format!("create temp table {stage} ({})", defs.join(", ")));
-            out.push(d.copy_from(&stage, &quoted(&file_names), &copy.source));
-            let mut cols = quoted(&load.load_columns);
+            out.push(d.copy_from(&stage, &quoted(&names), &copy.source));
+            let mut cols = quoted(&copy.load_columns);
             let mut values = cols.clone();
             for (c, v) in &copy.constants {
                 cols.push(d.quote_ident(c));
@@ -226,23 +248,52 @@ pub fn server_load(d: &dyn Dialect, load: &ServerLoad, file_column: &str) -> Vec
             ));
             out.push(format!("drop table {stage}"));
         }
-        for f in &copy.files {
+        if !copy.files.is_empty() {
             let rows = if copy.files.len() == 1 {
                 "pg_last_copy_count()"
             } else {
                 "null"
             };
-            out.push(history_insert(
+            out.push(history_insert_many(
                 d,
                 &load.history,
                 &load.target,
-                f,
+                &copy.files,
                 rows,
                 &load.invocation_id,
             ));
         }
     }
     out
+}
+
+/// The history records of several files in one statement.
+pub fn history_insert_many(
+    d: &dyn Dialect,
+    history: &str,
+    target: &str,
+    files: &[FileRecord],
+    rows: &str,
+    invocation_id: &str,
+) -> String {
+    let values: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                "({}, {}, {}, {}, {rows}, {}, {})",
+                d.quote_literal(target),
+                d.quote_literal(&f.key),
+                f.size,
+                d.quote_literal(&f.version),
+                d.current_timestamp(),
+                d.quote_literal(invocation_id)
+            )
+        })
+        .collect();
+    format!(
+        "insert into {history} (target_relation, file_key, file_size, file_version, row_count, loaded_at, invocation_id) values {}",
+        values.join(", ")
+    )
 }
 
 /// Whether a relation kind can take loaded rows.
@@ -324,13 +375,14 @@ mod tests {
             target: d.relation(&t),
             history: history_relation(d, &t),
             clear: Clear::Nothing,
-            file_columns: cols(&[
-                ("transaction_id", "varchar(65535)"),
-                ("amount", "numeric(18,2)"),
-            ]),
-            load_columns: vec!["transaction_id".into(), "amount".into()],
+            reloaded: Vec::new(),
             copies: vec![ServerCopy {
                 source: source(ObjectFormat::Parquet, ObjectCompression::None, 0),
+                columns: cols(&[
+                    ("transaction_id", "varchar(65535)"),
+                    ("amount", "numeric(18,2)"),
+                ]),
+                load_columns: vec!["transaction_id".into(), "amount".into()],
                 constants: vec![("dt".into(), "cast('2024-01-02' as date)".into())],
                 files: vec![
                     rec("dt=2024-01-02/part-0.parquet", 2048),
@@ -344,11 +396,7 @@ mod tests {
             target: d.relation(&m),
             history: history_relation(d, &m),
             clear: Clear::Files(vec!["merchants-1.csv.gz".into()]),
-            file_columns: cols(&[
-                ("merchant_id", "varchar(65535)"),
-                ("name", "varchar(65535)"),
-            ]),
-            load_columns: vec!["merchant_id".into(), "name".into()],
+            reloaded: vec!["merchants-1.csv.gz".into()],
             copies: vec![ServerCopy {
                 source: source(
                     ObjectFormat::Csv {
@@ -358,6 +406,11 @@ mod tests {
                     ObjectCompression::Gzip,
                     0,
                 ),
+                columns: cols(&[
+                    ("merchant_id", "varchar(65535)"),
+                    ("name", "varchar(65535)"),
+                ]),
+                load_columns: vec!["merchant_id".into(), "name".into()],
                 constants: Vec::new(),
                 files: vec![rec("merchants-1.csv.gz", 300)],
             }],
@@ -368,10 +421,11 @@ mod tests {
             target: d.relation(&c),
             history: history_relation(d, &c),
             clear: Clear::All,
-            file_columns: cols(&[("customer_id", "varchar(65535)"), ("profile", "super")]),
-            load_columns: vec!["customer_id".into(), "profile".into()],
+            reloaded: Vec::new(),
             copies: vec![ServerCopy {
                 source: source(ObjectFormat::JsonLines, ObjectCompression::Zstd, 0),
+                columns: cols(&[("customer_id", "varchar(65535)"), ("profile", "super")]),
+                load_columns: vec!["customer_id".into(), "profile".into()],
                 constants: vec![
                     (
                         "_strata_source_file".into(),

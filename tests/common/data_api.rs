@@ -300,8 +300,44 @@ fn manifest_insert(
                 .map(|f| f.name().to_string())
                 .collect();
         }
-        // Redshift matches CSV columns by position; the fixtures' headers
-        // name them as the column list does.
+        if let FileFormat::Csv(o) = &format {
+            // Redshift maps CSV fields to the column list by position.
+            let raw: Box<dyn std::io::Read + Send> =
+                Box::new(std::fs::File::open(&path).map_err(|e| e.to_string())?);
+            let data = rows::decompress(k, compression, raw).map_err(|e| e.to_string())?;
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .delimiter(o.delimiter)
+                .from_reader(data);
+            for (i, rec) in r.records().enumerate() {
+                let rec = rec.map_err(|e| format!("Load into table failed: {e}"))?;
+                if i < o.skip_header_rows {
+                    continue;
+                }
+                if rec.len() != columns.len() {
+                    return Err(format!(
+                        "Load into table failed: {url}, line {}: {} fields for {} columns",
+                        i + 1,
+                        rec.len(),
+                        columns.len()
+                    ));
+                }
+                let row: serde_json::Map<String, serde_json::Value> = columns
+                    .iter()
+                    .zip(rec.iter())
+                    .map(|(c, v)| {
+                        let v = if v.is_empty() {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::Value::String(v.to_string())
+                        };
+                        (c.clone(), v)
+                    })
+                    .collect();
+                values.push(serde_json::Value::Object(row));
+            }
+            continue;
+        }
         let shape = rows::Shape {
             format: format.clone(),
             compression,
