@@ -710,3 +710,45 @@ fn nested_parquet_columns_load_through_the_row_reader() {
         "null/0"
     );
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), a load
+/// running over a second draws a progress bar, cleared before the result.
+#[test]
+fn a_long_load_shows_a_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("util-linux's `script` is needed to give the load a terminal");
+    }
+    let db = pg::database("load_progress");
+    let dir = load_project(&db, SOURCES);
+    let p = dir.path();
+    let mut big = String::from("merchant_id,merchant_name\n");
+    for i in 0..2_000_000 {
+        big.push_str(&format!("{i},merchant number {i} with a longer name\n"));
+    }
+    write(p, "curated/merchants/big.csv", &big);
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} load -s source:curated.merchants",
+                env!("CARGO_BIN_EXE_strata")
+            ),
+            "/dev/null",
+        ])
+        .current_dir(p)
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2000000 rows"), "{text}");
+    // The bar: `[###---] 0/1 files, N rows, X of Y, Ns`, redrawn in place,
+    // filling as the file is read.
+    assert!(text.contains("0/1 files, "), "{text}");
+    assert!(text.contains("#-"), "{text}");
+    assert!(text.contains("\r\x1b[2K"), "{text}");
+}

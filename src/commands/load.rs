@@ -97,7 +97,8 @@ fn progress_bar(
             continue;
         }
         let (files, done) = (p.files_total.load(Relaxed), p.files_done.load(Relaxed));
-        let (total, sent) = (p.bytes_total.load(Relaxed), p.bytes_done.load(Relaxed));
+        let total = p.bytes_total.load(Relaxed);
+        let sent = (p.bytes_done.load(Relaxed) + p.bytes_read.load(Relaxed)).min(total);
         let width = 30usize;
         let filled = if total == 0 {
             0

@@ -46,6 +46,8 @@ pub struct LoadProgress {
     pub files_done: AtomicU64,
     pub bytes_total: AtomicU64,
     pub bytes_done: AtomicU64,
+    /// Bytes read so far (also counted in `bytes_done`).
+    pub bytes_read: Arc<AtomicU64>,
     /// Rows sent, counted as they stream.
     pub rows: Arc<AtomicU64>,
 }
@@ -617,12 +619,15 @@ impl Job<'_> {
         )
     }
 
-    fn done(&self, files: &[&Found], rows: u64, out: &Mutex<&mut TableOutcome>) {
+    /// Counts loaded files; `counted` bytes of them were counted already
+    /// as they were read.
+    fn done(&self, files: &[&Found], rows: u64, counted: u64, out: &Mutex<&mut TableOutcome>) {
         let bytes = files.iter().map(|f| f.meta.size).sum::<u64>();
         if let Some(p) = self.options.progress {
             p.files_done
                 .fetch_add(files.len() as u64, Ordering::Relaxed);
-            p.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+            p.bytes_done
+                .fetch_add(bytes.saturating_sub(counted), Ordering::Relaxed);
         }
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
         out.files += files.len();
@@ -908,7 +913,7 @@ impl Job<'_> {
                 if let Some(p) = self.options.progress {
                     p.rows.fetch_add(rows, Ordering::Relaxed);
                 }
-                self.done(&files, rows, &Mutex::new(out));
+                self.done(&files, rows, 0, &Mutex::new(out));
                 Ok(())
             }
             Err(e) => {
@@ -988,9 +993,22 @@ impl Job<'_> {
                 .collect();
             let src = files::source_for(self.options.project_dir, &self.ext.location)
                 .map_err(LoadError::new)?;
+            // Bytes read, for the progress bar (a local Parquet file is read
+            // in place and counted when it is done).
+            let read = Arc::new(AtomicU64::new(0));
+            let counters: Vec<Arc<AtomicU64>> = match self.options.progress {
+                Some(p) => vec![read.clone(), p.bytes_read.clone()],
+                None => Vec::new(),
+            };
             let open: rows::Opener = Box::new(move |k: &str| {
+                let reader = src.open(k)?;
+                let reader: Box<dyn std::io::Read + Send> = if counters.is_empty() {
+                    reader
+                } else {
+                    Box::new(rows::Counting::new(reader, counters.clone()))
+                };
                 Ok(rows::Opened {
-                    reader: src.open(k)?,
+                    reader,
                     path: src.local_path(k),
                 })
             });
@@ -1018,7 +1036,7 @@ impl Job<'_> {
                 .load_stream(&before, &copy, &mut stream, &after)
             {
                 Ok(rows) => {
-                    self.done(files, rows, &out);
+                    self.done(files, rows, read.load(Ordering::Relaxed), &out);
                     Ok(())
                 }
                 // Another run recorded the file first: its rows are there once.

@@ -340,6 +340,28 @@ fn parquet_text(f: &parquet::record::Field) -> Option<String> {
     })
 }
 
+/// A reader that adds the bytes it reads to counters.
+pub struct Counting {
+    inner: Box<dyn Read + Send>,
+    counters: Vec<Arc<AtomicU64>>,
+}
+
+impl Counting {
+    pub fn new(inner: Box<dyn Read + Send>, counters: Vec<Arc<AtomicU64>>) -> Counting {
+        Counting { inner, counters }
+    }
+}
+
+impl Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for c in &self.counters {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
 /// The COPY stream over a list of files.
 pub struct RowStream {
     shape: Shape,
