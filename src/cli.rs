@@ -55,6 +55,8 @@ pub enum Command {
     Debug(CommonArgs),
     /// Manage the project's local PostgreSQL (targets with `local: true`).
     Pg(PgArgs),
+    /// Rebuild and test what changes as files are saved (local development).
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -174,6 +176,35 @@ pub struct RunArgs {
     pub show_sql: bool,
 }
 
+/// What `watch` rebuilds below a changed node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Downstream {
+    /// Views and ephemeral models (cheap, and stale otherwise on Postgres).
+    #[default]
+    Views,
+    /// Everything below it.
+    All,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Recompile what changed; build nothing.
+    #[arg(long)]
+    pub compile_only: bool,
+    /// What else to rebuild below a changed node.
+    #[arg(long, value_enum, default_value_t)]
+    pub downstream: Downstream,
+    /// Do not print the first rows of the edited model after a rebuild.
+    #[arg(long)]
+    pub no_preview: bool,
+    /// Quiet time after a change before rebuilding, in milliseconds (editors
+    /// write a file several times per save).
+    #[arg(long, default_value_t = 80)]
+    pub debounce_ms: u64,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     #[command(flatten)]
@@ -217,6 +248,7 @@ impl Command {
             Command::Clean(c) => ("clean", Some(c)),
             Command::Debug(c) => ("debug", Some(c)),
             Command::Pg(a) => ("pg", Some(&mut a.common)),
+            Command::Watch(a) => ("watch", Some(&mut a.common)),
             Command::Init(_) => ("init", None),
         };
         if let Some(c) = common {

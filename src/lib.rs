@@ -59,6 +59,7 @@ pub fn run(mut cli: Cli, interrupt: &engine::Interrupt) -> ExitCode {
         Command::Init(a) => commands::init::run(a),
         Command::Debug(a) => commands::debug::run(a),
         Command::Pg(a) => commands::pg::run(a),
+        Command::Watch(a) => commands::watch::run(a, interrupt),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

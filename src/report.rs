@@ -178,6 +178,16 @@ impl Reporter {
         self.emit(Level::Warn, "warning", msg);
     }
 
+    /// An info line with structured fields (`data` in JSON).
+    pub fn info_data(&self, code: &str, msg: &str, data: serde_json::Value) {
+        self.emit_with(Level::Info, code, msg, Some(data));
+    }
+
+    /// An error line with structured fields (`data` in JSON).
+    pub fn error_data(&self, code: &str, msg: &str, data: serde_json::Value) {
+        self.emit_with(Level::Error, code, msg, Some(data));
+    }
+
     pub fn error(&self, msg: &str) {
         self.emit(Level::Error, "error", msg);
     }

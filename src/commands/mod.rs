@@ -13,6 +13,7 @@ pub mod pg;
 pub mod run;
 pub mod run_operation;
 pub mod show;
+pub mod watch;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

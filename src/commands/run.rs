@@ -97,6 +97,18 @@ pub fn execute(
     interrupt: &Interrupt,
 ) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
+    execute_in(s, args, which, only, interrupt)
+}
+
+/// [`execute`] on a session already open (watch parses before it knows
+/// what to build).
+pub fn execute_in(
+    s: Session,
+    args: &RunArgs,
+    which: Which,
+    only: Option<BTreeSet<String>>,
+    interrupt: &Interrupt,
+) -> Result<Outcome> {
     let mut selected = match only {
         Some(ids) => ids,
         None => s.select()?,
