@@ -216,6 +216,25 @@ fn watch_rebuilds_what_each_save_changes() {
     assert_eq!(changes, 1, "{}", w.seen.join("\n"));
     assert_eq!(psql(&db, "select id from main.a"), "14");
 
+    // A save while a slow rebuild runs cancels it (server side) and the
+    // next rebuild builds the newer version.
+    write(
+        p,
+        "models/slow.sql",
+        "{{ config(materialized='table') }}select 1 as x from pg_sleep(20)",
+    );
+    w.next("watch_change");
+    std::thread::sleep(Duration::from_millis(700));
+    write(
+        p,
+        "models/slow.sql",
+        "{{ config(materialized='table') }}select 2 as x",
+    );
+    let superseded = w.next("watch_superseded");
+    assert_eq!(superseded["data"]["nodes"][0], "model.proj.slow");
+    assert_eq!(models(&w.rebuilt()), vec!["model.proj.slow"]);
+    assert_eq!(psql(&db, "select x from main.slow"), "2");
+
     // Ctrl-C: a clean stop, exit 130.
     let pid = w.child.id().to_string();
     assert!(std::process::Command::new("kill")
