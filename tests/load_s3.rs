@@ -33,13 +33,7 @@ fn s3_locations_list_every_page_and_load_each_object_once() {
             "version: 2\nsources:\n  - name: curated\n    schema: raw\n    tables:\n      - name: merchants\n        external:\n          location: s3://curated/merchants/\n          file_format: csv\n        columns:\n          - {name: merchant_id, data_type: integer}\n          - {name: merchant_name, data_type: text}\n",
         ),
     ]);
-    let env = [
-        ("AWS_ENDPOINT_URL_S3", s3.url.as_str()),
-        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let env = s3.env();
     let p = dir.path();
     let r = strata_env(p, &["load"], &env);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);

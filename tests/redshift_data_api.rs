@@ -394,13 +394,7 @@ fn loads_copy_new_files_from_s3_through_a_manifest() {
         b"merchant_name,merchant_id\nZed,9\n".to_vec(),
     );
     s3.put("curated", "merchants/m-empty.csv", Vec::new());
-    let env = [
-        ("AWS_ENDPOINT_URL_S3", s3.url.as_str()),
-        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let env = s3.env();
     let p = dir.path();
     let r = strata_env(p, &["load"], &env);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);

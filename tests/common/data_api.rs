@@ -218,6 +218,24 @@ fn manifest_copy(sql: &str, root: &std::path::Path) -> Option<String> {
     )
 }
 
+/// A CSV record as a JSON object of its columns (empty fields NULL), for
+/// `json_populate_recordset`.
+fn json_row(columns: &[String], rec: &csv::StringRecord) -> serde_json::Value {
+    let row: serde_json::Map<String, serde_json::Value> = columns
+        .iter()
+        .zip(rec.iter())
+        .map(|(c, v)| {
+            let v = if v.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::String(v.to_string())
+            };
+            (c.clone(), v)
+        })
+        .collect();
+    serde_json::Value::Object(row)
+}
+
 fn manifest_insert(
     lower: &str,
     head: &str,
@@ -322,19 +340,7 @@ fn manifest_insert(
                         columns.len()
                     ));
                 }
-                let row: serde_json::Map<String, serde_json::Value> = columns
-                    .iter()
-                    .zip(rec.iter())
-                    .map(|(c, v)| {
-                        let v = if v.is_empty() {
-                            serde_json::Value::Null
-                        } else {
-                            serde_json::Value::String(v.to_string())
-                        };
-                        (c.clone(), v)
-                    })
-                    .collect();
-                values.push(serde_json::Value::Object(row));
+                values.push(json_row(&columns, &rec));
             }
             continue;
         }
@@ -364,19 +370,7 @@ fn manifest_insert(
             .from_reader(csv_text.as_bytes());
         for rec in r.records() {
             let rec = rec.map_err(|e| e.to_string())?;
-            let row: serde_json::Map<String, serde_json::Value> = columns
-                .iter()
-                .zip(rec.iter())
-                .map(|(c, v)| {
-                    let v = if v.is_empty() {
-                        serde_json::Value::Null
-                    } else {
-                        serde_json::Value::String(v.to_string())
-                    };
-                    (c.clone(), v)
-                })
-                .collect();
-            values.push(serde_json::Value::Object(row));
+            values.push(json_row(&columns, &rec));
         }
     }
     // Typed by the table's row type, counted as the COPY's rows.

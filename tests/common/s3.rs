@@ -58,6 +58,20 @@ pub fn start(buckets: &[&str]) -> S3 {
     }
 }
 
+impl S3 {
+    /// The environment that points the AWS SDK's standard chain at this
+    /// server.
+    pub fn env(&self) -> [(&str, &str); 5] {
+        [
+            ("AWS_ENDPOINT_URL_S3", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+    }
+}
+
 #[cfg(feature = "aws")]
 impl S3 {
     /// Puts an object through the AWS SDK (signed, as any client would).
