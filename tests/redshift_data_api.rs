@@ -26,6 +26,23 @@ fn data_api_project(
     redshift::project_with(&profile, files)
 }
 
+/// A `method: data_api` profile over `db` staging in S3 under `stage`.
+fn staged_profile(
+    db: &str,
+    api: &data_api::DataApi,
+    s3: &s3::S3,
+    stage: &str,
+    threads: usize,
+) -> String {
+    format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: data_api\n      cluster_id: test-cluster\n      db_user: strata\n      dbname: {db}\n      schema: main\n      threads: {threads}\n      region: us-east-1\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n      s3_endpoint_url: {}\n      s3_staging_dir: {stage}\n      iam_role: arn:aws:iam::123456789012:role/strata-load\n",
+        s3::ACCESS_KEY,
+        s3::SECRET_KEY,
+        api.url,
+        s3.url
+    )
+}
+
 #[test]
 fn every_command_runs_over_the_data_api() {
     let db = pg::database("data_api_all");
@@ -195,13 +212,7 @@ fn seeds_are_staged_in_s3_and_copied_server_side() {
     let s3 = s3::start(&["seeds"]);
     api.read_s3_from(&s3.root);
     redshift::install_catalog(&db);
-    let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: data_api\n      cluster_id: test-cluster\n      db_user: strata\n      dbname: {db}\n      schema: main\n      threads: 1\n      region: us-east-1\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n      s3_endpoint_url: {}\n      s3_staging_dir: s3://seeds/staging\n      iam_role: arn:aws:iam::123456789012:role/strata-load\n",
-        s3::ACCESS_KEY,
-        s3::SECRET_KEY,
-        api.url,
-        s3.url
-    );
+    let profile = staged_profile(&db, &api, &s3, "s3://seeds/staging", 1);
     let dir = redshift::project_with(
         &profile,
         &[(
@@ -340,13 +351,7 @@ fn loads_copy_new_files_from_s3_through_a_manifest() {
     let s3 = s3::start(&["curated", "stage"]);
     api.read_s3_from(&s3.root);
     redshift::install_catalog(&db);
-    let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: redshift\n      method: data_api\n      cluster_id: test-cluster\n      db_user: strata\n      dbname: {db}\n      schema: main\n      threads: 2\n      region: us-east-1\n      access_key_id: {}\n      secret_access_key: {}\n      endpoint_url: {}\n      s3_endpoint_url: {}\n      s3_staging_dir: s3://stage/strata\n      iam_role: arn:aws:iam::123456789012:role/strata-load\n",
-        s3::ACCESS_KEY,
-        s3::SECRET_KEY,
-        api.url,
-        s3.url
-    );
+    let profile = staged_profile(&db, &api, &s3, "s3://stage/strata", 2);
     let dir = redshift::project_with(
         &profile,
         &[(
