@@ -20,11 +20,7 @@ fn invoke(dir: &std::path::Path, args: &[&str], interrupt: &Interrupt) -> std::p
 #[test]
 fn runs_in_one_process_are_independent() {
     let db = pg::database("in_process");
-    let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: 2\n",
-        pg::port(),
-        pg::password()
-    );
+    let profile = pg::profile(&db);
     let dir = project(&[
         ("profiles.yml", &profile),
         ("dbt_project.yml", "name: proj\nprofile: proj\n"),

@@ -11,11 +11,7 @@ use common::pg::psql;
 use common::*;
 
 fn load_project(db: &str, sources_yml: &str) -> tempfile::TempDir {
-    let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: 2\n",
-        pg::port(),
-        pg::password()
-    );
+    let profile = pg::profile(db);
     project(&[
         ("profiles.yml", &profile),
         ("dbt_project.yml", "name: proj\nprofile: proj\n"),

@@ -111,11 +111,7 @@ fn models(nodes: &[String]) -> Vec<&str> {
 #[test]
 fn watch_rebuilds_what_each_save_changes() {
     let db = pg::database("watch");
-    let profile = format!(
-        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: 2\n",
-        pg::port(),
-        pg::password()
-    );
+    let profile = pg::profile(&db);
     let dir = project(&[
         ("profiles.yml", &profile),
         (

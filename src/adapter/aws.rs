@@ -10,20 +10,6 @@ use super::{AdapterError, FailureKind, ObjectStage, StagedObject};
 use crate::error::{DiagKind, Diagnostic, Result};
 use crate::project::profiles::{RedshiftConnection, Target};
 
-/// A current-thread runtime for the SDK's futures; every call blocks on it.
-pub(super) fn runtime() -> std::result::Result<tokio::runtime::Runtime, AdapterError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            AdapterError::new(
-                FailureKind::Statement,
-                format!("cannot start the I/O runtime: {e}"),
-            )
-        })
-}
-
 /// The SDK configuration a Redshift target asks for: its region, AWS profile
 /// (`iam_profile`), static keys when given, and an endpoint override.
 pub(super) fn sdk_config(rt: &tokio::runtime::Runtime, c: &RedshiftConnection) -> SdkConfig {
@@ -63,7 +49,7 @@ pub(super) fn database_credentials(
     c: &RedshiftConnection,
 ) -> Result<DbCredentials> {
     let fail = |m: String| Diagnostic::new(DiagKind::Io, format!("target '{}': {m}", target.name));
-    let rt = runtime().map_err(|e| fail(e.message))?;
+    let rt = super::io_runtime().map_err(|e| fail(e.message))?;
     let config = sdk_config(&rt, c);
     let duration = c.iam_duration_seconds.map(|d| d as i32);
     let serverless = c.workgroup_name.is_some() || c.is_serverless.unwrap_or(false);

@@ -103,7 +103,7 @@ impl DataApiAdapter {
                 )
             }
         };
-        let rt = Arc::new(super::aws::runtime().map_err(|e| fail(&e.message))?);
+        let rt = Arc::new(super::io_runtime().map_err(|e| fail(&e.message))?);
         let config = super::aws::sdk_config(&rt, c);
         let stage =
             super::aws::S3Stage::from_profile(rt.clone(), &config, c).map_err(|e| fail(&e))?;

@@ -117,6 +117,21 @@ pub struct StagedObject {
     pub url: String,
 }
 
+/// The runtime a transport drives its connections on: two workers, so a
+/// blocking caller on each of the scheduler's threads is served.
+pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, AdapterError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            AdapterError::new(
+                FailureKind::Statement,
+                format!("cannot start the I/O runtime: {e}"),
+            )
+        })
+}
+
 /// A lock held by [`Adapter::hold_lock`]; dropping it releases the lock.
 pub trait HeldLock {}
 

@@ -229,16 +229,7 @@ impl PostgresAdapter {
         settings: PgSettings,
         dialect: Arc<dyn Dialect>,
     ) -> Result<PostgresAdapter, AdapterError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                AdapterError::new(
-                    FailureKind::Statement,
-                    format!("cannot start the I/O runtime: {e}"),
-                )
-            })?;
+        let rt = super::io_runtime()?;
         let adapter = PostgresAdapter {
             settings,
             dialect,

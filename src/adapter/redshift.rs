@@ -114,7 +114,7 @@ fn seed_stage(
     if c.s3_staging_dir.is_none() {
         return Ok(None);
     }
-    let rt = Arc::new(super::aws::runtime().map_err(|e| config_error(target, e.message))?);
+    let rt = Arc::new(super::io_runtime().map_err(|e| config_error(target, e.message))?);
     let config = super::aws::sdk_config(&rt, c);
     let stage =
         super::aws::S3Stage::from_profile(rt, &config, c).map_err(|e| config_error(target, e))?;

@@ -110,3 +110,13 @@ pub fn psql(db: &str, sql: &str) -> String {
         .expect("psql");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A profiles.yml for project `proj` on database `db` of the test cluster
+/// (schema `main`, two threads).
+pub fn profile(db: &str) -> String {
+    format!(
+        "proj:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n      port: {}\n      user: strata\n      password: {}\n      dbname: {db}\n      schema: main\n      threads: 2\n",
+        port(),
+        password()
+    )
+}
