@@ -135,6 +135,10 @@ pub struct CommonArgs {
     /// Disable colored output.
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Parse every file again instead of reusing the parse cache under the
+    /// target path (which is then not written either).
+    #[arg(long, global = true)]
+    pub no_partial_parse: bool,
 }
 
 impl CommonArgs {

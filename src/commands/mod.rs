@@ -23,6 +23,7 @@ use crate::cli::CommonArgs;
 use crate::error::{DiagKind, Diagnostic, Error};
 use crate::graph::selector::{parse_cli, IndirectSelection, Selector};
 use crate::graph::Graph;
+use crate::manifest::cache::ParseCache;
 use crate::manifest::parser::{self, Parsed};
 use crate::manifest::ResourceType;
 use crate::project::{LoadOptions, Project};
@@ -74,8 +75,17 @@ impl Session {
         for w in &project.warnings {
             reporter.warn(w);
         }
-        let parsed = parser::parse(&project, std::sync::Arc::new(reporter))?;
+        let target_dir = project.target_dir(args.target_path.as_deref());
+        let mut cache = (!args.no_partial_parse).then(|| ParseCache::load(&target_dir));
+        let parsed = parser::parse_cached(&project, std::sync::Arc::new(reporter), cache.as_mut())?;
         parser::timing("parsed", started);
+        if let Some(c) = &mut cache {
+            // A cache that can't be written costs the next run time, nothing else.
+            if let Err(e) = c.save() {
+                reporter.warn(&format!("could not save the parse cache: {e}"));
+            }
+            parser::timing("parse cache saved", started);
+        }
         for w in
             &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..]
         {
@@ -83,7 +93,6 @@ impl Session {
         }
         let graph = Graph::build(&parsed.manifest)?;
         parser::timing("graph", started);
-        let target_dir = project.target_dir(args.target_path.as_deref());
         Ok(Session {
             args: args.clone(),
             project,

@@ -23,7 +23,7 @@ pub enum Phase {
 }
 
 /// One `ref()` call as written.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RefCall {
     pub name: String,
     pub package: Option<String>,
@@ -57,6 +57,16 @@ pub struct Shared {
     pub log: Arc<dyn LogSink>,
     /// The project's folder configs, for parse-phase `config.get`/`model.config`.
     pub folder_configs: Option<Arc<dyn super::services::FolderConfigs>>,
+}
+
+impl Shared {
+    /// A var as `package` sees it (`--vars` and dbt_project.yml).
+    pub fn var(&self, package: &str, name: &str) -> Option<&Json> {
+        self.vars
+            .get(package)
+            .or_else(|| self.vars.get(&self.root_package))
+            .and_then(|v| v.get(name))
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +105,27 @@ pub struct Capture {
     pub macros: BTreeSet<String>,
     /// Unique ids of ephemeral models referenced while compiling.
     pub ephemerals: Vec<String>,
+    /// What the output depends on besides the template and its macros.
+    pub inputs: RenderInputs,
+}
+
+/// The vars and env vars a render read, and whether it read something that
+/// differs every invocation: what a cached parse result must be checked against.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RenderInputs {
+    /// (package the lookup was made from, var name).
+    pub vars: BTreeSet<(String, String)>,
+    pub env_vars: BTreeSet<String>,
+    /// `run_started_at`, `invocation_id`, `flags`, `now()`: never reusable.
+    pub volatile: bool,
+}
+
+impl RenderInputs {
+    pub fn extend(&mut self, other: RenderInputs) {
+        self.vars.extend(other.vars);
+        self.env_vars.extend(other.env_vars);
+        self.volatile |= other.volatile;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +218,28 @@ impl RenderCtx {
         }
     }
 
+    /// Records a var lookup made from the current package.
+    fn record_var(&self, name: &str) {
+        let pkg = self.current_package();
+        self.st()
+            .capture
+            .inputs
+            .vars
+            .insert((pkg, name.to_string()));
+    }
+
+    pub(crate) fn record_env_var(&self, name: &str) {
+        let mut st = self.st();
+        if !st.capture.inputs.env_vars.contains(name) {
+            st.capture.inputs.env_vars.insert(name.to_string());
+        }
+    }
+
+    /// The render read something that changes every invocation.
+    pub(crate) fn mark_volatile(&self) {
+        self.st().capture.inputs.volatile = true;
+    }
+
     pub fn set_return(&self, v: Value) {
         self.st().return_value = Some(v);
     }
@@ -209,12 +262,8 @@ impl RenderCtx {
 
     /// A var as the current package sees it (`--vars` and dbt_project.yml).
     fn project_var(&self, name: &str) -> Option<&Json> {
-        let pkg = self.current_package();
-        self.shared
-            .vars
-            .get(&pkg)
-            .or_else(|| self.shared.vars.get(&self.shared.root_package))
-            .and_then(|v| v.get(name))
+        self.record_var(name);
+        self.shared.var(&self.current_package(), name)
     }
 
     /// Whether this render asked the warehouse anything (see `warehouse`).
@@ -403,8 +452,12 @@ impl Object for RenderCtx {
             "__strata_ctx" => Value::from_dyn_object(self.clone()),
             "target" => self.shared.target.clone(),
             "project_name" => Value::from(self.shared.project_name.clone()),
-            "invocation_id" => Value::from(self.shared.invocation_id.clone()),
+            "invocation_id" => {
+                self.mark_volatile();
+                Value::from(self.shared.invocation_id.clone())
+            }
             "run_started_at" => {
+                self.mark_volatile();
                 super::objects::datetime_value(self.shared.run_started_at.naive_utc())
             }
             "execute" => {
@@ -433,7 +486,10 @@ impl Object for RenderCtx {
                 )
             }
             "config" => Value::from_object(ConfigObj),
-            "flags" => self.shared.flags.clone(),
+            "flags" => {
+                self.mark_volatile();
+                self.shared.flags.clone()
+            }
             "model" => {
                 self.mark_sensitive();
                 self.node
@@ -458,6 +514,7 @@ impl Object for RenderCtx {
                 }
             }
             "invocation_args_dict" => {
+                self.mark_volatile();
                 let which = self.shared.flags.get_attr("WHICH").unwrap_or_default();
                 let full_refresh = self
                     .shared
@@ -651,8 +708,11 @@ pub fn var_fn(
 
 /// `env_var('NAME', default)`; values of `DBT_ENV_SECRET_*` are remembered for redaction.
 pub fn env_var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
-    if let Some(v) = ctx_of(state).ok().and_then(|c| c.override_of("env", &name)) {
-        return Ok(v);
+    if let Ok(ctx) = ctx_of(state) {
+        if let Some(v) = ctx.override_of("env", &name) {
+            return Ok(v);
+        }
+        ctx.record_env_var(&name);
     }
     env_var_value(&name, default, SecretEnv::Refused)
 }

@@ -22,7 +22,9 @@ use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 use serde_json::Value as Json;
 
-pub use context::{Capture, NodeInfo, Phase, RefCall, RenderCtx, ResolvedRef, SecretEnv, Shared};
+pub use context::{
+    Capture, NodeInfo, Phase, RefCall, RenderCtx, RenderInputs, ResolvedRef, SecretEnv, Shared,
+};
 pub use macros::{MacroDef, MacroRegistry, INTERNAL_PACKAGE};
 pub use relation::{QuotePolicy, RelationName};
 pub use services::{

@@ -1,6 +1,7 @@
 //! The parsed project: nodes, sources, macros, docs and exposures with their
 //! resolved configs, names and dependencies.
 
+pub mod cache;
 pub mod external;
 pub mod generic_tests;
 pub mod link;
@@ -19,7 +20,9 @@ pub use crate::project::FileId;
 pub use refs::{RefError, RefIndex};
 
 /// The kinds of node dbt knows, as written in unique ids and `resource_type:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ResourceType {
     Model,
     Seed,
@@ -71,7 +74,7 @@ impl ResourceType {
 }
 
 /// A documented column.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ColumnInfo {
     pub name: String,
     pub description: String,
@@ -83,7 +86,7 @@ pub struct ColumnInfo {
 }
 
 /// What a generic test was declared as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TestMetadata {
     pub name: String,
     pub namespace: Option<String>,
@@ -95,8 +98,10 @@ pub struct TestMetadata {
     pub yaml_path: String,
 }
 
-/// A model, seed, snapshot, analysis or test.
-#[derive(Debug, Clone)]
+/// A model, seed, snapshot, analysis or test. Serializable for the parse
+/// cache, which stores nodes as parsing leaves them: before linking, so
+/// without a config.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     pub unique_id: String,
     pub resource_type: ResourceType,
@@ -113,6 +118,7 @@ pub struct Node {
     pub fqn: Vec<String>,
     pub raw_code: String,
     pub checksum: String,
+    #[serde(skip)]
     pub config: NodeConfig,
     /// Keys set by `config()` in the SQL itself.
     pub config_call: IndexMap<String, Json>,
@@ -144,7 +150,7 @@ pub struct Node {
 }
 
 /// One version of a versioned model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelVersion {
     pub v: String,
     pub latest: String,
@@ -296,7 +302,7 @@ pub struct Exposure {
     pub depends_on_nodes: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Doc {
     pub unique_id: String,
     pub package: String,
@@ -345,7 +351,7 @@ pub struct Manifest {
 }
 
 /// Rows given to or expected from a unit test.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Fixture {
     /// Column → value maps (`format: dict`, also from `format: csv`).
     Rows(Vec<IndexMap<String, Json>>),
@@ -357,14 +363,14 @@ pub enum Fixture {
 }
 
 /// The format of a fixture file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FixtureFormat {
     Csv,
     Sql,
 }
 
 /// One `given:` input: `ref('x')` or `source('a', 'b')` and its rows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UnitGiven {
     pub input: String,
     pub refs: Vec<RefCall>,
@@ -373,7 +379,7 @@ pub struct UnitGiven {
 }
 
 /// A YAML `unit_tests:` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UnitTest {
     pub unique_id: String,
     pub package: String,

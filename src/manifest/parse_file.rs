@@ -15,7 +15,7 @@ use super::generic_tests::{self, TestTarget};
 use super::{Doc, Fixture, Node, NodeBase, ResourceType, TestMetadata, UnitGiven, UnitTest};
 use crate::confmap::{yaml_key, yaml_to_json, ConfigMap};
 use crate::error::{line_of, DiagKind, Diagnostic};
-use crate::jinja::{self, preprocess, JinjaEnv, NodeInfo, Phase, RelationName};
+use crate::jinja::{self, preprocess, JinjaEnv, NodeInfo, Phase, RelationName, RenderInputs};
 use crate::project::schema::{parse_schema_file, parse_test_entry, ColumnDef, SchemaFile};
 use crate::project::{FileId, FileKind, SourceFile};
 
@@ -33,9 +33,11 @@ pub struct FileParse {
     pub file: FileId,
     pub items: FileItems,
     pub diagnostics: Vec<Diagnostic>,
+    /// The vars and env vars its renders read (for the parse cache).
+    pub inputs: RenderInputs,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum FileItems {
     /// Models, analyses, singular tests, snapshot blocks; seeds.
     Nodes(Vec<Node>),
@@ -46,7 +48,7 @@ pub enum FileItems {
 }
 
 /// A properties file: its raw YAML and what it defines by itself.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Properties {
     pub schema: SchemaFile,
     /// Generic tests, with the config their own YAML entry sets.
@@ -76,10 +78,11 @@ pub(crate) fn dirs(path: &str) -> Vec<String> {
 /// Parses one file.
 pub fn parse_file(ctx: &FileCtx<'_>, f: &SourceFile) -> FileParse {
     let mut diagnostics = Vec::new();
+    let mut inputs = RenderInputs::default();
     let items = match f.kind {
         FileKind::Macro => FileItems::Macros,
         FileKind::Docs => FileItems::Docs(docs(f)),
-        FileKind::Properties => match properties(ctx, f, &mut diagnostics) {
+        FileKind::Properties => match properties(ctx, f, &mut diagnostics, &mut inputs) {
             Some(p) => FileItems::Properties(Box::new(p)),
             None => FileItems::Nodes(vec![]),
         },
@@ -87,7 +90,7 @@ pub fn parse_file(ctx: &FileCtx<'_>, f: &SourceFile) -> FileParse {
         FileKind::Model | FileKind::Analysis | FileKind::SingularTest | FileKind::Snapshot => {
             let mut nodes = Vec::new();
             for n in sql_nodes(f) {
-                match render(ctx, f, n) {
+                match render(ctx, f, n, &mut inputs) {
                     Ok(n) => nodes.push(n),
                     Err(d) => diagnostics.push(d),
                 }
@@ -99,6 +102,7 @@ pub fn parse_file(ctx: &FileCtx<'_>, f: &SourceFile) -> FileParse {
         file: f.id.clone(),
         items,
         diagnostics,
+        inputs,
     }
 }
 
@@ -190,7 +194,12 @@ fn sql_nodes(f: &SourceFile) -> Vec<Node> {
 
 /// The parse-phase render of a node: records its refs, sources, macros and
 /// inline config, and keeps the output when compiling can reuse it.
-fn render(ctx: &FileCtx<'_>, f: &SourceFile, mut node: Node) -> Result<Node, Diagnostic> {
+fn render(
+    ctx: &FileCtx<'_>,
+    f: &SourceFile,
+    mut node: Node,
+    inputs: &mut RenderInputs,
+) -> Result<Node, Diagnostic> {
     let rewritten = preprocess::rewrite_mutable_literals(&node.raw_code);
     let info = NodeInfo {
         package: node.package.clone(),
@@ -207,23 +216,23 @@ fn render(ctx: &FileCtx<'_>, f: &SourceFile, mut node: Node) -> Result<Node, Dia
         ..Default::default()
     };
     let rctx = ctx.jinja.ctx(info, Phase::Parse);
-    let out = ctx
-        .jinja
-        .render(&node.display_path, &rewritten, &rctx)
-        .map_err(|e| {
-            with_call_site(
-                jinja::diagnostic_from_jinja(
-                    &e,
-                    &node.display_path,
-                    Some(&f.contents),
-                    node.line_offset,
-                ),
-                &node.display_path,
-                node.resource_type,
-                &node.name,
-            )
-        })?;
+    let out = ctx.jinja.render(&node.display_path, &rewritten, &rctx);
+    // What the render read counts even when it failed: a var may fix it.
     let cap = rctx.take_capture();
+    inputs.extend(cap.inputs);
+    let out = out.map_err(|e| {
+        with_call_site(
+            jinja::diagnostic_from_jinja(
+                &e,
+                &node.display_path,
+                Some(&f.contents),
+                node.line_offset,
+            ),
+            &node.display_path,
+            node.resource_type,
+            &node.name,
+        )
+    })?;
     node.phase_sensitive = rctx.is_sensitive();
     if !node.phase_sensitive {
         node.parse_output = Some(out);
@@ -273,6 +282,7 @@ fn properties(
     ctx: &FileCtx<'_>,
     f: &SourceFile,
     diags: &mut Vec<Diagnostic>,
+    inputs: &mut RenderInputs,
 ) -> Option<Properties> {
     let schema = match parse_schema_file(&f.display, &f.contents) {
         Ok(s) => s,
@@ -333,7 +343,7 @@ fn properties(
         );
         n.raw_code = format!("select * from {{{{ {rel} }}}}");
         n.checksum = sql_checksum(&f.contents);
-        match render(ctx, f, n) {
+        match render(ctx, f, n, inputs) {
             Ok(n) => snapshots.push(n),
             Err(d) => diags.push(d),
         }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::cache::ParseCache;
 use super::link::{link, quote_policy};
 use super::parse_file::{parse_all, FileCtx};
 use super::Manifest;
@@ -72,6 +73,15 @@ pub fn environment(project: &Project, log: Arc<dyn jinja::LogSink>) -> Result<Ji
 
 /// Parses the project; templates' `log`/`print`/`exceptions.warn` go to `log`.
 pub fn parse(project: &Project, log: Arc<dyn jinja::LogSink>) -> Result<Parsed, Error> {
+    parse_cached(project, log, None)
+}
+
+/// Parses the project, reusing and updating `cache` when given.
+pub fn parse_cached(
+    project: &Project,
+    log: Arc<dyn jinja::LogSink>,
+    cache: Option<&mut ParseCache>,
+) -> Result<Parsed, Error> {
     let t0 = std::time::Instant::now();
     let jinja = environment(project, log)?;
     timing("jinja env", t0);
@@ -80,7 +90,10 @@ pub fn parse(project: &Project, log: Arc<dyn jinja::LogSink>) -> Result<Parsed, 
         target_database: &project.target.database,
         target_schema: &project.target.schema,
     };
-    let files = parse_all(&ctx, &project.files);
+    let files = match cache {
+        Some(c) => c.parse_all(&ctx, project),
+        None => parse_all(&ctx, &project.files),
+    };
     timing("files", t0);
     let manifest = link(project, &jinja, files)?;
     Ok(Parsed {

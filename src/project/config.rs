@@ -573,6 +573,13 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The config of a node before linking (cached nodes are read back with it).
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig::empty(ConfigScope::Other)
+    }
+}
+
 impl NodeConfig {
     /// Types and validates a merged config; problems name the key, and each
     /// bad key falls back to its default.

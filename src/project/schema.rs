@@ -1,12 +1,12 @@
 //! Schema (properties) YAML files: the raw serde shapes of models, sources, seeds,
 //! snapshots, analyses, macros, exposures and unit tests.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value as Yaml};
 
 use crate::error::{line_of, yaml_diagnostic, DiagKind, Diagnostic};
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct SchemaFile {
     pub version: Option<Yaml>,
@@ -24,7 +24,7 @@ pub struct SchemaFile {
 }
 
 /// Properties of a model, seed, snapshot or analysis.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct NodePatch {
     pub name: String,
@@ -47,7 +47,7 @@ pub struct NodePatch {
     pub time_spine: Option<Yaml>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct ColumnDef {
     pub name: String,
@@ -64,11 +64,22 @@ pub struct ColumnDef {
 
 /// A key that is present, even as `null` (absent keys stay `None` by default).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Yaml>, D::Error> {
-    use serde::Deserialize as _;
-    Yaml::deserialize(d).map(Some)
+    let v = Yaml::deserialize(d)?;
+    Ok((v.as_str() != Some(ABSENT)).then_some(v))
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+/// How an absent key is written where every field is written (the parse
+/// cache), so that reading it back gives `None` rather than `null`.
+const ABSENT: &str = "\u{0}absent";
+
+fn absent_marked<S: serde::Serializer>(v: &Option<Yaml>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => v.serialize(s),
+        None => ABSENT.serialize(s),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct SourceDef {
     pub name: String,
@@ -87,7 +98,7 @@ pub struct SourceDef {
     pub tables: Vec<SourceTableDef>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct SourceTableDef {
     pub name: String,
@@ -97,7 +108,7 @@ pub struct SourceTableDef {
     pub loaded_at_query: Option<String>,
     /// `freshness: null` is kept (as `Some(Null)`): it turns the source's
     /// freshness off for this table, as in dbt.
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "present", serialize_with = "absent_marked")]
     pub freshness: Option<Yaml>,
     pub quoting: Option<Mapping>,
     pub external: Option<Yaml>,
@@ -109,7 +120,7 @@ pub struct SourceTableDef {
     pub data_tests: Vec<Yaml>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct MacroPatch {
     pub name: String,
@@ -120,7 +131,7 @@ pub struct MacroPatch {
     pub config: Option<Mapping>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct ExposureDef {
     pub name: String,
