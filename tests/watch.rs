@@ -151,6 +151,22 @@ fn watch_rebuilds_what_each_save_changes() {
     );
     assert_eq!(psql(&db, "select id from main.a"), "2");
 
+    // A Jinja mistake in a model: the error names the file, the last good
+    // state stays; fixing it rebuilds the model.
+    write(p, "models/a.sql", "select {{ oops( }} as id");
+    let e = w.next("watch_error");
+    assert!(e["msg"].as_str().unwrap().contains("models/a.sql"), "{e}");
+    write(p, "models/a.sql", "select 3 as id");
+    assert_eq!(models(&w.rebuilt()), vec!["model.proj.a"]);
+    assert_eq!(psql(&db, "select id from main.a"), "3");
+    // A changed ref moves a model in the graph: once view c reads a, the
+    // next edit of a rebuilds c too.
+    write(p, "models/c.sql", "select id from {{ ref('a') }}");
+    assert_eq!(models(&w.rebuilt()), vec!["model.proj.c"]);
+    write(p, "models/a.sql", "select 5 as id");
+    assert_eq!(models(&w.rebuilt()), vec!["model.proj.a", "model.proj.c"]);
+    assert_eq!(psql(&db, "select id from main.c"), "5");
+
     // Broken YAML: the error names the file; nothing changes; fixing it
     // carries on.
     write(

@@ -97,13 +97,15 @@ pub fn execute(
     interrupt: &Interrupt,
 ) -> Result<Outcome> {
     let s = Session::open(&args.common)?;
-    execute_in(s, args, which, only, interrupt)
+    let outcome = execute_in(&s, args, which, only, interrupt);
+    super::drop_in_background(s);
+    outcome
 }
 
 /// [`execute`] on a session already open (watch parses before it knows
 /// what to build).
 pub fn execute_in(
-    s: Session,
+    s: &Session,
     args: &RunArgs,
     which: Which,
     only: Option<BTreeSet<String>>,
@@ -280,7 +282,7 @@ pub fn execute_in(
     } else {
         Outcome::Success
     };
-    super::drop_in_background((out, s));
+    super::drop_in_background(out);
     Ok(outcome)
 }
 

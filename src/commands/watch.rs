@@ -17,6 +17,7 @@ use super::{resource_type_of, run, Outcome, Session};
 use crate::adapter::{self, RelationId};
 use crate::cli::{Downstream, RunArgs, WatchArgs};
 use crate::engine::{Interrupt, Which};
+use crate::manifest::parser::{self, BodyEdit};
 use crate::manifest::ResourceType;
 use crate::project::config::Materialized;
 use crate::report::Reporter;
@@ -28,23 +29,61 @@ type Fingerprints = BTreeMap<String, u64>;
 
 fn fingerprints(s: &Session) -> Fingerprints {
     let m = &s.parsed.manifest;
-    let mut out = Fingerprints::new();
-    for (id, n) in &m.nodes {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        format!("{n:?}").hash(&mut h);
-        for mac in &n.depends_on_macros {
-            if let Some(e) = m.macros.get(mac) {
-                e.macro_sql.hash(&mut h);
-            }
-        }
-        out.insert(id.clone(), h.finish());
-    }
+    let mut out: Fingerprints = m
+        .nodes
+        .keys()
+        .filter_map(|id| Some((id.clone(), fingerprint(s, id)?)))
+        .collect();
     for (id, u) in &m.unit_tests {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         format!("{u:?}").hash(&mut h);
         out.insert(id.clone(), h.finish());
     }
     out
+}
+
+fn fingerprint(s: &Session, id: &str) -> Option<u64> {
+    let m = &s.parsed.manifest;
+    let n = m.nodes.get(id)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{n:?}").hash(&mut h);
+    for mac in &n.depends_on_macros {
+        if let Some(e) = m.macros.get(mac) {
+            e.macro_sql.hash(&mut h);
+        }
+    }
+    Some(h.finish())
+}
+
+/// The saved files as edits of the session's project files (index, new
+/// contents), or `None` when one is not a file the project has read (new,
+/// deleted, or outside every package).
+fn edits_of(s: &Session, paths: &BTreeSet<PathBuf>) -> Option<Vec<(usize, String)>> {
+    let roots: Vec<(&str, PathBuf)> = s
+        .project
+        .packages
+        .iter()
+        .filter_map(|p| Some((p.name(), std::fs::canonicalize(&p.root).ok()?)))
+        .collect();
+    let mut edits = Vec::new();
+    for path in paths {
+        let (pkg, rel) = roots
+            .iter()
+            // The deepest root first: packages live under the project.
+            .filter_map(|(pkg, root)| Some((*pkg, path.strip_prefix(root).ok()?)))
+            .min_by_key(|(_, rel)| rel.components().count())?;
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let idx = s
+            .project
+            .files
+            .iter()
+            .position(|f| f.id.package == pkg && f.id.path == rel)?;
+        let contents = std::fs::read_to_string(path).ok()?;
+        if contents != s.project.files[idx].contents {
+            edits.push((idx, contents));
+        }
+    }
+    Some(edits)
 }
 
 /// Saved files not yet acted on, and the rebuild a newer save cancels.
@@ -229,6 +268,38 @@ fn preview(s_target: &crate::project::Target, dir: &Path, relation: &RelationId,
     }
 }
 
+/// The outcome of watch's fast path (see `parser::reparse_bodies`).
+enum Fast {
+    /// The session with the edited nodes replaced, and their ids.
+    Applied(Session, Vec<String>),
+    /// An edited file no longer renders: the last good session, unchanged.
+    Failed(Session, crate::error::Error),
+    NotApplicable,
+}
+
+fn body_edits(last: Option<Session>, paths: &BTreeSet<PathBuf>) -> Fast {
+    let Some(mut s) = last else {
+        return Fast::NotApplicable;
+    };
+    let Some(edits) = edits_of(&s, paths) else {
+        super::drop_in_background(s);
+        return Fast::NotApplicable;
+    };
+    match parser::reparse_bodies(&mut s.project, &mut s.parsed, edits) {
+        Ok(BodyEdit::Applied(ids)) => {
+            // A new invocation: its own id, start time and results.
+            s.started = Instant::now();
+            s.started_at = chrono::Utc::now();
+            Fast::Applied(s, ids)
+        }
+        Ok(BodyEdit::NeedsFullParse) => {
+            super::drop_in_background(s);
+            Fast::NotApplicable
+        }
+        Err(e) => Fast::Failed(s, e),
+    }
+}
+
 pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
     let rep = Reporter::new(args.common.report_settings());
     let root = std::fs::canonicalize(&args.common.project_dir)?;
@@ -256,11 +327,14 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
         st.ignored = vec![target, root.join("logs"), root.join("target")];
     };
     let mut known: Option<Fingerprints> = None;
+    // The last good parse, kept so that a save which only changes SQL
+    // bodies is applied without parsing and linking the whole project.
+    let mut last: Option<Session> = None;
     match Session::open(&args.common) {
         Ok(s) => {
             ignore(&s, &queue);
             known = Some(fingerprints(&s));
-            super::drop_in_background(s);
+            last = Some(s);
         }
         Err(e) => rep.error_data("watch_error", &e.to_string(), json!({})),
     }
@@ -292,30 +366,52 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
         );
         // A mistake is shown; the last good state stays, here and in the
         // warehouse, until the file is fixed.
-        let s = match Session::open(&args.common) {
-            Ok(s) => s,
-            Err(e) => {
+        let (s, mut changed, removed) = match body_edits(last.take(), &paths) {
+            Fast::Applied(s, ids) => {
+                let k = known.get_or_insert_with(Default::default);
+                let mut changed = BTreeSet::new();
+                for id in ids {
+                    let fp = fingerprint(&s, &id);
+                    if fp.is_some() && k.get(&id) != fp.as_ref() {
+                        k.insert(id.clone(), fp.unwrap_or_default());
+                        changed.insert(id);
+                    }
+                }
+                (s, changed, Vec::new())
+            }
+            Fast::Failed(s, e) => {
                 rep.error_data("watch_error", &e.to_string(), json!({"files": files}));
+                last = Some(s);
                 continue;
             }
+            Fast::NotApplicable => {
+                let s = match Session::open(&args.common) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        rep.error_data("watch_error", &e.to_string(), json!({"files": files}));
+                        continue;
+                    }
+                };
+                ignore(&s, &queue);
+                let now = fingerprints(&s);
+                let changed: BTreeSet<String> = now
+                    .iter()
+                    .filter(|(id, fp)| known.as_ref().and_then(|k| k.get(*id)) != Some(*fp))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let removed: Vec<String> = known
+                    .as_ref()
+                    .map(|k| {
+                        k.keys()
+                            .filter(|id| !now.contains_key(*id))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                known = Some(now);
+                (s, changed, removed)
+            }
         };
-        ignore(&s, &queue);
-        let now = fingerprints(&s);
-        let mut changed: BTreeSet<String> = now
-            .iter()
-            .filter(|(id, fp)| known.as_ref().and_then(|k| k.get(*id)) != Some(*fp))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let removed: Vec<String> = known
-            .as_ref()
-            .map(|k| {
-                k.keys()
-                    .filter(|id| !now.contains_key(*id))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        known = Some(now);
         changed.extend(
             std::mem::take(&mut pending)
                 .into_iter()
@@ -332,6 +428,7 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
             Ok(t) => t,
             Err(e) => {
                 rep.error_data("watch_error", &e.to_string(), json!({"files": files}));
+                last = Some(s);
                 continue;
             }
         };
@@ -341,7 +438,7 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
                 "Nothing to rebuild",
                 json!({"changed": changed}),
             );
-            super::drop_in_background(s);
+            last = Some(s);
             continue;
         }
         if args.compile_only {
@@ -363,7 +460,7 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
                 ),
                 Err(e) => rep.error_data("watch_error", &e.to_string(), json!({"files": files})),
             }
-            super::drop_in_background(s);
+            last = Some(s);
             continue;
         }
         // The edited model, to preview once rebuilt.
@@ -392,8 +489,15 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
             offline: false,
             show_sql: false,
         };
-        let outcome = run::execute_in(s, &run_args, Which::Build, Some(targets.clone()), &this_run);
+        let outcome = run::execute_in(
+            &s,
+            &run_args,
+            Which::Build,
+            Some(targets.clone()),
+            &this_run,
+        );
         queue.set_rebuilding(None);
+        last = Some(s);
         if interrupt.is_set() {
             return Ok(Outcome::Interrupted);
         }

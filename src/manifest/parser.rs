@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::cache::ParseCache;
 use super::link::{link, quote_policy};
-use super::parse_file::{parse_all, FileCtx};
+use super::parse_file::{parse_all, parse_file, FileCtx, FileItems};
 use super::Manifest;
 use crate::error::Error;
 use crate::jinja::{self, EnvSettings, JinjaEnv, MacroSource};
@@ -101,4 +101,97 @@ pub fn parse_cached(
         jinja,
         project_dir: project.dir.clone(),
     })
+}
+
+/// What [`reparse_bodies`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyEdit {
+    /// The nodes whose SQL changed, updated in place.
+    Applied(Vec<String>),
+    /// The edits change more than SQL bodies: parse and link everything.
+    NeedsFullParse,
+}
+
+/// Applies edits of SQL files (models, analyses, singular tests, snapshots)
+/// to a parsed project without linking it again: watch's fast path for the
+/// common save, which changes a query but none of its refs, sources,
+/// `config()` keys or macros. Each edited file is rendered as it was and as
+/// it is; when everything linking reads from them is the same, only the
+/// nodes' SQL (and parse output) are replaced. Anything else, including a
+/// file that is not one of the project's SQL files, asks for a full parse.
+/// A file that no longer renders is an error, and nothing is changed.
+pub fn reparse_bodies(
+    project: &mut Project,
+    parsed: &mut Parsed,
+    edits: Vec<(usize, String)>,
+) -> Result<BodyEdit, Error> {
+    let jinja = environment(project, parsed.jinja.shared.log.clone())?;
+    let ctx = FileCtx {
+        jinja: &jinja,
+        target_database: &project.target.database,
+        target_schema: &project.target.schema,
+    };
+    // Everything linking reads from a node as parsed, with its SQL left out.
+    let shape = |n: &super::Node| {
+        let mut n = n.clone();
+        n.raw_code.clear();
+        n.checksum.clear();
+        n.parse_output = None;
+        n.phase_sensitive = false;
+        n.line_offset = 0;
+        format!("{n:?}")
+    };
+    let mut updates: Vec<super::Node> = Vec::new();
+    for (idx, contents) in &edits {
+        let Some(old) = project.files.get(*idx) else {
+            return Ok(BodyEdit::NeedsFullParse);
+        };
+        if !matches!(
+            old.kind,
+            FileKind::Model | FileKind::Analysis | FileKind::SingularTest | FileKind::Snapshot
+        ) {
+            return Ok(BodyEdit::NeedsFullParse);
+        }
+        let new = crate::project::SourceFile {
+            contents: contents.clone(),
+            ..old.clone()
+        };
+        let after = parse_file(&ctx, &new);
+        if !after.diagnostics.is_empty() {
+            return Err(crate::error::Diagnostics(after.diagnostics).into());
+        }
+        let before = parse_file(&ctx, old);
+        let (FileItems::Nodes(before), FileItems::Nodes(after)) = (before.items, after.items)
+        else {
+            return Ok(BodyEdit::NeedsFullParse);
+        };
+        let same_shape = before.len() == after.len()
+            && before
+                .iter()
+                .zip(&after)
+                .all(|(b, a)| b.unique_id == a.unique_id && shape(b) == shape(a));
+        let all_linked = after
+            .iter()
+            .all(|a| parsed.manifest.nodes.contains_key(&a.unique_id));
+        if !same_shape || !all_linked {
+            return Ok(BodyEdit::NeedsFullParse);
+        }
+        updates.extend(after);
+    }
+    let mut ids = Vec::with_capacity(updates.len());
+    for a in updates {
+        if let Some(n) = parsed.manifest.nodes.get_mut(&a.unique_id) {
+            n.raw_code = a.raw_code;
+            n.checksum = a.checksum;
+            n.parse_output = a.parse_output;
+            n.phase_sensitive = a.phase_sensitive;
+            n.line_offset = a.line_offset;
+            ids.push(a.unique_id);
+        }
+    }
+    for (idx, contents) in edits {
+        project.files[idx].contents = contents;
+    }
+    parsed.jinja = jinja;
+    Ok(BodyEdit::Applied(ids))
 }
