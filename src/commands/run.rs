@@ -160,7 +160,7 @@ pub fn execute_in(
                 interrupt.on_trigger(move || adapter.cancel_all())
             };
             loaded =
-                super::load::load_sources(&s, &sources, adapter.as_ref(), threads, args.dry_run);
+                super::load::load_sources(s, &sources, adapter.as_ref(), threads, args.dry_run);
             for id in &loaded.failed {
                 let below = s.graph.walk(id, petgraph::Direction::Outgoing, None);
                 for b in below.iter().filter(|b| selected.contains(*b)) {
