@@ -22,8 +22,13 @@ struct Watch {
 
 impl Watch {
     fn start(dir: &Path) -> Watch {
+        Watch::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Watch {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["watch", "--log-format", "json", "--no-preview"])
+            .args(extra)
             .current_dir(dir)
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
@@ -256,4 +261,30 @@ fn watch_rebuilds_what_each_save_changes() {
         .success());
     let status = w.child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn watch_sees_profiles_outside_the_project() {
+    let profiles = tempfile::tempdir().unwrap();
+    let profile = |schema: &str| {
+        format!("proj:\n  target: dev\n  outputs:\n    dev: {{type: postgres, host: localhost, user: u, dbname: d, schema: {schema}}}\n")
+    };
+    let file = profiles.path().join("profiles.yml");
+    std::fs::write(&file, profile("one")).unwrap();
+    let dir = project(&[
+        ("dbt_project.yml", "name: proj\nprofile: proj\n"),
+        ("models/a.sql", "select 1 as id"),
+    ]);
+    let mut w = Watch::start_with(
+        dir.path(),
+        &[
+            "--compile-only",
+            "--profiles-dir",
+            profiles.path().to_str().unwrap(),
+        ],
+    );
+    // A new schema in the profile renames every relation: all recompiled.
+    std::fs::write(&file, profile("two")).unwrap();
+    let v = w.next("watch_compiled");
+    assert_eq!(v["data"]["nodes"][0], "model.proj.a", "{v}");
 }

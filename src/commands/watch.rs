@@ -103,6 +103,9 @@ struct QueueState {
     ignored: Vec<PathBuf>,
     /// The project directory: only what is hidden under it is ignored.
     root: PathBuf,
+    /// Files read from outside the project (profiles.yml in ~/.dbt or
+    /// --profiles-dir).
+    outside: Vec<PathBuf>,
 }
 
 impl Queue {
@@ -115,8 +118,10 @@ impl Queue {
         let relevant: Vec<PathBuf> = paths
             .into_iter()
             .filter(|p| {
-                !st.ignored.iter().any(|i| p.starts_with(i))
-                    && is_project_file(p.strip_prefix(&st.root).unwrap_or(p))
+                st.outside.contains(p)
+                    || (p.starts_with(&st.root)
+                        && !st.ignored.iter().any(|i| p.starts_with(i))
+                        && is_project_file(p.strip_prefix(&st.root).unwrap_or(p)))
             })
             .collect();
         if relevant.is_empty() {
@@ -316,6 +321,18 @@ pub fn run(args: &WatchArgs, interrupt: &Interrupt) -> Result<Outcome> {
         })?
     };
     watcher.watch(&root, notify::RecursiveMode::Recursive)?;
+    // profiles.yml outside the project: its directory, for that file only.
+    let profiles =
+        crate::project::profiles::profiles_dir(args.common.profiles_dir.as_deref(), &root);
+    if let Ok(dir) = std::fs::canonicalize(&profiles) {
+        if !dir.starts_with(&root)
+            && watcher
+                .watch(&dir, notify::RecursiveMode::NonRecursive)
+                .is_ok()
+        {
+            queue.lock().outside = vec![dir.join("profiles.yml")];
+        }
+    }
     // Ctrl-C wakes the wait at once.
     let _wake = {
         let q = queue.clone();
