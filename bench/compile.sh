@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Parse/compile benchmark on the shared synthetic projects (same generator as the
-# dbt-core reference numbers). Usage: bench/compile.sh [N ...]   (default: 1000 10000)
+# dbt-core reference numbers): parse and compile with the parse cache of the
+# previous run (unchanged project), without it (--no-partial-parse), and a
+# first compile into an empty target directory.
+# Usage: bench/compile.sh [N ...]   (default: 1000 10000)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 GEN="$ROOT/../shared/bench/gen_project.py"
@@ -28,15 +31,22 @@ synth:
       threads: 4
 YML
     fi
-    for cmd in parse compile; do
-        walls=(); rss=0
-        "$BIN" "$cmd" --project-dir "$dir" -q >/dev/null  # warm the page cache
+    measure() {  # label, then the command's arguments
+        local label="$1"; shift
+        local walls=() rss=0 line r
         for _ in $(seq "$RUNS"); do
-            line=$( { /usr/bin/time -f '%e %M' "$BIN" "$cmd" --project-dir "$dir" -q >/dev/null; } 2>&1 | tail -1)
+            [ "$label" = "first compile, empty target" ] && rm -rf "$dir/target"
+            line=$( { /usr/bin/time -f '%e %M' "$BIN" "$@" --project-dir "$dir" -q >/dev/null; } 2>&1 | tail -1)
             walls+=("${line% *}")
             r="${line#* }"; [ "$r" -gt "$rss" ] && rss=$r
         done
         median=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-        printf '| %s | %s | %s | %d |\n' "$n" "$cmd" "$median" $((rss / 1024))
-    done
+        printf '| %s | %s | %s | %d |\n' "$n" "$label" "$median" $((rss / 1024))
+    }
+    "$BIN" compile --project-dir "$dir" -q >/dev/null  # warm the page cache and the parse cache
+    measure "parse, cached" parse
+    measure "parse --no-partial-parse" parse --no-partial-parse
+    measure "compile, cached" compile
+    measure "compile --no-partial-parse" compile --no-partial-parse
+    measure "first compile, empty target" compile
 done

@@ -748,3 +748,34 @@ fn a_long_load_shows_a_progress_bar_on_a_terminal() {
     assert!(text.contains("#-"), "{text}");
     assert!(text.contains("\r\x1b[2K"), "{text}");
 }
+
+/// Loads of several tables start at once, each creating the schema's load
+/// history if it is missing: one that finds another session creating it at
+/// that moment (here a transaction holding it, uncommitted) carries on once
+/// the other commits, instead of failing with "already exists".
+#[test]
+fn a_history_table_created_meanwhile_is_used() {
+    let db = pg::database("load_race");
+    let yml = "version: 2\nsources:\n  - name: s\n    schema: fresh\n    tables:\n      - name: t\n        external: {location: files/t/, file_format: csv}\n        columns: [{name: n, data_type: integer}]\n";
+    let dir = load_project(&db, yml);
+    write(dir.path(), "files/t/a.csv", "n\n1\n2\n");
+    psql(&db, "create schema fresh");
+    let mut other = pg::psql_session(
+        &db,
+        "begin;\n\
+         create table fresh._strata_load_history (target_relation varchar(1024) not null, \
+         file_key varchar(1024) not null, file_size bigint, file_version varchar(1024), \
+         row_count bigint, loaded_at timestamp without time zone, invocation_id varchar(64), \
+         primary key (target_relation, file_key));\n\
+         select pg_sleep(2);\ncommit;\n",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = strata(dir.path(), &["load"]);
+    assert!(other.wait().unwrap().success());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        psql(&db, "select count(*) from fresh._strata_load_history"),
+        "1"
+    );
+    assert_eq!(psql(&db, "select sum(n) from fresh.t"), "3");
+}

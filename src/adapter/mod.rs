@@ -83,6 +83,21 @@ impl AdapterError {
     }
 }
 
+impl AdapterError {
+    /// A `create ... if not exists` that lost a race with another session
+    /// creating the same object: PostgreSQL checks for the object before
+    /// taking the catalog's unique index, so two sessions can both decide to
+    /// create it, and the second fails (duplicate table, schema or object, or
+    /// a unique violation in the catalog). Running the statement again is
+    /// then a no-op.
+    pub fn is_concurrent_create(&self) -> bool {
+        matches!(
+            self.sqlstate.as_deref(),
+            Some("42P07" | "42P06" | "42710" | "23505")
+        )
+    }
+}
+
 impl fmt::Display for AdapterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -483,10 +483,20 @@ fn load_table_once(
         }
         setup.push(plan::target_ddl(d, &target, &table_columns));
     }
+    let batch = Batch {
+        statements: setup.clone(),
+        atomic: false,
+    };
+    // Loads of several tables start at once and all create the schema's
+    // history table: one that lost that race finds it there the second time.
     adapter
-        .execute(&Batch {
-            statements: setup.clone(),
-            atomic: false,
+        .execute(&batch)
+        .or_else(|e| {
+            if e.is_concurrent_create() {
+                adapter.execute(&batch)
+            } else {
+                Err(e)
+            }
         })
         .map_err(|e| {
             let s = e.statement.and_then(|i| setup.get(i)).cloned();

@@ -111,6 +111,33 @@ pub fn psql(db: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A psql session on `db` running `script` from its standard input, in the
+/// background (for sessions that hold locks while the test acts).
+pub fn psql_session(db: &str, script: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = std::process::Command::new(psql_bin())
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port().to_string(),
+            "-U",
+            "strata",
+            "-d",
+            db,
+            "-q",
+        ])
+        .env("PGPASSFILE", passfile())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).expect("psql stdin");
+    }
+    child
+}
+
 /// A profiles.yml for project `proj` on database `db` of the test cluster
 /// (schema `main`, two threads).
 pub fn profile(db: &str) -> String {
