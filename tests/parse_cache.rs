@@ -282,6 +282,40 @@ fn commands_use_the_cache_unless_told_not_to() {
     }
 }
 
+#[test]
+fn a_large_properties_file_round_trips() {
+    // Large properties files are cached in chunks, read back in parallel.
+    let mut files: Vec<(String, String)> = vec![("dbt_project.yml".into(), PROJECT.into())];
+    let mut yml = String::from("version: 2\nmodels:\n");
+    for i in 0..700 {
+        files.push((format!("models/m{i}.sql"), format!("select {i} as id")));
+        yml.push_str(&format!(
+            "  - name: m{i}\n    description: model {i}\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\n"
+        ));
+    }
+    files.push(("models/schema.yml".into(), yml));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = project(&refs);
+    let d = dir.path();
+    let (first, _) = cached(d, None);
+    let (again, s) = cached(d, None);
+    assert_eq!(s.parsed, 0);
+    assert_eq!(first, again);
+    assert_eq!(again, fresh(d, None));
+    assert_eq!(
+        again.unwrap()["nodes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("test."))
+            .count(),
+        1400
+    );
+}
+
 /// A small deterministic generator (xorshift), so a failure replays.
 struct Rng(u64);
 impl Rng {

@@ -38,7 +38,7 @@ use crate::project::{FileKind, Project, SourceFile};
 pub const FILE_NAME: &str = "strata_parse_cache.msgpack";
 
 /// Bumped whenever what a cached file holds changes meaning.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 type Hash = [u8; 16];
 
@@ -92,9 +92,66 @@ struct Entry {
     /// (package the lookup was made from, var name, hash of its value).
     vars: Vec<(String, String, Option<Hash>)>,
     env_vars: Vec<(String, Option<Hash>)>,
-    /// The file's `FileItems`, MessagePack encoded.
-    #[serde(with = "serde_bytes")]
-    items: Vec<u8>,
+    items: Blob,
+}
+
+/// A file's `FileItems`, MessagePack encoded; a large properties file in
+/// chunks, so that reading it back uses every core.
+#[derive(Debug, Serialize, Deserialize)]
+enum Blob {
+    Whole(serde_bytes::ByteBuf),
+    Split {
+        /// The properties without their model entries and tests.
+        head: serde_bytes::ByteBuf,
+        models: Vec<serde_bytes::ByteBuf>,
+        tests: Vec<serde_bytes::ByteBuf>,
+    },
+}
+
+/// Entries per chunk of a split properties file.
+const CHUNK: usize = 512;
+
+fn encode(items: &FileItems) -> Option<Blob> {
+    fn bytes<T: Serialize + ?Sized>(v: &T) -> Option<serde_bytes::ByteBuf> {
+        rmp_serde::to_vec(v).ok().map(serde_bytes::ByteBuf::from)
+    }
+    match items {
+        FileItems::Properties(p) if p.schema.models.len() + p.tests.len() > 2 * CHUNK => {
+            let models = p
+                .schema
+                .models
+                .chunks(CHUNK)
+                .map(bytes)
+                .collect::<Option<_>>()?;
+            let tests = p.tests.chunks(CHUNK).map(bytes).collect::<Option<_>>()?;
+            let sc = &p.schema;
+            let head = super::parse_file::Properties {
+                schema: crate::project::schema::SchemaFile {
+                    version: sc.version.clone(),
+                    models: Vec::new(),
+                    seeds: sc.seeds.clone(),
+                    snapshots: sc.snapshots.clone(),
+                    analyses: sc.analyses.clone(),
+                    sources: sc.sources.clone(),
+                    macros: sc.macros.clone(),
+                    exposures: sc.exposures.clone(),
+                    unit_tests: sc.unit_tests.clone(),
+                    semantic_models: sc.semantic_models.clone(),
+                    metrics: sc.metrics.clone(),
+                    saved_queries: sc.saved_queries.clone(),
+                },
+                tests: Vec::new(),
+                snapshots: p.snapshots.clone(),
+                unit_tests: p.unit_tests.clone(),
+            };
+            Some(Blob::Split {
+                head: bytes(&head)?,
+                models,
+                tests,
+            })
+        }
+        _ => Some(Blob::Whole(bytes(items)?)),
+    }
 }
 
 /// Which build of Strata wrote a cache: the version, and the executable's size
@@ -189,19 +246,23 @@ impl ParseCache {
     /// whose inputs are unchanged, and remembers the new results.
     pub fn parse_all(&mut self, ctx: &FileCtx<'_>, project: &Project) -> Vec<FileParse> {
         use rayon::prelude::*;
+        let t0 = std::time::Instant::now();
         let global = global_key(project, ctx.jinja);
+        super::parser::timing("cache: global key", t0);
         if self.global != Some(global) {
             self.entries.clear();
             self.global = Some(global);
             self.changed = true;
         }
         let macros = MacroKeys::new(ctx.jinja);
+        super::parser::timing("cache: macro keys", t0);
         let old = std::mem::take(&mut self.entries);
         let results: Vec<(FileParse, Outcome)> = project
             .files
             .par_iter()
             .map(|f| parse_one(ctx, f, &macros, &old))
             .collect();
+        super::parser::timing("cache: files", t0);
         let mut old = old;
         let mut stats = CacheStats::default();
         let mut out = Vec::with_capacity(results.len());
@@ -275,7 +336,7 @@ fn parse_one(
     }
     let fp = parse_file(ctx, f);
     let entry = (fp.diagnostics.is_empty() && !fp.inputs.volatile)
-        .then(|| rmp_serde::to_vec(&fp.items).ok())
+        .then(|| encode(&fp.items))
         .flatten()
         .map(|items| {
             Box::new(Entry {
@@ -303,14 +364,60 @@ fn parse_one(
 }
 
 /// A cached file's items, with the configs the cache leaves out.
-fn decode(bytes: &[u8]) -> Option<FileItems> {
-    let mut items: FileItems = rmp_serde::from_slice(bytes).ok()?;
-    let fix = |n: &mut super::Node| n.config = NodeConfig::empty(n.resource_type.config_scope());
+fn decode(blob: &Blob) -> Option<FileItems> {
+    use rayon::prelude::*;
+    let mut items: FileItems = match blob {
+        Blob::Whole(b) => rmp_serde::from_slice(b).ok()?,
+        Blob::Split {
+            head,
+            models,
+            tests,
+        } => {
+            let mut p: super::parse_file::Properties = rmp_serde::from_slice(head).ok()?;
+            let (models, tests) = rayon::join(
+                || {
+                    models
+                        .par_iter()
+                        .map(|b| {
+                            rmp_serde::from_slice::<Vec<crate::project::schema::NodePatch>>(b).ok()
+                        })
+                        .collect::<Option<Vec<_>>>()
+                },
+                || {
+                    tests
+                        .par_iter()
+                        .map(|b| {
+                            rmp_serde::from_slice::<Vec<(super::Node, crate::confmap::ConfigMap)>>(
+                                b,
+                            )
+                            .ok()
+                        })
+                        .collect::<Option<Vec<_>>>()
+                },
+            );
+            p.schema.models = models?.into_iter().flatten().collect();
+            p.tests = tests?.into_iter().flatten().collect();
+            FileItems::Properties(Box::new(p))
+        }
+    };
+    // One empty config per scope, cloned: cheaper than resolving each.
+    let mut empty: Vec<(crate::project::config::ConfigScope, NodeConfig)> = Vec::new();
+    let mut fix = |n: &mut super::Node| {
+        let scope = n.resource_type.config_scope();
+        n.config = match empty.iter().find(|(s, _)| *s == scope) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = NodeConfig::empty(scope);
+                empty.push((scope, c.clone()));
+                c
+            }
+        };
+    };
     match &mut items {
-        FileItems::Nodes(nodes) => nodes.iter_mut().for_each(fix),
+        FileItems::Nodes(nodes) => nodes.iter_mut().for_each(&mut fix),
         FileItems::Properties(p) => {
             p.tests.iter_mut().for_each(|(n, _)| fix(n));
-            p.snapshots.iter_mut().for_each(fix);
+            p.snapshots.iter_mut().for_each(&mut fix);
         }
         FileItems::Docs(_) | FileItems::Macros => {}
     }

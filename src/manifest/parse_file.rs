@@ -284,7 +284,7 @@ fn properties(
     diags: &mut Vec<Diagnostic>,
     inputs: &mut RenderInputs,
 ) -> Option<Properties> {
-    let schema = match parse_schema_file(&f.display, &f.contents) {
+    let mut schema = match parse_schema_file(&f.display, &f.contents) {
         Ok(s) => s,
         Err(d) => {
             diags.push(d);
@@ -331,6 +331,9 @@ fn properties(
             );
         }
     }
+    // The test entries became test nodes; linking never reads them, and
+    // without them the properties are a third smaller to keep and cache.
+    drop_test_entries(&mut schema);
     let mut snapshots = Vec::new();
     for p in schema.snapshots.iter().filter(|p| p.relation.is_some()) {
         let rel = p.relation.clone().unwrap_or_default();
@@ -361,6 +364,27 @@ fn properties(
         snapshots,
         unit_tests,
     })
+}
+
+fn drop_test_entries(schema: &mut SchemaFile) {
+    let patches = schema
+        .models
+        .iter_mut()
+        .chain(schema.seeds.iter_mut())
+        .chain(schema.snapshots.iter_mut())
+        .chain(schema.analyses.iter_mut());
+    for p in patches {
+        p.data_tests = Vec::new();
+        for c in &mut p.columns {
+            c.data_tests = Vec::new();
+        }
+    }
+    for t in schema.sources.iter_mut().flat_map(|s| s.tables.iter_mut()) {
+        t.data_tests = Vec::new();
+        for c in &mut t.columns {
+            c.data_tests = Vec::new();
+        }
+    }
 }
 
 /// The tests of one model, seed, snapshot or source table, then those of its columns.
