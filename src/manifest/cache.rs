@@ -404,7 +404,7 @@ fn decode(blob: &Blob) -> Option<FileItems> {
     let mut empty: Vec<(crate::project::config::ConfigScope, NodeConfig)> = Vec::new();
     let mut fix = |n: &mut super::Node| {
         let scope = n.resource_type.config_scope();
-        n.config = match empty.iter().find(|(s, _)| *s == scope) {
+        *n.config = match empty.iter().find(|(s, _)| *s == scope) {
             Some((_, c)) => c.clone(),
             None => {
                 let c = NodeConfig::empty(scope);

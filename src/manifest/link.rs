@@ -360,14 +360,13 @@ pub fn link(
     timing("link: names", t0);
 
     // Enabled nodes and duplicates.
-    let mut seen: HashMap<String, String> = HashMap::with_capacity(nodes.len());
     m.nodes.reserve(nodes.len());
     for n in nodes {
         if !n.config.enabled {
             m.disabled.entry(n.unique_id.clone()).or_default().push(n);
             continue;
         }
-        if let Some(prev) = seen.get(&n.unique_id) {
+        if let Some(prev) = m.nodes.get(&n.unique_id).map(|p| &p.display_path) {
             diags.push(
                 Diagnostic::new(
                     DiagKind::Duplicate,
@@ -384,10 +383,10 @@ pub fn link(
             );
             continue;
         }
-        seen.insert(n.unique_id.clone(), n.display_path.clone());
         m.nodes.insert(n.unique_id.clone(), n);
     }
 
+    timing("link: nodes inserted", t0);
     for (_, p) in &props {
         for u in &p.unit_tests {
             let mut u = u.clone();
@@ -404,6 +403,7 @@ pub fn link(
             }
         }
     }
+    timing("link: unit tests", t0);
     lk.macros(&mut m, &props);
     let semantic_inputs: Vec<super::semantic::SemanticInput> = props
         .iter()
@@ -421,11 +421,15 @@ pub fn link(
             saved_queries: p.schema.saved_queries.clone(),
         })
         .collect();
+    timing("link: macros+semantic inputs", t0);
     // The parsed YAML is large and no longer needed: free it off the critical path.
     std::thread::spawn(move || drop(props));
     resolve_docs(&mut m, &mut diags);
+    timing("link: docs", t0);
     m.refs = std::sync::Arc::new(RefIndex::new(m.nodes.values(), &root));
+    timing("link: ref index", t0);
     resolve_dependencies(project, &mut m, &failed, &mut diags);
+    timing("link: dependencies", t0);
     if !semantic_inputs.is_empty() {
         let (layer, problems) = super::semantic::build(&semantic_inputs, &m);
         m.semantic = layer;
@@ -669,7 +673,7 @@ impl Linker<'_> {
             .cloned()
             .unwrap_or(Json::Object(Default::default()));
         let (config, problems) = NodeConfig::resolve(cfg, rt.config_scope(), &self.ext);
-        node.config = config;
+        *node.config = config;
         if node.config.enabled && !problems.is_empty() {
             return Err(problems
                 .iter()
@@ -703,7 +707,7 @@ impl Linker<'_> {
             .cloned()
             .unwrap_or(Json::Object(Default::default()));
         let (config, problems) = NodeConfig::resolve(cfg, ConfigScope::Test, &self.ext);
-        node.config = config;
+        *node.config = config;
         if node.config.enabled && !problems.is_empty() {
             return Err(problems
                 .iter()
@@ -1128,7 +1132,7 @@ impl Linker<'_> {
                     });
                     n.checksum = yml_checksum.clone();
                     n.raw_code = sql.clone();
-                    n.config = NodeConfig::resolve(cfg, ConfigScope::Other, &self.ext).0;
+                    *n.config = NodeConfig::resolve(cfg, ConfigScope::Other, &self.ext).0;
                     n.phase_sensitive = true;
                     out.push(n);
                 }
@@ -1344,23 +1348,35 @@ fn resolve_dependencies(
         .flatten()
         .map(|n| n.name.as_str())
         .collect();
-    let source_ids: HashMap<(String, String), String> = m
-        .sources
-        .values()
-        .map(|s| ((s.source_name.clone(), s.name.clone()), s.unique_id.clone()))
-        .collect();
+    // source name → table name → unique id (looked up without allocating).
+    let mut source_ids: HashMap<&str, HashMap<&str, String>> = HashMap::new();
+    for s in m.sources.values() {
+        source_ids
+            .entry(s.source_name.as_str())
+            .or_default()
+            .insert(s.name.as_str(), s.unique_id.clone());
+    }
+    let source_ids = source_ids;
     let names: Vec<&str> = m.refs.names().collect();
-    let src_names: Vec<String> = source_ids.keys().map(|(s, t)| format!("{s}.{t}")).collect();
+    let src_names: Vec<String> = source_ids
+        .iter()
+        .flat_map(|(s, tables)| tables.keys().map(move |t| format!("{s}.{t}")))
+        .collect();
 
-    let mut updates: Vec<(String, Vec<String>, Option<String>)> = Vec::new();
-    let mut newly_disabled: Vec<String> = Vec::new();
-    for n in m.nodes.values() {
+    // Each node's dependencies, in parallel; problems kept in node order.
+    use rayon::prelude::*;
+    let refs = m.refs.clone();
+    let per_node: Vec<(Option<String>, Vec<Diagnostic>)> = m
+        .nodes
+        .par_values_mut()
+        .map(|n| {
+        let mut diags: Vec<Diagnostic> = Vec::new();
         let mut deps: Vec<String> = Vec::new();
         let mut attached = None;
         let mut broken = false;
         let file_src = || project.file_text(&n.package, &n.original_file_path);
         for r in &n.refs {
-            match m.refs.resolve(&n.package, r) {
+            match refs.resolve(&n.package, r) {
                 Ok(u) => {
                     if attached.is_none() && n.test.is_some() {
                         attached = Some(u.to_string());
@@ -1423,7 +1439,7 @@ fn resolve_dependencies(
             }
         }
         for (s, t) in &n.sources {
-            match source_ids.get(&(s.clone(), t.clone())) {
+            match source_ids.get(s.as_str()).and_then(|tables| tables.get(t.as_str())) {
                 Some(u) => {
                     if !deps.contains(u) {
                         deps.push(u.clone());
@@ -1449,18 +1465,17 @@ fn resolve_dependencies(
                 }
             }
         }
-        if broken {
-            newly_disabled.push(n.unique_id.clone());
+        n.depends_on_nodes = deps;
+        if let Some(t) = &mut n.test {
+            t.attached_node = attached;
         }
-        updates.push((n.unique_id.clone(), deps, attached));
-    }
-    for (uid, deps, attached) in updates {
-        if let Some(n) = m.nodes.get_mut(&uid) {
-            n.depends_on_nodes = deps;
-            if let Some(t) = &mut n.test {
-                t.attached_node = attached;
-            }
-        }
+        (broken.then(|| n.unique_id.clone()), diags)
+    })
+        .collect();
+    let mut newly_disabled: Vec<String> = Vec::new();
+    for (broken, d) in per_node {
+        newly_disabled.extend(broken);
+        diags.0.extend(d);
     }
     for uid in newly_disabled {
         if let Some(n) = m.nodes.shift_remove(&uid) {
@@ -1489,7 +1504,10 @@ fn resolve_dependencies(
                 }
             }
             for (s, t) in &e.sources {
-                if let Some(u) = source_ids.get(&(s.clone(), t.clone())) {
+                if let Some(u) = source_ids
+                    .get(s.as_str())
+                    .and_then(|tables| tables.get(t.as_str()))
+                {
                     deps.push(u.clone());
                 }
             }

@@ -118,8 +118,9 @@ pub struct Node {
     pub fqn: Vec<String>,
     pub raw_code: String,
     pub checksum: String,
+    /// Boxed, like `test`: nodes are moved whole between link stages.
     #[serde(skip)]
-    pub config: NodeConfig,
+    pub config: Box<NodeConfig>,
     /// Keys set by `config()` in the SQL itself.
     pub config_call: IndexMap<String, Json>,
     pub database: String,
@@ -133,7 +134,7 @@ pub struct Node {
     pub sources: Vec<(String, String)>,
     pub depends_on_nodes: Vec<String>,
     pub depends_on_macros: Vec<String>,
-    pub test: Option<TestMetadata>,
+    pub test: Option<Box<TestMetadata>>,
     /// The parse render with placeholders, reusable at compile time unless the
     /// template was phase-sensitive.
     pub parse_output: Option<String>,
@@ -200,7 +201,7 @@ impl Node {
             fqn: base.fqn,
             raw_code: String::new(),
             checksum: String::new(),
-            config: NodeConfig::empty(scope),
+            config: Box::new(NodeConfig::empty(scope)),
             config_call: IndexMap::new(),
             database: String::new(),
             schema: String::new(),

@@ -472,7 +472,7 @@ fn generic_test(
     node.refs = refs;
     node.sources = sources;
     node.phase_sensitive = true;
-    node.test = Some(TestMetadata {
+    node.test = Some(Box::new(TestMetadata {
         name: t.test_name,
         namespace: t.namespace,
         kwargs: t.kwargs,
@@ -480,7 +480,7 @@ fn generic_test(
         attached_node: None,
         file_key_name: t.file_key_name,
         yaml_path: yml.clone(),
-    });
+    }));
     let test_macro = format!("test_{}", spec.test_name);
     let def = match &spec.namespace {
         Some(ns) => ctx.jinja.macros().get_in(ns, &test_macro),
