@@ -1009,7 +1009,7 @@ fn first_token(sql: &str) -> usize {
 
 /// Name of the file, inside `<target>/compiled`, that records a hash of each
 /// compiled file Strata wrote, so unchanged files are neither read nor rewritten.
-const WRITE_INDEX: &str = ".strata-index";
+pub(crate) const WRITE_INDEX: &str = ".strata-index";
 
 fn content_hash(s: &str) -> u64 {
     use std::hash::{Hash, Hasher};

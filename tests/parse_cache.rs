@@ -215,7 +215,8 @@ fn env_vars_and_the_clock_are_never_stale() {
         cached(d, None).1,
         CacheStats {
             reused: 1,
-            parsed: 1
+            parsed: 1,
+            uncacheable: 1
         }
     );
     // This test binary's other tests do not read this variable.
@@ -226,7 +227,8 @@ fn env_vars_and_the_clock_are_never_stale() {
         s,
         CacheStats {
             reused: 0,
-            parsed: 2
+            parsed: 2,
+            uncacheable: 1
         }
     );
     assert!(m.unwrap()["nodes"]["model.shop.by_env"]["raw_code"].is_string());
@@ -414,4 +416,94 @@ fn cached_parse_equals_fresh_parse_after_random_edits() {
             );
         }
     }
+}
+
+/// manifest.json as a compile left it: (everything but the metadata, metadata).
+fn written_manifest(d: &Path) -> (Json, Json) {
+    let mut v: Json =
+        serde_json::from_str(&std::fs::read_to_string(d.join("target/manifest.json")).unwrap())
+            .unwrap();
+    let meta = v.as_object_mut().unwrap().remove("metadata").unwrap();
+    (v, meta)
+}
+
+#[test]
+fn an_unchanged_compile_reuses_its_outputs() {
+    let dir = shop();
+    let d = dir.path();
+    write(
+        d,
+        "profiles.yml",
+        "shop:\n  target: dev\n  outputs:\n    dev: {type: postgres, host: localhost, user: u, dbname: d, schema: s}\n",
+    );
+    // Read only while compiling, so only the compile knows about it.
+    write(
+        d,
+        "models/by_env.sql",
+        "select '{% if execute %}{{ env_var(\"STRATA_MEMO_TEST\", \"a\") }}{% endif %}' as v",
+    );
+    const REUSED: &str = "nothing changed since the last compile";
+    let compile = |args: &[&str], env: &[(&str, &str)]| -> (bool, Run) {
+        let mut all = vec!["compile"];
+        all.extend(args);
+        let r = strata_env(d, &all, env);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        (r.stdout.contains(REUSED) || r.stderr.contains(REUSED), r)
+    };
+    let compiled = |model: &str| {
+        std::fs::read_to_string(d.join(format!("target/compiled/shop/models/{model}.sql")))
+            .unwrap()
+    };
+
+    assert!(!compile(&[], &[]).0);
+    let (body, meta) = written_manifest(d);
+    assert!(compile(&[], &[]).0);
+    // The same manifest, as this invocation's.
+    let (body2, meta2) = written_manifest(d);
+    assert_eq!(body, body2);
+    assert_ne!(meta["invocation_id"], meta2["invocation_id"]);
+    assert_eq!(meta["project_name"], meta2["project_name"]);
+    // ... and what a compile without any cache writes.
+    assert!(!compile(&["--no-partial-parse"], &[]).0);
+    assert_eq!(body, written_manifest(d).0);
+    // That compile forgot the memo (it was not remembered).
+    assert!(!compile(&[], &[]).0);
+    assert!(compile(&[], &[]).0);
+
+    // An env var the compile read.
+    assert!(!compile(&[], &[("STRATA_MEMO_TEST", "b")]).0);
+    assert!(compiled("by_env").contains("'b'"));
+    assert!(compile(&[], &[("STRATA_MEMO_TEST", "b")]).0);
+    assert!(!compile(&[], &[]).0);
+    assert!(compiled("by_env").contains("'a'"));
+
+    // A file edited, a var given, another selection.
+    write(d, "models/plain.sql", "select 3 as x");
+    assert!(!compile(&[], &[]).0);
+    assert!(compiled("plain").contains("select 3"));
+    assert!(compile(&[], &[]).0);
+    assert!(!compile(&["--vars", "{min_amount: 5}"], &[]).0);
+    assert!(compiled("big_orders").contains("> 5"));
+    assert!(!compile(&[], &[]).0);
+    let (reused, r) = compile(&["-s", "plain"], &[]);
+    assert!(!reused && r.stdout.contains("select 3 as x"), "{}", r.stdout);
+    let (reused, r) = compile(&["-s", "plain"], &[]);
+    assert!(reused && r.stdout.contains("select 3 as x"), "{}", r.stdout);
+
+    // Outputs touched since: a compiled file deleted, the manifest rewritten.
+    assert!(!compile(&[], &[]).0);
+    std::fs::remove_file(d.join("target/compiled/shop/models/plain.sql")).unwrap();
+    assert!(!compile(&[], &[]).0);
+    assert!(compiled("plain").contains("select 3"));
+    assert_eq!(strata(d, &["parse"]).code, 0);
+    assert!(!compile(&[], &[]).0);
+    assert!(compile(&[], &[]).0);
+
+    // A compile that reads the clock is never reused.
+    write(d, "models/stamped.sql", "select '{{ run_started_at }}' as t");
+    assert!(!compile(&[], &[]).0);
+    assert!(!compile(&[], &[]).0);
+    std::fs::remove_file(d.join("models/stamped.sql")).unwrap();
+    assert!(!compile(&[], &[]).0);
+    assert!(compile(&[], &[]).0);
 }

@@ -493,12 +493,13 @@ pub struct ManifestMeta<'a> {
 }
 
 /// Writes `manifest.json`; node objects are serialized in parallel.
+/// Returns the metadata object as written (it starts the file).
 pub fn write(
     path: &Path,
     m: &Manifest,
     compiled: &HashMap<String, CompiledNode>,
     meta: &ManifestMeta<'_>,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let werr = |source: std::io::Error| Error::Write {
         path: path.to_path_buf(),
         source,
@@ -533,7 +534,8 @@ pub fn write(
         "adapter_type": m.adapter_type,
         "quoting": {"database": m.quoting.database, "schema": m.quoting.schema, "identifier": m.quoting.identifier, "column": null},
         "run_started_at": meta.started_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-    });
+    })
+    .to_string();
     let sources: Map<String, Json> = m
         .sources
         .iter()
@@ -596,19 +598,36 @@ pub fn write(
     let ser = |v: &Json| serde_json::to_string(v).unwrap_or_default();
     (|| -> std::io::Result<()> {
         put("{\"metadata\":")?;
-        put(&ser(&metadata))?;
+        put(&metadata)?;
         put(",\"nodes\":{")?;
         // Serialized in parallel chunks and written as they are ready, so the
         // whole nodes object never sits in memory at once.
+        // Writing one chunk overlaps serializing the next.
+        let serialize = |chunk: &[&String]| -> Vec<String> {
+            chunk.par_iter().map(|id| node_entry(id)).collect()
+        };
+        let mut chunks = ids.chunks(4096);
+        let mut ready = chunks.next().map(serialize).unwrap_or_default();
         let mut first = true;
-        for chunk in ids.chunks(4096) {
-            let parts: Vec<String> = chunk.par_iter().map(|id| node_entry(id)).collect();
-            for part in parts {
-                if !first {
-                    put(",")?;
-                }
-                first = false;
-                put(&part)?;
+        loop {
+            let next_chunk = chunks.next();
+            let (written, next) = rayon::join(
+                || -> std::io::Result<()> {
+                    for part in &ready {
+                        if !first {
+                            put(",")?;
+                        }
+                        first = false;
+                        put(part)?;
+                    }
+                    Ok(())
+                },
+                || next_chunk.map(serialize),
+            );
+            written?;
+            match next {
+                Some(n) => ready = n,
+                None => break,
             }
         }
         put("}")?;
@@ -630,14 +649,16 @@ pub fn write(
             ("groups", json!({})),
             ("selectors", m.selectors.clone()),
             ("disabled", Json::Object(disabled)),
-            (
-                "parent_map",
-                serde_json::to_value(&parent_map).unwrap_or_default(),
-            ),
-            (
-                "child_map",
-                serde_json::to_value(&child_map).unwrap_or_default(),
-            ),
+        ] {
+            put(&format!(",\"{k}\":"))?;
+            put(&crate::secrets::scrub(&ser(&v)))?;
+        }
+        // Large and only unique ids: serialized directly, in dbt's key order.
+        for (k, map) in [("parent_map", &parent_map), ("child_map", &child_map)] {
+            put(&format!(",\"{k}\":"))?;
+            put(&serde_json::to_string(map).unwrap_or_default())?;
+        }
+        for (k, v) in [
             ("group_map", json!({})),
             (
                 "saved_queries",
@@ -691,7 +712,7 @@ pub fn write(
     .map_err(werr)?;
     w.flush().map_err(werr)?;
     crate::manifest::parser::timing("manifest written", t0);
-    Ok(())
+    Ok(metadata)
 }
 
 /// A map of unique id → sorted unique ids, serialized without building values.

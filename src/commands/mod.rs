@@ -23,7 +23,7 @@ use crate::cli::CommonArgs;
 use crate::error::{DiagKind, Diagnostic, Error};
 use crate::graph::selector::{parse_cli, IndirectSelection, Selector};
 use crate::graph::Graph;
-use crate::manifest::cache::ParseCache;
+use crate::manifest::cache::{CacheStats, ParseCache};
 use crate::manifest::parser::{self, Parsed};
 use crate::manifest::ResourceType;
 use crate::project::{LoadOptions, Project};
@@ -62,10 +62,35 @@ pub struct Session {
     pub reporter: Reporter,
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// `None` with `--no-partial-parse`.
+    pub parse_reuse: Option<ParseReuse>,
+}
+
+/// A loaded project, not yet parsed.
+pub struct Loaded {
+    pub args: CommonArgs,
+    pub project: Project,
+    pub target_dir: PathBuf,
+    pub reporter: Reporter,
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the parse cache gave a session's parse.
+#[derive(Debug, Clone, Default)]
+pub struct ParseReuse {
+    pub stats: CacheStats,
+    /// The env vars the cached files' parses read.
+    pub env_vars: BTreeSet<String>,
 }
 
 impl Session {
     pub fn open(args: &CommonArgs) -> Result<Session, Error> {
+        Session::load(args)?.parse()
+    }
+
+    /// Loads the project (settings, target, files) without parsing it.
+    pub fn load(args: &CommonArgs) -> Result<Loaded, Error> {
         let started = Instant::now();
         let started_at = chrono::Utc::now();
         let reporter = Reporter::new(args.report_settings());
@@ -76,15 +101,42 @@ impl Session {
             reporter.warn(w);
         }
         let target_dir = project.target_dir(args.target_path.as_deref());
+        Ok(Loaded {
+            args: args.clone(),
+            project,
+            target_dir,
+            reporter,
+            started,
+            started_at,
+        })
+    }
+}
+
+impl Loaded {
+    /// Parses (through the parse cache unless `--no-partial-parse`) and builds the graph.
+    pub fn parse(self) -> Result<Session, Error> {
+        let Loaded {
+            args,
+            project,
+            target_dir,
+            reporter,
+            started,
+            started_at,
+        } = self;
         let mut cache = (!args.no_partial_parse).then(|| ParseCache::load(&target_dir));
         let parsed = parser::parse_cached(&project, std::sync::Arc::new(reporter), cache.as_mut())?;
         parser::timing("parsed", started);
+        let mut parse_reuse = None;
         if let Some(c) = &mut cache {
             // A cache that can't be written costs the next run time, nothing else.
             if let Err(e) = c.save() {
                 reporter.warn(&format!("could not save the parse cache: {e}"));
             }
             parser::timing("parse cache saved", started);
+            parse_reuse = Some(ParseReuse {
+                stats: c.stats,
+                env_vars: c.env_vars_read(),
+            });
         }
         for w in
             &parsed.manifest.warnings[project.warnings.len().min(parsed.manifest.warnings.len())..]
@@ -94,7 +146,7 @@ impl Session {
         let graph = Graph::build(&parsed.manifest)?;
         parser::timing("graph", started);
         Ok(Session {
-            args: args.clone(),
+            args,
             project,
             parsed,
             graph,
@@ -102,9 +154,12 @@ impl Session {
             reporter,
             started,
             started_at,
+            parse_reuse,
         })
     }
+}
 
+impl Session {
     /// The target path as written into artifacts (relative when inside the project).
     pub fn target_path_label(&self) -> String {
         match &self.args.target_path {

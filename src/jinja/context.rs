@@ -57,6 +57,36 @@ pub struct Shared {
     pub log: Arc<dyn LogSink>,
     /// The project's folder configs, for parse-phase `config.get`/`model.config`.
     pub folder_configs: Option<Arc<dyn super::services::FolderConfigs>>,
+    /// What compile-phase renders read or did beyond their templates.
+    pub compile_effects: Mutex<CompileEffects>,
+}
+
+/// What the compile-phase renders of one invocation read besides templates,
+/// macros, vars and the manifest, and whether any did something a rerun
+/// could not reproduce from those: a compile's outputs can be reused only
+/// when none of it changed (see `compile_memo`).
+#[derive(Debug, Default, Clone)]
+pub struct CompileEffects {
+    pub env_vars: BTreeSet<String>,
+    /// The clock, the invocation id, the warehouse, or a log line.
+    pub unrepeatable: bool,
+}
+
+impl Shared {
+    fn effects(&self) -> MutexGuard<'_, CompileEffects> {
+        self.compile_effects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The compile-phase effects recorded so far.
+    pub fn compile_effects(&self) -> CompileEffects {
+        self.effects().clone()
+    }
+
+    pub(crate) fn mark_unrepeatable(&self) {
+        self.effects().unrepeatable = true;
+    }
 }
 
 impl Shared {
@@ -229,6 +259,9 @@ impl RenderCtx {
     }
 
     pub(crate) fn record_env_var(&self, name: &str) {
+        if self.phase == Phase::Compile {
+            self.shared.effects().env_vars.insert(name.to_string());
+        }
         let mut st = self.st();
         if !st.capture.inputs.env_vars.contains(name) {
             st.capture.inputs.env_vars.insert(name.to_string());
@@ -237,6 +270,9 @@ impl RenderCtx {
 
     /// The render read something that changes every invocation.
     pub(crate) fn mark_volatile(&self) {
+        if self.phase == Phase::Compile {
+            self.shared.mark_unrepeatable();
+        }
         self.st().capture.inputs.volatile = true;
     }
 
@@ -255,6 +291,7 @@ impl RenderCtx {
         }
         let w = self.services.as_ref()?.warehouse.clone();
         if w.is_some() {
+            self.shared.mark_unrepeatable();
             self.introspected.store(true, Ordering::Relaxed);
         }
         w
@@ -787,6 +824,7 @@ pub fn log_fn(state: &State, msg: Value, kwargs: Kwargs) -> Result<String, Error
     // Logged while compiling: a template that logs is rendered in both phases.
     ctx.mark_sensitive();
     if ctx.phase == Phase::Compile && info {
+        ctx.shared.mark_unrepeatable();
         ctx.shared.log.info(&msg.to_string());
     }
     Ok(String::new())
@@ -796,6 +834,7 @@ pub fn print_fn(state: &State, msg: Value) -> Result<String, Error> {
     let ctx = ctx_of(state)?;
     ctx.mark_sensitive();
     if ctx.phase == Phase::Compile {
+        ctx.shared.mark_unrepeatable();
         ctx.shared.log.print(&msg.to_string());
     }
     Ok(String::new())

@@ -218,6 +218,7 @@ impl JinjaEnv {
             flags: crate::jinja::to_value(&settings.flags),
             log: settings.log,
             folder_configs: settings.folder_configs,
+            compile_effects: Default::default(),
         });
         let macros_use_graph = files.iter().any(|f| mentions_graph(f.contents));
         let macros_use_selected = files

@@ -300,7 +300,9 @@ impl Object for ExceptionsObj {
         let msg = args.first().map(|v| v.to_string()).unwrap_or_default();
         match method {
             "warn" => {
-                ctx_of(state)?.shared.log.warn(&msg);
+                let ctx = ctx_of(state)?;
+                ctx.shared.mark_unrepeatable();
+                ctx.shared.log.warn(&msg);
                 Ok(Value::from(""))
             }
             "raise_compiler_error"

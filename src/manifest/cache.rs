@@ -40,9 +40,9 @@ pub const FILE_NAME: &str = "strata_parse_cache.msgpack";
 /// Bumped whenever what a cached file holds changes meaning.
 const FORMAT: u32 = 2;
 
-type Hash = [u8; 16];
+pub(crate) type Hash = [u8; 16];
 
-fn hash_parts(parts: &[&[u8]]) -> Hash {
+pub(crate) fn hash_parts(parts: &[&[u8]]) -> Hash {
     let mut h = Sha256::new();
     for p in parts {
         // Lengths first, so that ("ab", "c") and ("a", "bc") differ.
@@ -60,6 +60,8 @@ fn hash_parts(parts: &[&[u8]]) -> Hash {
 pub struct CacheStats {
     pub reused: usize,
     pub parsed: usize,
+    /// Parsed, and not cacheable: they read the clock or had diagnostics.
+    pub uncacheable: usize,
 }
 
 /// The parse cache of one project.
@@ -157,7 +159,7 @@ fn encode(items: &FileItems) -> Option<Blob> {
 /// Which build of Strata wrote a cache: the version, and the executable's size
 /// and modification time, so a rebuilt binary never trusts an older cache.
 /// `None` when the executable can't be examined: then nothing is cached.
-fn build_id() -> Option<String> {
+pub(crate) fn build_id() -> Option<String> {
     let exe = std::env::current_exe().ok()?;
     let meta = std::fs::metadata(exe).ok()?;
     let mtime = meta
@@ -244,6 +246,14 @@ impl ParseCache {
 
     /// Parses every file of `project`, reusing what the cache holds for files
     /// whose inputs are unchanged, and remembers the new results.
+    /// The env vars that the cached files' parses read.
+    pub fn env_vars_read(&self) -> std::collections::BTreeSet<String> {
+        self.entries
+            .values()
+            .flat_map(|e| e.env_vars.iter().map(|(name, _)| name.clone()))
+            .collect()
+    }
+
     pub fn parse_all(&mut self, ctx: &FileCtx<'_>, project: &Project) -> Vec<FileParse> {
         use rayon::prelude::*;
         let t0 = std::time::Instant::now();
@@ -276,6 +286,7 @@ impl ParseCache {
                 }
                 Outcome::Parsed(entry) => {
                     stats.parsed += 1;
+                    stats.uncacheable += usize::from(entry.is_none());
                     self.changed = true;
                     if let Some(e) = entry {
                         self.entries.insert((e.package.clone(), e.path.clone()), *e);
