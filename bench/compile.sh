@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Parse/compile benchmark on the shared synthetic projects (same generator as the
 # dbt-core reference numbers): parse and compile with the parse cache of the
-# previous run (unchanged project), without it (--no-partial-parse), and a
-# first compile into an empty target directory.
+# previous run (unchanged project), a compile after one model was edited,
+# without any cache (--no-partial-parse), and a first compile into an empty
+# target directory.
 # Usage: bench/compile.sh [N ...]   (default: 1000 10000)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,6 +37,7 @@ YML
         local walls=() rss=0 line r
         for _ in $(seq "$RUNS"); do
             [ "$label" = "first compile, empty target" ] && rm -rf "$dir/target"
+            [ "$label" = "compile, one model edited" ] && echo "-- edit $RANDOM" >> "$edited"
             line=$( { /usr/bin/time -f '%e %M' "$BIN" "$@" --project-dir "$dir" -q >/dev/null; } 2>&1 | tail -1)
             walls+=("${line% *}")
             r="${line#* }"; [ "$r" -gt "$rss" ] && rss=$r
@@ -43,10 +45,14 @@ YML
         median=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
         printf '| %s | %s | %s | %d |\n' "$n" "$label" "$median" $((rss / 1024))
     }
+    edited=$(find "$dir/models" -name '*.sql' | sort | head -1)
+    cp "$edited" "$OUT/edited.sql.orig"
     "$BIN" compile --project-dir "$dir" -q >/dev/null  # warm the page cache and the parse cache
     measure "parse, cached" parse
     measure "parse --no-partial-parse" parse --no-partial-parse
-    measure "compile, cached" compile
+    measure "compile, unchanged" compile
+    measure "compile, one model edited" compile
+    cp "$OUT/edited.sql.orig" "$edited"
     measure "compile --no-partial-parse" compile --no-partial-parse
     measure "first compile, empty target" compile
 done
