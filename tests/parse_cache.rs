@@ -451,8 +451,7 @@ fn an_unchanged_compile_reuses_its_outputs() {
         (r.stdout.contains(REUSED) || r.stderr.contains(REUSED), r)
     };
     let compiled = |model: &str| {
-        std::fs::read_to_string(d.join(format!("target/compiled/shop/models/{model}.sql")))
-            .unwrap()
+        std::fs::read_to_string(d.join(format!("target/compiled/shop/models/{model}.sql"))).unwrap()
     };
 
     assert!(!compile(&[], &[]).0);
@@ -486,7 +485,11 @@ fn an_unchanged_compile_reuses_its_outputs() {
     assert!(compiled("big_orders").contains("> 5"));
     assert!(!compile(&[], &[]).0);
     let (reused, r) = compile(&["-s", "plain"], &[]);
-    assert!(!reused && r.stdout.contains("select 3 as x"), "{}", r.stdout);
+    assert!(
+        !reused && r.stdout.contains("select 3 as x"),
+        "{}",
+        r.stdout
+    );
     let (reused, r) = compile(&["-s", "plain"], &[]);
     assert!(reused && r.stdout.contains("select 3 as x"), "{}", r.stdout);
 
@@ -500,7 +503,11 @@ fn an_unchanged_compile_reuses_its_outputs() {
     assert!(compile(&[], &[]).0);
 
     // A compile that reads the clock is never reused.
-    write(d, "models/stamped.sql", "select '{{ run_started_at }}' as t");
+    write(
+        d,
+        "models/stamped.sql",
+        "select '{{ run_started_at }}' as t",
+    );
     assert!(!compile(&[], &[]).0);
     assert!(!compile(&[], &[]).0);
     std::fs::remove_file(d.join("models/stamped.sql")).unwrap();
