@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::manifest::cache::{build_id, hash_parts, Hash};
+use crate::manifest::cache::{build_id, env_hash, hash_parts, Hash};
 use crate::project::Project;
 
 pub const FILE_NAME: &str = "strata_compile_memo.json";
@@ -27,9 +27,9 @@ const MANIFEST_HEAD: &str = "{\"metadata\":";
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CompileMemo {
     format: u32,
-    key: String,
+    key: Hash,
     /// The env vars its parse and compile read, with a hash of each value.
-    env_vars: Vec<(String, Option<String>)>,
+    env_vars: Vec<(String, Option<Hash>)>,
     /// manifest.json, the compiled files' index and their directories, as
     /// the compile left them: a file added, removed or rewritten since
     /// changes one of them.
@@ -65,18 +65,10 @@ impl Stamp {
     }
 }
 
-fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn env_value_hash(name: &str) -> Option<String> {
-    std::env::var_os(name).map(|v| hex(&hash_parts(&[v.as_encoded_bytes()])))
-}
-
 /// Everything a compile's outputs are a function of, apart from env vars
 /// (recorded by name as they are read) and the warehouse (never reused).
 /// `None` when Strata's own build can't be identified.
-pub fn key(project: &Project, command_line: &str) -> Option<String> {
+pub fn key(project: &Project, command_line: &str) -> Option<Hash> {
     let files: Vec<Hash> = project
         .files
         .par_iter()
@@ -103,12 +95,9 @@ pub fn key(project: &Project, command_line: &str) -> Option<String> {
     // Outputs are scrubbed of every secret in the environment, read or not.
     let mut secrets: Vec<String> = std::env::vars_os()
         .filter(|(k, _)| k.as_encoded_bytes().starts_with(b"DBT_ENV_SECRET"))
-        .map(|(k, v)| {
-            format!(
-                "{} {}",
-                k.to_string_lossy(),
-                hex(&hash_parts(&[v.as_encoded_bytes()]))
-            )
+        .map(|(k, _)| {
+            let k = k.to_string_lossy();
+            format!("{k} {:?}", env_hash(&k))
         })
         .collect();
     secrets.sort();
@@ -124,12 +113,12 @@ pub fn key(project: &Project, command_line: &str) -> Option<String> {
     }
     let mut refs: Vec<&[u8]> = parts.iter().map(|s| s.as_bytes()).collect();
     refs.extend(files.iter().map(|h| h.as_slice()));
-    Some(hex(&hash_parts(&refs)))
+    Some(hash_parts(&refs))
 }
 
 /// What a successful compile hands over to be remembered.
 pub struct Outputs<'a> {
-    pub key: String,
+    pub key: Hash,
     pub env_vars: BTreeSet<String>,
     pub manifest: &'a Path,
     /// The manifest's metadata object as written.
@@ -173,7 +162,7 @@ pub fn record(target_dir: &Path, out: Outputs<'_>) {
             .env_vars
             .into_iter()
             .map(|n| {
-                let h = env_value_hash(&n);
+                let h = env_hash(&n);
                 (n, h)
             })
             .collect(),
@@ -204,15 +193,12 @@ impl CompileMemo {
 
     /// The memo of the last compile, if it was computed from `key` and its
     /// outputs are untouched.
-    pub fn valid(target_dir: &Path, key: &str) -> Option<CompileMemo> {
+    pub fn valid(target_dir: &Path, key: &Hash) -> Option<CompileMemo> {
         let bytes = std::fs::read(memo_path(target_dir)).ok()?;
         let memo: CompileMemo = serde_json::from_slice(&bytes).ok()?;
         let fresh = memo.format == FORMAT
-            && memo.key == key
-            && memo
-                .env_vars
-                .iter()
-                .all(|(name, h)| env_value_hash(name) == *h)
+            && memo.key == *key
+            && memo.env_vars.iter().all(|(name, h)| env_hash(name) == *h)
             && memo.stamps.par_iter().all(Stamp::unchanged);
         fresh.then_some(memo)
     }

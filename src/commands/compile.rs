@@ -158,7 +158,7 @@ fn report(
 }
 
 /// An unchanged project's last compile, reused: `true` when it was.
-fn reuse(loaded: &Loaded, key: &str) -> bool {
+fn reuse(loaded: &Loaded, key: &crate::manifest::cache::Hash) -> bool {
     let Some(mut memo) = CompileMemo::valid(&loaded.target_dir, key) else {
         return false;
     };

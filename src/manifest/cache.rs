@@ -40,7 +40,7 @@ pub const FILE_NAME: &str = "strata_parse_cache.msgpack";
 /// Bumped whenever what a cached file holds changes meaning.
 const FORMAT: u32 = 2;
 
-pub(crate) type Hash = [u8; 16];
+pub type Hash = [u8; 16];
 
 pub(crate) fn hash_parts(parts: &[&[u8]]) -> Hash {
     let mut h = Sha256::new();
@@ -440,7 +440,7 @@ fn var_hash(jinja: &JinjaEnv, package: &str, name: &str) -> Option<Hash> {
     Some(hash_parts(&[serde_json::to_string(v).ok()?.as_bytes()]))
 }
 
-fn env_hash(name: &str) -> Option<Hash> {
+pub(crate) fn env_hash(name: &str) -> Option<Hash> {
     std::env::var_os(name).map(|v| hash_parts(&[v.as_encoded_bytes()]))
 }
 
