@@ -449,13 +449,20 @@ pub fn link(
     Ok(m)
 }
 
-/// Prints phase timings to stderr when `STRATA_TIMINGS` is set.
+/// Prints phase timings (and the resident memory, where /proc tells it) to
+/// stderr when `STRATA_TIMINGS` is set.
 pub fn timing(label: &str, since: std::time::Instant) {
     if std::env::var_os("STRATA_TIMINGS").is_some() {
+        // statm's second field: resident pages.
+        let rss_mb = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|pages| format!(", {} MB resident", pages * 4096 / (1 << 20)))
+            .unwrap_or_default();
         #[allow(clippy::print_stderr)]
         {
             eprintln!(
-                "[timing] {label}: {:.1} ms",
+                "[timing] {label}: {:.1} ms{rss_mb}",
                 since.elapsed().as_secs_f64() * 1000.0
             );
         }
