@@ -22,46 +22,9 @@ if [ "${1:-}" = "--synthetic" ]; then
         printf 'synth:\n  target: dev\n  outputs:\n    dev: {type: postgres, host: localhost, user: strata, dbname: synth, schema: synth}\n' > "$DIR/profiles.yml"
     fi
     cd "$DIR"
-    python3 - "$BIN" "$RUNS" <<'PY'
-import json, os, subprocess, sys, time, statistics, threading, queue
-bin_, runs = sys.argv[1], int(sys.argv[2])
-p = subprocess.Popen([bin_, "watch", "--compile-only", "--log-format", "json"],
-                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-q = queue.Queue()
-def read():
-    for line in p.stdout:
-        try:
-            q.put(json.loads(line))
-        except ValueError:
-            pass
-threading.Thread(target=read, daemon=True).start()
-def wait(code):
-    while True:
-        e = q.get(timeout=120)
-        if e.get("code") == code:
-            return e
-wait("watch_ready")
-path = "models/marts/" + sorted(f for f in os.listdir("models/marts") if f.endswith(".sql"))[5]
-base = open(path).read()
-totals, inner = [], []
-try:
-    for i in range(runs):
-        time.sleep(0.5)
-        t0 = time.monotonic()
-        with open(path, "w") as f:
-            f.write(base + f"\n-- save {i}\n")
-        e = wait("watch_compiled")
-        totals.append((time.monotonic() - t0) * 1000)
-        inner.append(e["data"]["ms"])
-finally:
-    open(path, "w").write(base)
-p.send_signal(2)
-p.wait(timeout=30)
-print("| measure | median (ms) | min (ms) | max (ms) |")
-print("|---|---|---|---|")
-print(f"| save to `watch_compiled` (debounce 80 ms included) | {statistics.median(totals):.0f} | {min(totals):.0f} | {max(totals):.0f} |")
-print(f"| re-parse + recompile (watch's own `ms`) | {statistics.median(inner):.0f} | {min(inner):.0f} | {max(inner):.0f} |")
-PY
+    mart="models/marts/$(ls models/marts | grep '[.]sql$' | sort | sed -n 6p)"
+    python3 "$ROOT/bench/watch_saves.py" "$BIN" "$RUNS" "$mart" watch_compiled \
+        "re-parse + recompile" --compile-only
     exit 0
 fi
 RUNS="${1:-10}"
@@ -76,41 +39,6 @@ for item in dbt_project.yml selectors.yml profiles.yml models macros seeds snaps
 done
 cd "$DIR"
 "$BIN" build -q
-python3 - "$BIN" "$RUNS" <<'PY'
-import json, subprocess, sys, time, statistics, threading, queue
-bin_, runs = sys.argv[1], int(sys.argv[2])
-p = subprocess.Popen([bin_, "watch", "--log-format", "json", "--no-preview"],
-                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-q = queue.Queue()
-def read():
-    for line in p.stdout:
-        try:
-            q.put(json.loads(line))
-        except ValueError:
-            pass
-threading.Thread(target=read, daemon=True).start()
-def wait(code):
-    while True:
-        e = q.get(timeout=60)
-        if e.get("code") == code:
-            return e
-wait("watch_ready")
-path = "models/staging/stg_merchants.sql"
-base = open(path).read()
-totals, inner = [], []
-for i in range(runs):
-    time.sleep(0.3)
-    t0 = time.monotonic()
-    with open(path, "w") as f:
-        f.write(base + f"\n-- save {i}\n")
-    e = wait("watch_rebuilt")
-    totals.append((time.monotonic() - t0) * 1000)
-    inner.append(e["data"]["ms"])
-p.send_signal(2)
-p.wait(timeout=30)
-print("| measure | median (ms) | min (ms) | max (ms) |")
-print("|---|---|---|---|")
-print(f"| save to `watch_rebuilt` (debounce 80 ms included) | {statistics.median(totals):.0f} | {min(totals):.0f} | {max(totals):.0f} |")
-print(f"| reparse + rebuild + tests (watch's own `ms`) | {statistics.median(inner):.0f} | {min(inner):.0f} | {max(inner):.0f} |")
-PY
+python3 "$ROOT/bench/watch_saves.py" "$BIN" "$RUNS" models/staging/stg_merchants.sql \
+    watch_rebuilt "reparse + rebuild + tests" --no-preview
 "$BIN" pg stop >/dev/null

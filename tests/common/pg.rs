@@ -89,25 +89,26 @@ fn psql_bin() -> String {
         .unwrap_or_else(|| "psql".into())
 }
 
+/// psql connected to `db` of the test cluster as `strata`.
+fn psql_on(db: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(psql_bin());
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port().to_string(),
+        "-U",
+        "strata",
+        "-d",
+        db,
+    ])
+    .env("PGPASSFILE", passfile());
+    cmd
+}
+
 /// Runs one statement on `db` and returns its output unaligned (`psql -tA`).
 pub fn psql(db: &str, sql: &str) -> String {
-    let out = std::process::Command::new(psql_bin())
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port().to_string(),
-            "-U",
-            "strata",
-            "-d",
-            db,
-            "-tA",
-            "-c",
-            sql,
-        ])
-        .env("PGPASSFILE", passfile())
-        .output()
-        .expect("psql");
+    let out = psql_on(db).args(["-tA", "-c", sql]).output().expect("psql");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -115,19 +116,8 @@ pub fn psql(db: &str, sql: &str) -> String {
 /// background (for sessions that hold locks while the test acts).
 pub fn psql_session(db: &str, script: &str) -> std::process::Child {
     use std::io::Write;
-    let mut child = std::process::Command::new(psql_bin())
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port().to_string(),
-            "-U",
-            "strata",
-            "-d",
-            db,
-            "-q",
-        ])
-        .env("PGPASSFILE", passfile())
+    let mut child = psql_on(db)
+        .arg("-q")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
