@@ -502,6 +502,34 @@ fn an_unchanged_compile_reuses_its_outputs() {
     assert!(!compile(&[], &[]).0);
     assert!(compile(&[], &[]).0);
 
+    // An env var read while linking (a source's schema).
+    write(
+        d,
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: raw\n    schema: \"{{ env_var('STRATA_MEMO_RAW', 'raw_a') }}\"\n    tables: [{name: events}]\n",
+    );
+    write(
+        d,
+        "models/from_raw.sql",
+        "select * from {{ source('raw', 'events') }}",
+    );
+    assert!(!compile(&[], &[]).0);
+    assert!(compile(&[], &[]).0);
+    assert!(!compile(&[], &[("STRATA_MEMO_RAW", "raw_b")]).0);
+    assert!(
+        compiled("from_raw").contains("raw_b"),
+        "{}",
+        compiled("from_raw")
+    );
+    assert!(!compile(&[], &[]).0);
+    assert!(compiled("from_raw").contains("raw_a"));
+    // A unit test's fixture file.
+    write(d, "tests/fixtures/orders_in.csv", "id,amount\n1,20\n");
+    assert!(!compile(&[], &[]).0);
+    assert!(compile(&[], &[]).0);
+    write(d, "tests/fixtures/orders_in.csv", "id,amount\n2,30\n");
+    assert!(!compile(&[], &[]).0);
+
     // A compile that reads the clock is never reused.
     write(
         d,

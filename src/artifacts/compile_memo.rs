@@ -92,6 +92,38 @@ pub fn key(project: &Project, command_line: &str) -> Option<Hash> {
         format!("{:?}", project.cli_vars),
         format!("{} {}", project.which, project.full_refresh),
     ];
+    // Env vars read outside the renders it records (source and config
+    // properties rendered while linking): every name any file passes to
+    // `env_var` as a literal, with its value; a name that is not a literal
+    // can't be known, and then nothing is reused.
+    for f in &project.files {
+        for name in env_var_names(&f.contents)? {
+            parts.push(format!("env {name} {:?}", env_hash(name)));
+        }
+    }
+    // Read besides `project.files`: each package's dbt_project.yml as written
+    // (hook nodes' checksums) and unit tests' fixture files.
+    for p in &project.packages {
+        parts.push(std::fs::read_to_string(p.root.join("dbt_project.yml")).unwrap_or_default());
+        for t in &p.settings.test_paths {
+            let dir = p.root.join(t).join("fixtures");
+            let mut files: Vec<_> = walkdir::WalkDir::new(&dir)
+                .into_iter()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path())
+                .collect();
+            files.sort();
+            for f in files {
+                let text = std::fs::read(&f).unwrap_or_default();
+                parts.push(format!(
+                    "{} {:?}",
+                    f.display(),
+                    hash_parts(&[text.as_slice()])
+                ));
+            }
+        }
+    }
     // Outputs are scrubbed of every secret in the environment, read or not.
     let mut secrets: Vec<String> = std::env::vars_os()
         .filter(|(k, _)| k.as_encoded_bytes().starts_with(b"DBT_ENV_SECRET"))
@@ -114,6 +146,22 @@ pub fn key(project: &Project, command_line: &str) -> Option<Hash> {
     let mut refs: Vec<&[u8]> = parts.iter().map(|s| s.as_bytes()).collect();
     refs.extend(files.iter().map(|h| h.as_slice()));
     Some(hash_parts(&refs))
+}
+
+/// The names a text passes to `env_var(...)`; `None` when one is not a
+/// string literal.
+fn env_var_names(text: &str) -> Option<Vec<&str>> {
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("env_var(") {
+        let rest = text[at + "env_var(".len()..].trim_start();
+        let quote = rest.chars().next()?;
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let end = rest[1..].find(quote)?;
+        names.push(&rest[1..1 + end]);
+    }
+    Some(names)
 }
 
 /// What a successful compile hands over to be remembered.
