@@ -104,6 +104,17 @@ fn shop() -> tempfile::TempDir {
     ])
 }
 
+/// The shop project with a profile, for running commands on it.
+fn shop_with_profile() -> tempfile::TempDir {
+    let dir = shop();
+    write(
+        dir.path(),
+        "profiles.yml",
+        "shop:\n  target: dev\n  outputs:\n    dev: {type: postgres, host: localhost, user: u, dbname: d, schema: s}\n",
+    );
+    dir
+}
+
 #[test]
 fn each_change_reparses_exactly_what_it_affects() {
     let dir = shop();
@@ -260,13 +271,8 @@ fn a_corrupt_or_foreign_cache_is_ignored() {
 
 #[test]
 fn commands_use_the_cache_unless_told_not_to() {
-    let dir = shop();
+    let dir = shop_with_profile();
     let d = dir.path();
-    write(
-        d,
-        "profiles.yml",
-        "shop:\n  target: dev\n  outputs:\n    dev: {type: postgres, host: localhost, user: u, dbname: d, schema: s}\n",
-    );
     let r = strata(d, &["parse", "--no-partial-parse"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!d.join("target").join(FILE_NAME).exists());
@@ -429,13 +435,8 @@ fn written_manifest(d: &Path) -> (Json, Json) {
 
 #[test]
 fn an_unchanged_compile_reuses_its_outputs() {
-    let dir = shop();
+    let dir = shop_with_profile();
     let d = dir.path();
-    write(
-        d,
-        "profiles.yml",
-        "shop:\n  target: dev\n  outputs:\n    dev: {type: postgres, host: localhost, user: u, dbname: d, schema: s}\n",
-    );
     // Read only while compiling, so only the compile knows about it.
     write(
         d,
